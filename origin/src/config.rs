@@ -1,0 +1,327 @@
+//! Origin configuration from `ORIGIN_*` environment variables.
+//!
+//! Variables are read once at start-up with `envy`; a `.env` file in the working directory fills
+//! in the ones that are not already set. Every value is validated here, so a bad one stops
+//! start-up with a message naming the variable and the value.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// One row of the table printed by `--help`: name, default, meaning.
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    (
+        "ORIGIN_RTMP_SERVER",
+        "1935",
+        "RTMP listener: port (all interfaces) or ip:port; 0 = any free port",
+    ),
+    (
+        "ORIGIN_HTTP_SERVER",
+        "8080",
+        "HTTP stream listener (HTTP-FLV): port or ip:port",
+    ),
+    (
+        "ORIGIN_HTTP_API",
+        "1985",
+        "HTTP API listener (SRS-style /api/v1/...): port or ip:port",
+    ),
+    (
+        "ORIGIN_IP",
+        "127.0.0.1",
+        "address advertised to the proxy in the heartbeat",
+    ),
+    (
+        "ORIGIN_DEVICE_ID",
+        "",
+        "device_id sent in the heartbeat (empty: omitted)",
+    ),
+    (
+        "ORIGIN_SERVER_ID",
+        "vid-<random>",
+        "server id (API and heartbeat); random per run by default",
+    ),
+    (
+        "ORIGIN_REGISTER_URL",
+        "",
+        "proxy register URL, e.g. http://127.0.0.1:12025/api/v1/srs/register (empty: no heartbeat)",
+    ),
+    (
+        "ORIGIN_HEARTBEAT_INTERVAL",
+        "9s",
+        "time between heartbeats (Go-style duration: 9s, 500ms, 2m)",
+    ),
+    (
+        "ORIGIN_PLAY_WAIT",
+        "5s",
+        "how long an RTMP player waits for a publisher before StreamNotFound",
+    ),
+    (
+        "ORIGIN_PUBLISH_TIMEOUT",
+        "30s",
+        "an RTMP publisher that sends nothing for this long is closed",
+    ),
+];
+
+/// The validated configuration of one origin process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// RTMP listener address.
+    pub rtmp_server: SocketAddr,
+    /// HTTP stream listener address.
+    pub http_server: SocketAddr,
+    /// HTTP API listener address.
+    pub http_api: SocketAddr,
+    /// Address advertised in the heartbeat.
+    pub ip: String,
+    /// Heartbeat `device_id`; `None` leaves it out.
+    pub device_id: Option<String>,
+    /// Server id shown by the API and sent in the heartbeat.
+    pub server_id: String,
+    /// The proxy's register URL; `None` disables the heartbeat.
+    pub register_url: Option<http::Uri>,
+    /// Time between heartbeats.
+    pub heartbeat_interval: Duration,
+    /// How long an RTMP player waits for a publisher.
+    pub play_wait: Duration,
+    /// Idle time after which a silent RTMP publisher is closed.
+    pub publish_timeout: Duration,
+}
+
+/// A variable that failed validation.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}={value:?}: {reason}")]
+pub struct ConfigError {
+    /// Variable name.
+    pub name: String,
+    /// Offending value.
+    pub value: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(name: &str, value: &str, reason: impl Into<String>) -> Self {
+        Self {
+            name: name.to_string(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The raw variables as strings; `envy` fills it from `ORIGIN_*`.
+#[derive(Debug, Deserialize, Default)]
+struct Raw {
+    rtmp_server: Option<String>,
+    http_server: Option<String>,
+    http_api: Option<String>,
+    ip: Option<String>,
+    device_id: Option<String>,
+    server_id: Option<String>,
+    register_url: Option<String>,
+    heartbeat_interval: Option<String>,
+    play_wait: Option<String>,
+    publish_timeout: Option<String>,
+}
+
+impl Config {
+    /// Reads and validates the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let raw: Raw = envy::prefixed("ORIGIN_")
+            .from_env()
+            .map_err(|e| ConfigError::new("ORIGIN_*", "", e.to_string()))?;
+        Self::from_raw(raw)
+    }
+
+    /// Reads and validates the configuration from explicit `(name, value)` pairs.
+    #[cfg(test)]
+    fn from_pairs(pairs: &[(&str, &str)]) -> Result<Self, ConfigError> {
+        let raw: Raw = envy::prefixed("ORIGIN_")
+            .from_iter(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .map_err(|e| ConfigError::new("ORIGIN_*", "", e.to_string()))?;
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(raw: Raw) -> Result<Self, ConfigError> {
+        let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        let ip = non_empty(raw.ip).unwrap_or_else(|| "127.0.0.1".to_string());
+        if ip.contains(['/', ' ']) {
+            return Err(ConfigError::new(
+                "ORIGIN_IP",
+                &ip,
+                "expected an address or host name",
+            ));
+        }
+        Ok(Self {
+            rtmp_server: listen_addr("ORIGIN_RTMP_SERVER", raw.rtmp_server, 1935)?,
+            http_server: listen_addr("ORIGIN_HTTP_SERVER", raw.http_server, 8080)?,
+            http_api: listen_addr("ORIGIN_HTTP_API", raw.http_api, 1985)?,
+            ip,
+            device_id: non_empty(raw.device_id),
+            server_id: non_empty(raw.server_id).unwrap_or_else(|| format!("vid-{}", random_id(7))),
+            register_url: non_empty(raw.register_url)
+                .map(|v| register_url("ORIGIN_REGISTER_URL", &v))
+                .transpose()?,
+            heartbeat_interval: duration(
+                "ORIGIN_HEARTBEAT_INTERVAL",
+                raw.heartbeat_interval,
+                "9s",
+            )?,
+            play_wait: duration("ORIGIN_PLAY_WAIT", raw.play_wait, "5s")?,
+            publish_timeout: duration("ORIGIN_PUBLISH_TIMEOUT", raw.publish_timeout, "30s")?,
+        })
+    }
+}
+
+/// The `ORIGIN_*` variables set in the environment that this program does not know.
+pub fn unknown_variables() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| k.starts_with("ORIGIN_") && !VARIABLES.iter().any(|(name, _, _)| name == k))
+        .collect()
+}
+
+/// The `--help` text: usage and the variable table.
+pub fn help_text() -> String {
+    let mut out = String::from(
+        "srs-origin: a small live-media origin (RTMP publish/play, HTTP-FLV, SRS-style API and heartbeat)\n\n\
+         Usage: srs-origin [--help | --version]\n\n\
+         Configured by environment variables (a .env file in the working directory fills in unset ones):\n\n",
+    );
+    for (name, default, meaning) in VARIABLES {
+        let default = if default.is_empty() {
+            "(empty)"
+        } else {
+            default
+        };
+        out.push_str(&format!("  {name:<26} default {default:<14} {meaning}\n"));
+    }
+    out.push_str(
+        "\nLogging: RUST_LOG (default info), to stderr. On start, one line is printed to stdout:\n  \
+         srs-origin listening rtmp=<addr> http=<addr> api=<addr>\n",
+    );
+    out
+}
+
+/// A random lowercase alphanumeric id of `len` characters, like SRS's server and service ids.
+pub fn random_id(len: usize) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..len)
+        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+/// Parses a listen address: `1935` or `:1935` (all interfaces) or `ip:port`.
+fn listen_addr(name: &str, value: Option<String>, default: u16) -> Result<SocketAddr, ConfigError> {
+    let Some(value) = value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), default));
+    };
+    let port_only = value.strip_prefix(':').unwrap_or(&value);
+    if let Ok(port) = port_only.parse::<u16>() {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+    }
+    value.parse::<SocketAddr>().map_err(|_| {
+        ConfigError::new(
+            name,
+            &value,
+            "expected a port (1935) or ip:port (127.0.0.1:1935)",
+        )
+    })
+}
+
+/// Parses a Go-style duration such as `9s`, `500ms` or `2m`.
+fn duration(name: &str, value: Option<String>, default: &str) -> Result<Duration, ConfigError> {
+    let value = value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string());
+    let parsed = humantime::parse_duration(&value).map_err(|e| {
+        ConfigError::new(
+            name,
+            &value,
+            format!("expected a duration like 9s, 500ms or 2m ({e})"),
+        )
+    })?;
+    if parsed.is_zero() {
+        return Err(ConfigError::new(name, &value, "must be greater than zero"));
+    }
+    Ok(parsed)
+}
+
+/// Validates the register URL: an absolute `http://` URL (the heartbeat client speaks plain HTTP).
+fn register_url(name: &str, value: &str) -> Result<http::Uri, ConfigError> {
+    let uri: http::Uri = value
+        .trim()
+        .parse()
+        .map_err(|e| ConfigError::new(name, value, format!("not a URL ({e})")))?;
+    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        return Err(ConfigError::new(
+            name,
+            value,
+            "expected an http:// URL with a host",
+        ));
+    }
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_pairs(&[]).unwrap();
+        assert_eq!(c.rtmp_server, "0.0.0.0:1935".parse().unwrap());
+        assert_eq!(c.http_server, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.http_api, "0.0.0.0:1985".parse().unwrap());
+        assert_eq!(c.ip, "127.0.0.1");
+        assert!(c.device_id.is_none());
+        assert!(c.server_id.starts_with("vid-") && c.server_id.len() == 11);
+        assert!(c.register_url.is_none());
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(9));
+        assert_eq!(c.play_wait, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn explicit_values() {
+        let c = Config::from_pairs(&[
+            ("ORIGIN_RTMP_SERVER", "127.0.0.1:0"),
+            ("ORIGIN_HTTP_SERVER", "0"),
+            ("ORIGIN_HTTP_API", ":1986"),
+            ("ORIGIN_DEVICE_ID", "origin2"),
+            ("ORIGIN_SERVER_ID", "vid-abc"),
+            (
+                "ORIGIN_REGISTER_URL",
+                "http://127.0.0.1:12025/api/v1/srs/register",
+            ),
+            ("ORIGIN_HEARTBEAT_INTERVAL", "500ms"),
+        ])
+        .unwrap();
+        assert_eq!(c.rtmp_server, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(c.http_server.port(), 0);
+        assert_eq!(c.http_api, "0.0.0.0:1986".parse().unwrap());
+        assert_eq!(c.device_id.as_deref(), Some("origin2"));
+        assert_eq!(c.server_id, "vid-abc");
+        assert_eq!(c.register_url.unwrap().port_u16(), Some(12025));
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn malformed_values_name_the_variable() {
+        let e = Config::from_pairs(&[("ORIGIN_RTMP_SERVER", "nope")]).unwrap_err();
+        assert_eq!(e.name, "ORIGIN_RTMP_SERVER");
+        assert!(e.to_string().contains("\"nope\""));
+        let e = Config::from_pairs(&[("ORIGIN_HEARTBEAT_INTERVAL", "9 parsecs")]).unwrap_err();
+        assert_eq!(e.name, "ORIGIN_HEARTBEAT_INTERVAL");
+        let e = Config::from_pairs(&[("ORIGIN_REGISTER_URL", "https://x/y")]).unwrap_err();
+        assert_eq!(e.name, "ORIGIN_REGISTER_URL");
+        let e = Config::from_pairs(&[("ORIGIN_HTTP_API", "70000")]).unwrap_err();
+        assert_eq!(e.name, "ORIGIN_HTTP_API");
+    }
+}

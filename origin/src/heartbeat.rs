@@ -1,0 +1,176 @@
+//! The SRS-style heartbeat: POST this origin's identity and ports to the proxy's register API.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+
+/// Each heartbeat request must finish within this time.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The register body, as SRS's `heartbeat { ports on; }` sends it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeartbeatBody {
+    /// Optional device id; omitted when empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// Advertised address.
+    pub ip: String,
+    /// Server id.
+    pub server: String,
+    /// Service id, random per process start.
+    pub service: String,
+    /// Process id.
+    pub pid: String,
+    /// RTMP ports, as strings.
+    pub rtmp: Vec<String>,
+    /// HTTP stream ports, as strings.
+    pub http: Vec<String>,
+    /// HTTP API ports, as strings.
+    pub api: Vec<String>,
+}
+
+/// Why one heartbeat failed.
+#[derive(Debug, thiserror::Error)]
+enum HeartbeatError {
+    #[error("request failed: {0}")]
+    Request(#[from] hyper_util::client::legacy::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("proxy answered {status}: {body}")]
+    Status {
+        status: http::StatusCode,
+        body: String,
+    },
+    #[error("building the request: {0}")]
+    Build(#[from] http::Error),
+}
+
+/// Posts `body` to `url` now and then every `interval`, forever. A proxy that is down is retried
+/// quietly: one warning when heartbeats start failing, one info line when they succeed again.
+pub async fn run(url: http::Uri, body: HeartbeatBody, interval: Duration) {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let payload = match serde_json::to_vec(&body) {
+        Ok(p) => Bytes::from(p),
+        Err(e) => {
+            tracing::error!("cannot encode the heartbeat body: {e}");
+            return;
+        }
+    };
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        ticker.tick().await;
+        match beat(&client, &url, payload.clone()).await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!(%url, "heartbeat to the proxy works again");
+            }
+            Ok(()) => tracing::debug!(%url, "heartbeat sent"),
+            Err(e) if failing => tracing::debug!(%url, "heartbeat failed: {e}"),
+            Err(e) => {
+                failing = true;
+                tracing::warn!(%url, "heartbeat failed, will keep retrying quietly: {e}");
+            }
+        }
+    }
+}
+
+async fn beat(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    url: &http::Uri,
+    payload: Bytes,
+) -> Result<(), HeartbeatError> {
+    let request = http::Request::post(url.clone())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(payload))?;
+    let exchange = async {
+        let response = client.request(request).await?;
+        let status = response.status();
+        // Read the body so the connection can be reused; its content matters only on error.
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        if status.is_success() {
+            Ok(())
+        } else {
+            let body = String::from_utf8_lossy(&body).chars().take(200).collect();
+            Err(HeartbeatError::Status { status, body })
+        }
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .map_err(|_| HeartbeatError::Timeout(REQUEST_TIMEOUT))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_shape() {
+        let mut body = HeartbeatBody {
+            device_id: None,
+            ip: "127.0.0.1".into(),
+            server: "vid-x".into(),
+            service: "svc".into(),
+            pid: "7".into(),
+            rtmp: vec!["1935".into()],
+            http: vec!["8080".into()],
+            api: vec!["1985".into()],
+        };
+        let v = serde_json::to_value(&body).unwrap();
+        assert!(v.get("device_id").is_none());
+        assert_eq!(v["rtmp"][0], "1935");
+        assert_eq!(v["pid"], "7");
+        body.device_id = Some("origin2".into());
+        assert_eq!(serde_json::to_value(&body).unwrap()["device_id"], "origin2");
+    }
+
+    #[tokio::test]
+    async fn posts_to_the_register_url() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<serde_json::Value>(4);
+        let app = axum::Router::new().route(
+            "/api/v1/srs/register",
+            axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(v).await;
+                    axum::Json(serde_json::json!({"code": 0, "pid": "1"}))
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let url: http::Uri = format!("http://127.0.0.1:{port}/api/v1/srs/register")
+            .parse()
+            .unwrap();
+        let body = HeartbeatBody {
+            device_id: None,
+            ip: "127.0.0.1".into(),
+            server: "vid-x".into(),
+            service: "svc".into(),
+            pid: "7".into(),
+            rtmp: vec!["1935".into()],
+            http: vec![],
+            api: vec![],
+        };
+        let task = tokio::spawn(run(url, body, Duration::from_millis(50)));
+        for _ in 0..2 {
+            let v = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(v["server"], "vid-x");
+        }
+        task.abort();
+    }
+}

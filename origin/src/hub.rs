@@ -1,0 +1,635 @@
+//! The stream hub: one publisher per stream, fan-out to many players, and a GOP cache so a late
+//! player starts with metadata, sequence headers and the current GOP and decodes at once.
+//!
+//! The hub is plain data behind short-held locks; it never awaits while holding one. Each player
+//! has a bounded queue: a player that falls too far behind is dropped, so it can never slow the
+//! publisher or the other players.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::Notify;
+
+use crate::media::{self, Media, MediaKind};
+use crate::stream_key::StreamKey;
+
+/// Bounds of the hub's buffers.
+#[derive(Debug, Clone, Copy)]
+pub struct HubLimits {
+    /// Messages a player may lag behind before it is dropped.
+    pub player_queue: usize,
+    /// Largest GOP cache in payload bytes; past it the cache waits for the next keyframe.
+    pub gop_max_bytes: usize,
+    /// Largest GOP cache in messages; past it the cache waits for the next keyframe.
+    pub gop_max_messages: usize,
+}
+
+impl Default for HubLimits {
+    fn default() -> Self {
+        Self {
+            // About 15 s of 25 fps video plus AAC audio.
+            player_queue: 1024,
+            gop_max_bytes: 8 * 1024 * 1024,
+            gop_max_messages: 2000,
+        }
+    }
+}
+
+/// Errors of the hub.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HubError {
+    /// Another publisher owns the stream.
+    #[error("stream {0} already publishing")]
+    AlreadyPublishing(String),
+}
+
+/// Who publishes a stream, for the API.
+#[derive(Debug, Clone, Default)]
+pub struct PublishInfo {
+    /// Connection id of the publisher.
+    pub cid: String,
+    /// The publisher's tcUrl (empty when unknown).
+    pub tc_url: String,
+}
+
+/// A snapshot of one stream for the API.
+#[derive(Debug, Clone)]
+pub struct StreamStats {
+    /// Stream id, random per publish.
+    pub id: String,
+    /// The stream's key.
+    pub key: StreamKey,
+    /// Who publishes it.
+    pub publish: PublishInfo,
+    /// Players plus the publisher.
+    pub clients: usize,
+    /// Video frames received.
+    pub frames: u64,
+    /// Payload bytes received from the publisher.
+    pub recv_bytes: u64,
+    /// Payload bytes queued to players.
+    pub send_bytes: u64,
+    /// Video codec name, once seen.
+    pub video_codec: Option<&'static str>,
+    /// Audio codec name, once seen.
+    pub audio_codec: Option<&'static str>,
+    /// When publishing started, in milliseconds since the Unix epoch.
+    pub start_ms: u64,
+}
+
+/// The registry of live streams. Cloning shares it.
+#[derive(Clone, Default)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+#[derive(Default)]
+struct HubInner {
+    streams: Mutex<HashMap<StreamKey, Arc<Mutex<Stream>>>>,
+    /// Woken whenever a stream starts publishing, for players waiting for one.
+    published: Notify,
+    next_id: AtomicU64,
+    limits: HubLimits,
+}
+
+/// One live stream's state.
+struct Stream {
+    id: String,
+    key: StreamKey,
+    publish: PublishInfo,
+    start_ms: u64,
+    metadata: Option<Media>,
+    video_sequence_header: Option<Media>,
+    audio_sequence_header: Option<Media>,
+    gop: GopCache,
+    last_timestamp: u32,
+    players: Vec<PlayerSlot>,
+    frames: u64,
+    recv_bytes: u64,
+    send_bytes: u64,
+    video_codec: Option<&'static str>,
+    audio_codec: Option<&'static str>,
+    limits: HubLimits,
+}
+
+struct PlayerSlot {
+    id: u64,
+    tx: mpsc::Sender<Media>,
+}
+
+/// Messages from the last keyframe on, bounded in bytes and count.
+#[derive(Debug, Default)]
+struct GopCache {
+    messages: Vec<Media>,
+    bytes: usize,
+    /// The cache holds a GOP that starts at a keyframe; without one nothing is cached, because
+    /// frames before a keyframe cannot be decoded.
+    started: bool,
+}
+
+impl GopCache {
+    fn clear(&mut self) {
+        self.messages.clear();
+        self.bytes = 0;
+        self.started = false;
+    }
+
+    fn push(&mut self, m: &Media, limits: &HubLimits) {
+        if m.is_keyframe() {
+            self.clear();
+            self.started = true;
+        }
+        if !self.started {
+            return;
+        }
+        self.messages.push(m.clone());
+        self.bytes += m.payload.len();
+        if self.bytes > limits.gop_max_bytes || self.messages.len() > limits.gop_max_messages {
+            // A GOP this long costs too much memory; late players wait for the next keyframe.
+            self.clear();
+        }
+    }
+}
+
+impl Hub {
+    /// A hub with the given limits.
+    pub fn new(limits: HubLimits) -> Self {
+        Self {
+            inner: Arc::new(HubInner {
+                limits,
+                ..HubInner::default()
+            }),
+        }
+    }
+
+    /// Starts publishing `key`; refused when the stream already has a publisher. The stream is
+    /// removed, and its players end, when the returned handle is dropped.
+    pub fn publish(&self, key: StreamKey, info: PublishInfo) -> Result<Publisher, HubError> {
+        let mut streams = lock(&self.inner.streams);
+        if streams.contains_key(&key) {
+            return Err(HubError::AlreadyPublishing(key.to_string()));
+        }
+        let stream = Arc::new(Mutex::new(Stream {
+            id: format!("vid-{}", crate::config::random_id(7)),
+            key: key.clone(),
+            publish: info,
+            start_ms: now_ms(),
+            metadata: None,
+            video_sequence_header: None,
+            audio_sequence_header: None,
+            gop: GopCache::default(),
+            last_timestamp: 0,
+            players: Vec::new(),
+            frames: 0,
+            recv_bytes: 0,
+            send_bytes: 0,
+            video_codec: None,
+            audio_codec: None,
+            limits: self.inner.limits,
+        }));
+        streams.insert(key.clone(), stream.clone());
+        drop(streams);
+        self.inner.published.notify_waiters();
+        Ok(Publisher {
+            hub: self.clone(),
+            key,
+            stream,
+        })
+    }
+
+    /// Joins `key` as a player, when it has a publisher. The player first gets the stream's
+    /// start sequence (metadata, sequence headers, current GOP), then live messages.
+    pub fn play(&self, key: &StreamKey) -> Option<Player> {
+        let stream = lock(&self.inner.streams).get(key)?.clone();
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(self.inner.limits.player_queue.max(1));
+        let mut s = lock(&stream);
+        let initial = s.start_sequence();
+        s.send_bytes += initial.iter().map(|m| m.payload.len() as u64).sum::<u64>();
+        s.players.push(PlayerSlot { id, tx });
+        drop(s);
+        Some(Player {
+            id,
+            stream,
+            initial: initial.into(),
+            rx,
+        })
+    }
+
+    /// Like [`Hub::play`], but waits up to `wait` for a publisher to appear.
+    pub async fn play_or_wait(&self, key: &StreamKey, wait: Duration) -> Option<Player> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Register for the wake-up before looking, so a publish in between is not missed.
+            let notified = self.inner.published.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(player) = self.play(key) {
+                return Some(player);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Snapshots of all live streams, sorted by key.
+    pub fn stats(&self) -> Vec<StreamStats> {
+        let streams: Vec<_> = lock(&self.inner.streams).values().cloned().collect();
+        let mut out: Vec<StreamStats> = streams
+            .iter()
+            .map(|s| {
+                let s = lock(s);
+                StreamStats {
+                    id: s.id.clone(),
+                    key: s.key.clone(),
+                    publish: s.publish.clone(),
+                    clients: s.players.len() + 1,
+                    frames: s.frames,
+                    recv_bytes: s.recv_bytes,
+                    send_bytes: s.send_bytes,
+                    video_codec: s.video_codec,
+                    audio_codec: s.audio_codec,
+                    start_ms: s.start_ms,
+                }
+            })
+            .collect();
+        out.sort_by_key(|s| s.key.to_string());
+        out
+    }
+
+    fn unpublish(&self, key: &StreamKey, stream: &Arc<Mutex<Stream>>) {
+        let mut streams = lock(&self.inner.streams);
+        if streams.get(key).is_some_and(|s| Arc::ptr_eq(s, stream)) {
+            streams.remove(key);
+        }
+        drop(streams);
+        // Dropping the senders ends every player once it has drained its queue.
+        lock(stream).players.clear();
+    }
+}
+
+impl Stream {
+    /// What a new player gets first: metadata, sequence headers and the current GOP. Headers
+    /// take the GOP's first timestamp so timestamps never go backwards.
+    fn start_sequence(&self) -> Vec<Media> {
+        let start_ts = self
+            .gop
+            .messages
+            .first()
+            .map_or(self.last_timestamp, |m| m.timestamp);
+        let headers = [
+            &self.metadata,
+            &self.video_sequence_header,
+            &self.audio_sequence_header,
+        ];
+        headers
+            .into_iter()
+            .flatten()
+            .map(|m| Media {
+                timestamp: start_ts,
+                ..m.clone()
+            })
+            .chain(self.gop.messages.iter().cloned())
+            .collect()
+    }
+
+    fn push(&mut self, m: Media) {
+        self.recv_bytes += m.payload.len() as u64;
+        self.last_timestamp = m.timestamp;
+        match m.kind {
+            MediaKind::Video if m.is_video_sequence_header() => {
+                self.video_codec = media::video_codec(&m.payload).or(self.video_codec);
+                // Old frames do not decode with a new header: restart the GOP.
+                self.gop.clear();
+                self.video_sequence_header = Some(m.clone());
+            }
+            MediaKind::Audio if m.is_audio_sequence_header() => {
+                self.audio_codec = media::audio_codec(&m.payload).or(self.audio_codec);
+                self.audio_sequence_header = Some(m.clone());
+            }
+            MediaKind::Data if media::is_on_metadata(&m.payload) => {
+                self.metadata = Some(m.clone());
+            }
+            kind => {
+                if kind == MediaKind::Video {
+                    self.frames += 1;
+                    self.video_codec = self.video_codec.or_else(|| media::video_codec(&m.payload));
+                } else if kind == MediaKind::Audio {
+                    self.audio_codec = self.audio_codec.or_else(|| media::audio_codec(&m.payload));
+                }
+                self.gop.push(&m, &self.limits);
+            }
+        }
+        let key = &self.key;
+        let mut sent = 0u64;
+        self.players.retain(|p| match p.tx.try_send(m.clone()) {
+            Ok(()) => {
+                sent += m.payload.len() as u64;
+                true
+            }
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!(stream = %key, player = p.id, "player too far behind, dropped");
+                false
+            }
+            Err(TrySendError::Closed(_)) => false,
+        });
+        self.send_bytes += sent;
+    }
+}
+
+/// The publishing side of a stream. Dropping it ends the stream.
+pub struct Publisher {
+    hub: Hub,
+    key: StreamKey,
+    stream: Arc<Mutex<Stream>>,
+}
+
+impl Publisher {
+    /// Sends one message to every player and updates the caches. Data messages have a leading
+    /// `@setDataFrame` removed, and an `onMetaData` becomes the stream's metadata.
+    pub fn push(&self, mut m: Media) {
+        if m.kind == MediaKind::Data {
+            m.payload = media::strip_set_data_frame(&m.payload);
+        }
+        lock(&self.stream).push(m);
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.hub.unpublish(&self.key, &self.stream);
+    }
+}
+
+/// The playing side of a stream. Dropping it leaves the stream.
+pub struct Player {
+    id: u64,
+    stream: Arc<Mutex<Stream>>,
+    initial: VecDeque<Media>,
+    rx: mpsc::Receiver<Media>,
+}
+
+impl Player {
+    /// The next message: first the start sequence, then live ones. `None` when the publisher has
+    /// left (or this player was dropped for being too slow) and the queue is drained.
+    pub async fn recv(&mut self) -> Option<Media> {
+        match self.initial.pop_front() {
+            Some(m) => Some(m),
+            None => self.rx.recv().await,
+        }
+    }
+
+    /// The next message if one is ready now, without waiting.
+    pub fn try_recv(&mut self) -> Option<Media> {
+        self.initial.pop_front().or_else(|| self.rx.try_recv().ok())
+    }
+}
+
+impl Drop for Player {
+    fn drop(&mut self) {
+        let id = self.id;
+        lock(&self.stream).players.retain(|p| p.id != id);
+    }
+}
+
+/// Locks a mutex, recovering from poisoning: the hub's state stays consistent between
+/// statements, so a panic elsewhere must not take every stream down.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn key(name: &str) -> StreamKey {
+        StreamKey {
+            vhost: "__defaultVhost__".into(),
+            app: "live".into(),
+            stream: name.into(),
+        }
+    }
+
+    fn video(ts: u32, key: bool) -> Media {
+        let first = if key { 0x17 } else { 0x27 };
+        Media::new(
+            MediaKind::Video,
+            ts,
+            Bytes::from(vec![first, 0x01, 0, 0, 0, 0xaa]),
+        )
+    }
+
+    fn video_sh(ts: u32) -> Media {
+        Media::new(
+            MediaKind::Video,
+            ts,
+            Bytes::from_static(&[0x17, 0x00, 0, 0, 0, 1, 2]),
+        )
+    }
+
+    fn audio(ts: u32) -> Media {
+        Media::new(
+            MediaKind::Audio,
+            ts,
+            Bytes::from_static(&[0xaf, 0x01, 0x21]),
+        )
+    }
+
+    fn audio_sh(ts: u32) -> Media {
+        Media::new(
+            MediaKind::Audio,
+            ts,
+            Bytes::from_static(&[0xaf, 0x00, 0x12, 0x10]),
+        )
+    }
+
+    fn set_data_frame() -> Media {
+        let mut p = b"\x02\x00\x0d@setDataFrame\x02\x00\x0aonMetaData".to_vec();
+        p.extend_from_slice(&[0x08, 0, 0, 0, 0, 0, 0, 9]);
+        Media::new(MediaKind::Data, 0, Bytes::from(p))
+    }
+
+    fn drain(p: &mut Player) -> Vec<Media> {
+        std::iter::from_fn(|| p.try_recv()).collect()
+    }
+
+    #[test]
+    fn late_joiner_gets_metadata_headers_and_current_gop() {
+        let hub = Hub::default();
+        let publisher = hub.publish(key("s"), PublishInfo::default()).unwrap();
+        publisher.push(set_data_frame());
+        publisher.push(video_sh(0));
+        publisher.push(audio_sh(0));
+        publisher.push(video(0, true));
+        publisher.push(audio(10));
+        publisher.push(video(40, false));
+        publisher.push(video(80, true));
+        publisher.push(audio(90));
+        publisher.push(video(120, false));
+
+        let mut player = hub.play(&key("s")).unwrap();
+        let got = drain(&mut player);
+        assert_eq!(got.len(), 6);
+        assert_eq!(got[0].kind, MediaKind::Data);
+        assert!(
+            media::is_on_metadata(&got[0].payload),
+            "metadata without @setDataFrame"
+        );
+        assert!(got[1].is_video_sequence_header());
+        assert!(got[2].is_audio_sequence_header());
+        assert!(
+            got[..3].iter().all(|m| m.timestamp == 80),
+            "headers at GOP start"
+        );
+        assert!(got[3].is_keyframe());
+        assert_eq!(got[3].timestamp, 80);
+        assert_eq!(got[4], audio(90));
+        assert_eq!(got[5], video(120, false));
+
+        publisher.push(audio(130));
+        assert_eq!(drain(&mut player), vec![audio(130)]);
+    }
+
+    #[test]
+    fn gop_cache_is_bounded_and_waits_for_next_keyframe() {
+        let hub = Hub::new(HubLimits {
+            player_queue: 16,
+            gop_max_bytes: 1 << 20,
+            gop_max_messages: 3,
+        });
+        let publisher = hub.publish(key("s"), PublishInfo::default()).unwrap();
+        publisher.push(video(0, false));
+        assert!(
+            drain(&mut hub.play(&key("s")).unwrap()).is_empty(),
+            "no GOP before a keyframe"
+        );
+
+        publisher.push(video(40, true));
+        publisher.push(video(80, false));
+        publisher.push(video(120, false));
+        assert_eq!(drain(&mut hub.play(&key("s")).unwrap()).len(), 3);
+        publisher.push(video(160, false));
+        assert!(
+            drain(&mut hub.play(&key("s")).unwrap()).is_empty(),
+            "overflow drops the cache"
+        );
+        publisher.push(video(200, false));
+        assert!(
+            drain(&mut hub.play(&key("s")).unwrap()).is_empty(),
+            "still waiting"
+        );
+        publisher.push(video(240, true));
+        let got = drain(&mut hub.play(&key("s")).unwrap());
+        assert_eq!(got, vec![video(240, true)]);
+    }
+
+    #[test]
+    fn second_publisher_is_refused_until_first_leaves() {
+        let hub = Hub::default();
+        let first = hub.publish(key("s"), PublishInfo::default()).unwrap();
+        assert!(matches!(
+            hub.publish(key("s"), PublishInfo::default()),
+            Err(HubError::AlreadyPublishing(_))
+        ));
+        assert!(hub.publish(key("other"), PublishInfo::default()).is_ok());
+        drop(first);
+        assert!(hub.publish(key("s"), PublishInfo::default()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn players_end_when_publisher_leaves_and_stream_is_removed() {
+        let hub = Hub::default();
+        let publisher = hub.publish(key("s"), PublishInfo::default()).unwrap();
+        let mut player = hub.play(&key("s")).unwrap();
+        publisher.push(audio(1));
+        drop(publisher);
+        assert_eq!(
+            player.recv().await,
+            Some(audio(1)),
+            "queued messages are still delivered"
+        );
+        assert_eq!(player.recv().await, None);
+        assert!(hub.stats().is_empty());
+        assert!(hub.play(&key("s")).is_none());
+    }
+
+    #[tokio::test]
+    async fn slow_player_is_dropped_without_affecting_others() {
+        let hub = Hub::new(HubLimits {
+            player_queue: 4,
+            ..HubLimits::default()
+        });
+        let publisher = hub.publish(key("s"), PublishInfo::default()).unwrap();
+        let mut slow = hub.play(&key("s")).unwrap();
+        let mut fast = hub.play(&key("s")).unwrap();
+        for ts in 0..10 {
+            publisher.push(audio(ts));
+            assert_eq!(fast.recv().await, Some(audio(ts)));
+        }
+        assert_eq!(hub.stats()[0].clients, 2, "publisher + fast player");
+        assert_eq!(drain(&mut slow).len(), 4);
+        assert_eq!(slow.recv().await, None, "dropped player ends");
+    }
+
+    #[tokio::test]
+    async fn player_leaving_is_removed() {
+        let hub = Hub::default();
+        let _publisher = hub.publish(key("s"), PublishInfo::default()).unwrap();
+        let player = hub.play(&key("s")).unwrap();
+        assert_eq!(hub.stats()[0].clients, 2);
+        drop(player);
+        assert_eq!(hub.stats()[0].clients, 1);
+    }
+
+    #[tokio::test]
+    async fn play_or_wait_sees_a_later_publisher() {
+        let hub = Hub::default();
+        assert!(hub
+            .play_or_wait(&key("s"), Duration::from_millis(20))
+            .await
+            .is_none());
+        let h = hub.clone();
+        let waiter = tokio::spawn(async move {
+            h.play_or_wait(&key("s"), Duration::from_secs(5))
+                .await
+                .is_some()
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _publisher = hub.publish(key("s"), PublishInfo::default()).unwrap();
+        assert!(waiter.await.unwrap());
+    }
+
+    #[test]
+    fn stats_track_codecs_and_bytes() {
+        let hub = Hub::default();
+        let publisher = hub
+            .publish(
+                key("s"),
+                PublishInfo {
+                    cid: "c1".into(),
+                    tc_url: String::new(),
+                },
+            )
+            .unwrap();
+        publisher.push(video_sh(0));
+        publisher.push(audio_sh(0));
+        publisher.push(video(0, true));
+        let s = &hub.stats()[0];
+        assert_eq!(s.video_codec, Some("H264"));
+        assert_eq!(s.audio_codec, Some("AAC"));
+        assert_eq!(s.frames, 1);
+        assert_eq!(s.recv_bytes, 7 + 4 + 6);
+        assert_eq!(s.publish.cid, "c1");
+    }
+}

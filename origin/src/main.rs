@@ -1,0 +1,158 @@
+//! `srs-origin`: a small live-media origin server.
+//!
+//! RTMP publish and play, HTTP-FLV out, an SRS-compatible HTTP API, and an SRS-style heartbeat
+//! to the proxy's register API. Configured by `ORIGIN_*` environment variables (`--help`).
+
+mod api;
+mod config;
+mod heartbeat;
+mod http_stream;
+mod hub;
+mod media;
+mod rtmp_server;
+mod stream_key;
+
+use std::future::IntoFuture;
+use std::io::Write;
+use std::net::SocketAddr;
+
+use anyhow::{bail, Context};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::hub::{Hub, HubLimits};
+
+fn main() -> anyhow::Result<()> {
+    if let Some(arg) = std::env::args().nth(1) {
+        match arg.as_str() {
+            "-h" | "--help" => {
+                print!("{}", config::help_text());
+                return Ok(());
+            }
+            "-V" | "--version" => {
+                println!("srs-origin {}", env!("CARGO_PKG_VERSION"));
+                return Ok(());
+            }
+            other => bail!("unknown argument {other:?}; srs-origin is configured by environment variables, see --help"),
+        }
+    }
+    // A missing .env is fine; a malformed one is not.
+    if let Err(e) = dotenvy::dotenv() {
+        if !e.not_found() {
+            return Err(e).context("reading .env");
+        }
+    }
+    init_tracing();
+    let config = Config::from_env().context("invalid configuration")?;
+    for name in config::unknown_variables() {
+        tracing::warn!("ignoring unknown variable {name}; see --help");
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run(config))
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn bind(name: &str, addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{name}={addr}: cannot listen"))?;
+    let local = listener
+        .local_addr()
+        .with_context(|| format!("{name}={addr}: no local address"))?;
+    Ok((listener, local))
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let (rtmp, rtmp_addr) = bind("ORIGIN_RTMP_SERVER", config.rtmp_server).await?;
+    let (http, http_addr) = bind("ORIGIN_HTTP_SERVER", config.http_server).await?;
+    let (api, api_addr) = bind("ORIGIN_HTTP_API", config.http_api).await?;
+
+    // Tests read the real ports from this line when they ask for port 0.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "srs-origin listening rtmp={rtmp_addr} http={http_addr} api={api_addr}"
+    )
+    .and_then(|()| stdout.flush())
+    .context("writing to stdout")?;
+    drop(stdout);
+
+    let identity = api::Identity {
+        server: config.server_id.clone(),
+        service: config::random_id(8),
+        pid: std::process::id().to_string(),
+    };
+    tracing::info!(
+        rtmp = %rtmp_addr, http = %http_addr, api = %api_addr,
+        server = %identity.server, service = %identity.service,
+        "srs-origin started"
+    );
+
+    let hub = Hub::new(HubLimits::default());
+    let rtmp_settings = rtmp_server::Settings {
+        play_wait: config.play_wait,
+        publish_timeout: config.publish_timeout,
+    };
+    let mut rtmp_task = tokio::spawn(rtmp_server::serve(rtmp, hub.clone(), rtmp_settings));
+    let mut http_task =
+        tokio::spawn(axum::serve(http, http_stream::router(hub.clone())).into_future());
+    let mut api_task =
+        tokio::spawn(axum::serve(api, api::router(hub.clone(), identity.clone())).into_future());
+
+    if let Some(url) = config.register_url.clone() {
+        let body = heartbeat::HeartbeatBody {
+            device_id: config.device_id.clone(),
+            ip: config.ip.clone(),
+            server: identity.server.clone(),
+            service: identity.service.clone(),
+            pid: identity.pid.clone(),
+            rtmp: vec![rtmp_addr.port().to_string()],
+            http: vec![http_addr.port().to_string()],
+            api: vec![api_addr.port().to_string()],
+        };
+        tracing::info!(%url, interval = ?config.heartbeat_interval, "heartbeat enabled");
+        tokio::spawn(heartbeat::run(url, body, config.heartbeat_interval));
+    }
+
+    tokio::select! {
+        r = shutdown_signal() => {
+            r?;
+            tracing::info!("signal received, exiting");
+            Ok(())
+        }
+        r = &mut rtmp_task => server_ended("RTMP", r.map(|r| r.map_err(anyhow::Error::from))),
+        r = &mut http_task => server_ended("HTTP", r.map(|r| r.map_err(anyhow::Error::from))),
+        r = &mut api_task => server_ended("API", r.map(|r| r.map_err(anyhow::Error::from))),
+    }
+}
+
+fn server_ended(
+    name: &str,
+    result: Result<anyhow::Result<()>, tokio::task::JoinError>,
+) -> anyhow::Result<()> {
+    match result {
+        Ok(Ok(())) => bail!("{name} server stopped"),
+        Ok(Err(e)) => Err(e).context(format!("{name} server failed")),
+        Err(e) => Err(e).context(format!("{name} server crashed")),
+    }
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT"),
+        _ = term.recv() => Ok(()),
+    }
+}

@@ -1,0 +1,438 @@
+//! Proxy configuration from environment variables (SPEC §2).
+//!
+//! Variables are read once at start-up with `envy`; a `.env` file in the working directory fills
+//! in variables that are not already set. Every value is validated here so that a bad one stops
+//! start-up with a message naming the variable and the value.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use serde::Deserialize;
+use srs_lb::register::OriginInfo;
+
+/// One row of the variable table printed by `--help`: name, default, meaning.
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    ("PROXY_RTMP_SERVER", "11935", "RTMP listener (TCP): port or ip:port"),
+    ("PROXY_HTTP_SERVER", "18080", "HTTP stream listener: HTTP-FLV, HTTP-TS, static files"),
+    ("PROXY_HTTP_API", "11985", "HTTP API listener: versions (WHIP/WHEP later)"),
+    ("PROXY_WEBRTC_SERVER", "18000", "WebRTC media (UDP); reserved, not bound yet"),
+    ("PROXY_SRT_SERVER", "20080", "SRT (UDP); reserved, not bound yet"),
+    ("PROXY_SYSTEM_API", "12025", "system API: origin registration, health, origins"),
+    ("PROXY_STATIC_FILES", "", "directory served at / by the HTTP stream listener (empty: none)"),
+    ("PROXY_LOAD_BALANCER_TYPE", "memory", "memory or redis"),
+    ("PROXY_REDIS_HOST", "127.0.0.1", "Redis host"),
+    ("PROXY_REDIS_PORT", "6379", "Redis port"),
+    ("PROXY_REDIS_PASSWORD", "", "Redis password"),
+    ("PROXY_REDIS_DB", "0", "Redis database"),
+    ("PROXY_DEFAULT_BACKEND_ENABLED", "off", "on: a fixed origin that needs no registration"),
+    ("PROXY_DEFAULT_BACKEND_IP", "127.0.0.1", "default origin address"),
+    ("PROXY_DEFAULT_BACKEND_RTMP", "1935", "default origin RTMP port"),
+    ("PROXY_DEFAULT_BACKEND_HTTP", "8080", "default origin HTTP port"),
+    ("PROXY_DEFAULT_BACKEND_API", "1985", "default origin HTTP API port"),
+    ("PROXY_DEFAULT_BACKEND_RTC", "8000", "default origin WebRTC port (UDP)"),
+    ("PROXY_DEFAULT_BACKEND_SRT", "10080", "default origin SRT port (UDP)"),
+    ("PROXY_SERVER_ALIVE_DURATION", "30s", "an origin with no heartbeat for this long is dead"),
+    ("PROXY_HLS_ALIVE_DURATION", "120s", "an HLS session idle this long is forgotten"),
+    ("PROXY_RTC_ALIVE_DURATION", "120s", "a WebRTC session idle this long is forgotten"),
+    ("PROXY_GRACE_QUIT_TIMEOUT", "20s", "on SIGTERM/SIGINT: stop accepting, drain this long"),
+    ("PROXY_FORCE_QUIT_TIMEOUT", "30s", "hard exit this long after SIGTERM/SIGINT"),
+    ("PROXY_RTMP_TIMEOUT", "10s", "handshake, command exchange and origin dial timeout"),
+];
+
+/// Which store holds origins and stream ownership (SPEC §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadBalancerType {
+    /// This process only.
+    Memory,
+    /// Shared by every proxy on the same Redis.
+    Redis,
+}
+
+/// Redis connection settings (`PROXY_REDIS_*`).
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Password; empty means none.
+    pub password: String,
+    /// Database number.
+    pub db: u32,
+}
+
+/// The validated configuration of one proxy process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// RTMP listener address.
+    pub rtmp_server: SocketAddr,
+    /// HTTP stream listener address.
+    pub http_server: SocketAddr,
+    /// HTTP API listener address.
+    pub http_api: SocketAddr,
+    /// WebRTC UDP address (reserved).
+    pub webrtc_server: SocketAddr,
+    /// SRT UDP address (reserved).
+    pub srt_server: SocketAddr,
+    /// System API listener address.
+    pub system_api: SocketAddr,
+    /// Directory served at `/` by the HTTP stream listener.
+    pub static_files: Option<String>,
+    /// Store kind.
+    pub load_balancer: LoadBalancerType,
+    /// Redis settings, used when `load_balancer` is Redis.
+    pub redis: RedisConfig,
+    /// The fixed origin, when `PROXY_DEFAULT_BACKEND_ENABLED=on`.
+    pub default_backend: Option<OriginInfo>,
+    /// Heartbeat age after which an origin is dead.
+    pub server_alive: Duration,
+    /// HLS session idle expiry.
+    pub hls_alive: Duration,
+    /// WebRTC session idle expiry.
+    pub rtc_alive: Duration,
+    /// Drain time after SIGTERM/SIGINT.
+    pub grace_quit: Duration,
+    /// Hard exit time after SIGTERM/SIGINT.
+    pub force_quit: Duration,
+    /// Timeout of each RTMP wait (handshake, command exchange, dial).
+    pub rtmp_timeout: Duration,
+}
+
+/// A variable that failed validation.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}={value:?}: {reason}")]
+pub struct ConfigError {
+    /// Variable name.
+    pub name: String,
+    /// Offending value.
+    pub value: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// The raw variables as strings; `envy` fills it from `PROXY_*`.
+#[derive(Debug, Deserialize, Default)]
+struct Raw {
+    rtmp_server: Option<String>,
+    http_server: Option<String>,
+    http_api: Option<String>,
+    webrtc_server: Option<String>,
+    srt_server: Option<String>,
+    system_api: Option<String>,
+    static_files: Option<String>,
+    load_balancer_type: Option<String>,
+    redis_host: Option<String>,
+    redis_port: Option<String>,
+    redis_password: Option<String>,
+    redis_db: Option<String>,
+    default_backend_enabled: Option<String>,
+    default_backend_ip: Option<String>,
+    default_backend_rtmp: Option<String>,
+    default_backend_http: Option<String>,
+    default_backend_api: Option<String>,
+    default_backend_rtc: Option<String>,
+    default_backend_srt: Option<String>,
+    server_alive_duration: Option<String>,
+    hls_alive_duration: Option<String>,
+    rtc_alive_duration: Option<String>,
+    grace_quit_timeout: Option<String>,
+    force_quit_timeout: Option<String>,
+    rtmp_timeout: Option<String>,
+}
+
+/// Looks up a variable's default in [`VARIABLES`].
+fn default_of(name: &str) -> &'static str {
+    VARIABLES
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, d, _)| *d)
+        .unwrap_or("")
+}
+
+fn err(name: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        name: name.to_string(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Returns the value, or the variable's default when unset.
+fn value_or_default(name: &str, v: &Option<String>) -> String {
+    match v {
+        Some(s) => s.trim().to_string(),
+        None => default_of(name).to_string(),
+    }
+}
+
+/// Parses a listen address: `1935` (all interfaces), `ip:port`, `[v6]:port` or `:port`.
+pub fn parse_listen(name: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    if let Ok(port) = value.parse::<u16>() {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+    }
+    if let Some(port) = value.strip_prefix(':') {
+        if let Ok(port) = port.parse::<u16>() {
+            return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+        }
+    }
+    value
+        .parse::<SocketAddr>()
+        .map_err(|_| err(name, value, "expected a port (1935) or ip:port (127.0.0.1:1935)"))
+}
+
+/// Parses a Go-style duration (`30s`, `500ms`, `2m`, `1h30m`); must be positive.
+pub fn parse_duration(name: &str, value: &str) -> Result<Duration, ConfigError> {
+    let d = humantime::parse_duration(value)
+        .map_err(|e| err(name, value, format!("expected a duration like 30s, 500ms or 2m ({e})")))?;
+    if d.is_zero() {
+        return Err(err(name, value, "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+fn parse_port(name: &str, value: &str) -> Result<u16, ConfigError> {
+    match value.parse::<u16>() {
+        Ok(p) if p != 0 => Ok(p),
+        _ => Err(err(name, value, "expected a port number 1-65535")),
+    }
+}
+
+fn parse_switch(name: &str, value: &str) -> Result<bool, ConfigError> {
+    match value {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" | "" => Ok(false),
+        _ => Err(err(name, value, "expected on or off")),
+    }
+}
+
+impl Config {
+    /// Loads `.env` (when present) and then the process environment.
+    ///
+    /// Errors: a `.env` file that cannot be parsed, or any variable that fails validation.
+    pub fn from_env() -> anyhow::Result<Config> {
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => anyhow::bail!("cannot load .env: {e}"),
+        }
+        let raw: Raw = envy::prefixed("PROXY_")
+            .from_env()
+            .map_err(|e| anyhow::anyhow!("reading PROXY_* variables: {e}"))?;
+        Ok(Config::from_raw(raw)?)
+    }
+
+    /// Builds a configuration from `(name, value)` pairs, as if they were the environment.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Config, anyhow::Error> {
+        let raw: Raw = envy::prefixed("PROXY_")
+            .from_iter(pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .map_err(|e| anyhow::anyhow!("reading PROXY_* variables: {e}"))?;
+        Ok(Config::from_raw(raw)?)
+    }
+
+    fn from_raw(raw: Raw) -> Result<Config, ConfigError> {
+        let listen = |name: &str, v: &Option<String>| parse_listen(name, &value_or_default(name, v));
+        let duration =
+            |name: &str, v: &Option<String>| parse_duration(name, &value_or_default(name, v));
+
+        let lb_value = value_or_default("PROXY_LOAD_BALANCER_TYPE", &raw.load_balancer_type);
+        let load_balancer = match lb_value.as_str() {
+            "memory" => LoadBalancerType::Memory,
+            "redis" => LoadBalancerType::Redis,
+            _ => {
+                return Err(err(
+                    "PROXY_LOAD_BALANCER_TYPE",
+                    &lb_value,
+                    "expected memory or redis",
+                ))
+            }
+        };
+
+        let redis_port = value_or_default("PROXY_REDIS_PORT", &raw.redis_port);
+        let redis_db = value_or_default("PROXY_REDIS_DB", &raw.redis_db);
+        let redis = RedisConfig {
+            host: value_or_default("PROXY_REDIS_HOST", &raw.redis_host),
+            port: parse_port("PROXY_REDIS_PORT", &redis_port)?,
+            password: value_or_default("PROXY_REDIS_PASSWORD", &raw.redis_password),
+            db: redis_db
+                .parse()
+                .map_err(|_| err("PROXY_REDIS_DB", &redis_db, "expected a database number"))?,
+        };
+
+        let enabled = value_or_default(
+            "PROXY_DEFAULT_BACKEND_ENABLED",
+            &raw.default_backend_enabled,
+        );
+        let default_backend = if parse_switch("PROXY_DEFAULT_BACKEND_ENABLED", &enabled)? {
+            let ip = value_or_default("PROXY_DEFAULT_BACKEND_IP", &raw.default_backend_ip);
+            if ip.parse::<IpAddr>().is_err() {
+                return Err(err("PROXY_DEFAULT_BACKEND_IP", &ip, "expected an IP address"));
+            }
+            let port = |name: &str, v: &Option<String>| -> Result<String, ConfigError> {
+                let value = value_or_default(name, v);
+                let p = parse_port(name, &value)?;
+                Ok(host_port(&ip, p))
+            };
+            Some(OriginInfo {
+                id: "default-backend".to_string(),
+                device_id: Some("default-backend".to_string()),
+                ip: ip.clone(),
+                server: "default-backend".to_string(),
+                service: "default".to_string(),
+                pid: "0".to_string(),
+                rtmp: vec![port("PROXY_DEFAULT_BACKEND_RTMP", &raw.default_backend_rtmp)?],
+                http: vec![port("PROXY_DEFAULT_BACKEND_HTTP", &raw.default_backend_http)?],
+                api: vec![port("PROXY_DEFAULT_BACKEND_API", &raw.default_backend_api)?],
+                rtc: vec![port("PROXY_DEFAULT_BACKEND_RTC", &raw.default_backend_rtc)?],
+                srt: vec![port("PROXY_DEFAULT_BACKEND_SRT", &raw.default_backend_srt)?],
+            })
+        } else {
+            None
+        };
+
+        let static_files = raw
+            .static_files
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        if let Some(dir) = &static_files {
+            if !std::path::Path::new(dir).is_dir() {
+                return Err(err("PROXY_STATIC_FILES", dir, "not a directory"));
+            }
+        }
+
+        let config = Config {
+            rtmp_server: listen("PROXY_RTMP_SERVER", &raw.rtmp_server)?,
+            http_server: listen("PROXY_HTTP_SERVER", &raw.http_server)?,
+            http_api: listen("PROXY_HTTP_API", &raw.http_api)?,
+            webrtc_server: listen("PROXY_WEBRTC_SERVER", &raw.webrtc_server)?,
+            srt_server: listen("PROXY_SRT_SERVER", &raw.srt_server)?,
+            system_api: listen("PROXY_SYSTEM_API", &raw.system_api)?,
+            static_files,
+            load_balancer,
+            redis,
+            default_backend,
+            server_alive: duration("PROXY_SERVER_ALIVE_DURATION", &raw.server_alive_duration)?,
+            hls_alive: duration("PROXY_HLS_ALIVE_DURATION", &raw.hls_alive_duration)?,
+            rtc_alive: duration("PROXY_RTC_ALIVE_DURATION", &raw.rtc_alive_duration)?,
+            grace_quit: duration("PROXY_GRACE_QUIT_TIMEOUT", &raw.grace_quit_timeout)?,
+            force_quit: duration("PROXY_FORCE_QUIT_TIMEOUT", &raw.force_quit_timeout)?,
+            rtmp_timeout: duration("PROXY_RTMP_TIMEOUT", &raw.rtmp_timeout)?,
+        };
+        Ok(config)
+    }
+}
+
+/// `ip:port`, with IPv6 literals bracketed.
+fn host_port(ip: &str, port: u16) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+/// The `--help` text: usage and every variable with its default.
+pub fn help_text() -> String {
+    let mut s = String::from(
+        "srs-proxy: stateless proxy load balancer for live-media origin servers\n\n\
+         Usage: srs-proxy [--help]\n\n\
+         Configured only by environment variables (a .env file in the working directory fills in\n\
+         unset ones). Ports alone mean all interfaces; ip:port is accepted. Durations are\n\
+         Go-style: 30s, 500ms, 2m.\n\n",
+    );
+    for (name, default, meaning) in VARIABLES {
+        let default = if default.is_empty() { "(empty)" } else { default };
+        s.push_str(&format!("  {name:<32} {default:<10} {meaning}\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_spec() {
+        let c = Config::from_pairs([]).unwrap();
+        assert_eq!(c.rtmp_server.port(), 11935);
+        assert_eq!(c.http_server.port(), 18080);
+        assert_eq!(c.http_api.port(), 11985);
+        assert_eq!(c.webrtc_server.port(), 18000);
+        assert_eq!(c.srt_server.port(), 20080);
+        assert_eq!(c.system_api.port(), 12025);
+        assert!(c.rtmp_server.ip().is_unspecified());
+        assert_eq!(c.load_balancer, LoadBalancerType::Memory);
+        assert_eq!(c.server_alive, Duration::from_secs(30));
+        assert_eq!(c.hls_alive, Duration::from_secs(120));
+        assert_eq!(c.grace_quit, Duration::from_secs(20));
+        assert_eq!(c.force_quit, Duration::from_secs(30));
+        assert!(c.default_backend.is_none());
+        assert_eq!(c.redis.port, 6379);
+    }
+
+    #[test]
+    fn listen_forms() {
+        let a = parse_listen("X", "1935").unwrap();
+        assert_eq!(a, "0.0.0.0:1935".parse().unwrap());
+        let a = parse_listen("X", "127.0.0.1:1935").unwrap();
+        assert_eq!(a, "127.0.0.1:1935".parse().unwrap());
+        let a = parse_listen("X", "[::1]:1935").unwrap();
+        assert_eq!(a, "[::1]:1935".parse().unwrap());
+        let a = parse_listen("X", ":1935").unwrap();
+        assert_eq!(a.port(), 1935);
+        assert!(parse_listen("X", "70000").is_err());
+        assert!(parse_listen("X", "abc").is_err());
+    }
+
+    #[test]
+    fn durations_go_style() {
+        assert_eq!(parse_duration("X", "500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("X", "2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("X", "1h30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("X", "30").is_err());
+        assert!(parse_duration("X", "0s").is_err());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = Config::from_pairs([("PROXY_RTMP_SERVER", "nope")]).unwrap_err();
+        assert!(e.to_string().contains("PROXY_RTMP_SERVER"), "{e}");
+        assert!(e.to_string().contains("nope"), "{e}");
+        let e = Config::from_pairs([("PROXY_LOAD_BALANCER_TYPE", "etcd")]).unwrap_err();
+        assert!(e.to_string().contains("PROXY_LOAD_BALANCER_TYPE"), "{e}");
+        let e = Config::from_pairs([("PROXY_SERVER_ALIVE_DURATION", "soon")]).unwrap_err();
+        assert!(e.to_string().contains("PROXY_SERVER_ALIVE_DURATION"), "{e}");
+        let e = Config::from_pairs([("PROXY_DEFAULT_BACKEND_ENABLED", "maybe")]).unwrap_err();
+        assert!(e.to_string().contains("PROXY_DEFAULT_BACKEND_ENABLED"), "{e}");
+    }
+
+    #[test]
+    fn default_backend_built_from_ports() {
+        let c = Config::from_pairs([
+            ("PROXY_DEFAULT_BACKEND_ENABLED", "on"),
+            ("PROXY_DEFAULT_BACKEND_IP", "10.0.0.5"),
+            ("PROXY_DEFAULT_BACKEND_RTMP", "19350"),
+        ])
+        .unwrap();
+        let b = c.default_backend.unwrap();
+        assert_eq!(b.rtmp, vec!["10.0.0.5:19350".to_string()]);
+        assert_eq!(b.http, vec!["10.0.0.5:8080".to_string()]);
+        let e = Config::from_pairs([
+            ("PROXY_DEFAULT_BACKEND_ENABLED", "on"),
+            ("PROXY_DEFAULT_BACKEND_HTTP", "0"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("PROXY_DEFAULT_BACKEND_HTTP"), "{e}");
+    }
+
+    #[test]
+    fn help_lists_every_variable() {
+        let h = help_text();
+        for (name, _, _) in VARIABLES {
+            assert!(h.contains(name));
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The HTTP stream listener: HTTP-FLV and HTTP-TS relayed from the owner origin (SPEC §6), and
+//! static files.
+//!
+//! A relayed response keeps the origin's status and headers (hop-by-hop headers dropped, CORS
+//! added); its body streams with backpressure: the origin body is polled only as fast as the
+//! client takes it, and dropping the client's connection drops the origin connection.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State as AxumState};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use srs_lb::key::StreamKey;
+use srs_lb::store::Protocol;
+use tokio::net::TcpListener;
+use tower_http::services::ServeDir;
+use tracing::{info, info_span, warn, Span};
+
+use crate::api::json_error;
+use crate::state::{OriginBody, State, MAX_DIAL_ATTEMPTS, SET_ASIDE};
+
+/// Time allowed for the origin to answer with response headers.
+const ORIGIN_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Headers that belong to one hop and are never copied (RFC 9110 7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
+
+/// Adds the CORS headers every stream response carries.
+pub fn add_cors(headers: &mut HeaderMap) {
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("*"),
+    );
+}
+
+/// The relayed stream formats, chosen by the path's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamKind {
+    Flv,
+    Ts,
+}
+
+impl StreamKind {
+    fn from_path(path: &str) -> Option<StreamKind> {
+        let last = path.rsplit('/').next().unwrap_or("");
+        if last.ends_with(".flv") {
+            Some(StreamKind::Flv)
+        } else if last.ends_with(".ts") {
+            Some(StreamKind::Ts)
+        } else {
+            None
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            StreamKind::Flv => "http-flv",
+            StreamKind::Ts => "http-ts",
+        }
+    }
+}
+
+fn with_cors(mut response: Response) -> Response {
+    add_cors(response.headers_mut());
+    response
+}
+
+/// Dispatches one request on the HTTP stream listener.
+async fn handle(AxumState(state): AxumState<State>, request: Request) -> Response {
+    if request.method() == Method::OPTIONS {
+        return with_cors(StatusCode::NO_CONTENT.into_response());
+    }
+    let kind = StreamKind::from_path(request.uri().path());
+    match kind {
+        Some(kind) if request.method() == Method::GET || request.method() == Method::HEAD => {
+            with_cors(relay(state, kind, request).await)
+        }
+        Some(_) => with_cors(json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "streams are read with GET",
+        )),
+        None => match &state.config.static_files {
+            Some(dir) => {
+                let result = tower::ServiceExt::oneshot(ServeDir::new(dir), request).await;
+                match result {
+                    Ok(r) => r.map(Body::new),
+                    Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, e),
+                }
+            }
+            None => with_cors(json_error(StatusCode::NOT_FOUND, "no such stream or file")),
+        },
+    }
+}
+
+/// Relays one HTTP-FLV or HTTP-TS request from the stream's owner origin.
+async fn relay(state: State, kind: StreamKind, request: Request) -> Response {
+    let id = state.session_id();
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    let uri = request.uri().clone();
+    let key = match StreamKey::from_http(host.as_deref(), uri.path(), uri.query()) {
+        Ok(key) => key,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("bad stream URL: {e}")),
+    };
+    let span = info_span!("session", id, proto = kind.name(), stream = %key);
+    let client_addr = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default();
+    let (parts, _body) = request.into_parts();
+    let started = Instant::now();
+    let mut attempt = 0;
+    let (origin, addr, response) = loop {
+        attempt += 1;
+        let origin = match state.store.pick(&key, Protocol::Http).await {
+            Ok(origin) => origin,
+            Err(e) => {
+                let _guard = span.enter();
+                warn!(error = %e, "no origin for request");
+                return json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("no origin available for {key}: {e}"),
+                );
+            }
+        };
+        let Some(addr) = origin.endpoint(Protocol::Http).map(str::to_string) else {
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("origin {} has no http endpoint", origin.id),
+            );
+        };
+        let origin_request = match origin_request(&addr, &parts) {
+            Ok(r) => r,
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+        };
+        let sent = tokio::time::timeout(ORIGIN_RESPONSE_TIMEOUT, state.http.request(origin_request));
+        match sent.await {
+            Ok(Ok(r)) => break (origin, addr, r),
+            Ok(Err(e)) if e.is_connect() => {
+                let _guard = span.enter();
+                warn!(origin = %origin.id, %addr, error = %e, "origin unreachable; setting it aside");
+                let _ = state.store.set_aside(&origin.id, SET_ASIDE).await;
+                if attempt >= MAX_DIAL_ATTEMPTS {
+                    return json_error(
+                        StatusCode::BAD_GATEWAY,
+                        format!("origin {addr} unreachable: {e}"),
+                    );
+                }
+            }
+            Ok(Err(e)) => {
+                let _guard = span.enter();
+                warn!(origin = %origin.id, %addr, error = %e, "origin request failed");
+                return json_error(StatusCode::BAD_GATEWAY, format!("origin {addr} failed: {e}"));
+            }
+            Err(_) => {
+                let _guard = span.enter();
+                warn!(origin = %origin.id, %addr, "origin did not answer in time");
+                return json_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!("origin {addr} did not answer within {ORIGIN_RESPONSE_TIMEOUT:?}"),
+                );
+            }
+        }
+    };
+
+    {
+        let _guard = span.enter();
+        info!(client = %client_addr, origin = %origin.id, %addr, status = response.status().as_u16(), "session started");
+    }
+    let (parts, body) = response.into_parts();
+    let mut out = Response::builder().status(parts.status);
+    for (name, value) in parts.headers.iter() {
+        if !is_hop_by_hop(name) {
+            out = out.header(name, value);
+        }
+    }
+    let body = CountingBody {
+        inner: body,
+        bytes: 0,
+        started,
+        span,
+        ended: None,
+    };
+    out.body(Body::new(body))
+        .unwrap_or_else(|e| json_error(StatusCode::BAD_GATEWAY, e))
+}
+
+/// The request sent to the origin: same method, path, query and end-to-end headers.
+fn origin_request(
+    addr: &str,
+    parts: &http::request::Parts,
+) -> Result<hyper::Request<OriginBody>, String> {
+    let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let target = format!("http://{addr}{pq}")
+        .parse::<Uri>()
+        .map_err(|e| format!("bad URL: {e}"))?;
+    let mut builder = hyper::Request::builder()
+        .method(parts.method.clone())
+        .uri(target);
+    for (name, value) in parts.headers.iter() {
+        if !is_hop_by_hop(name) {
+            builder = builder.header(name, value);
+        }
+    }
+    builder
+        .body(Empty::<Bytes>::new().map_err(|e| match e {}).boxed())
+        .map_err(|e| e.to_string())
+}
+
+/// The origin's response body, counting bytes and logging the session's end when dropped.
+struct CountingBody {
+    inner: Incoming,
+    bytes: u64,
+    started: Instant,
+    span: Span,
+    ended: Option<String>,
+}
+
+impl HttpBody for CountingBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(e))) => this.ended = Some(format!("origin error: {e}")),
+            Poll::Ready(None) => this.ended = Some("origin ended the stream".to_string()),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for CountingBody {
+    fn drop(&mut self) {
+        let _guard = self.span.enter();
+        let reason = self.ended.as_deref().unwrap_or("client went away");
+        info!(
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            bytes_to_client = self.bytes,
+            bytes_from_client = 0u64,
+            reason,
+            "session ended"
+        );
+    }
+}
+
+/// Serves the HTTP stream listener until shutdown starts.
+pub async fn serve(state: State, listener: TcpListener) {
+    let app = Router::new().fallback(handle).with_state(state.clone());
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(state.lifecycle.stopping_owned())
+    .await;
+    match result {
+        Ok(()) => info!("HTTP stream server stopped"),
+        Err(e) => warn!(error = %e, "HTTP stream server stopped with an error"),
+    }
+}

@@ -1,0 +1,109 @@
+//! `srs-proxy`: stateless proxy load balancer for live-media origin servers.
+//!
+//! Configuration is by environment variables only (SPEC §2); see `srs-proxy --help`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use srs_proxy::config::{self, Config, LoadBalancerType};
+use srs_proxy::lifecycle::{self, Lifecycle};
+use srs_proxy::state::{Inner, State};
+use srs_proxy::{api, http_stream, rtmp};
+
+fn main() -> std::process::ExitCode {
+    if std::env::args().skip(1).any(|a| a == "--help" || a == "-h") {
+        print!("{}", config::help_text());
+        return std::process::ExitCode::SUCCESS;
+    }
+    if let Some(arg) = std::env::args().nth(1) {
+        eprintln!("srs-proxy: unknown argument {arg:?}; it is configured by environment variables (see --help)");
+        return std::process::ExitCode::from(2);
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("srs-proxy: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("srs-proxy: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Binds a TCP listener, naming the variable on failure.
+async fn bind(var: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({var})"))
+}
+
+async fn run() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let store: Arc<dyn srs_lb::store::Store> = match config.load_balancer {
+        LoadBalancerType::Memory => Arc::new(srs_lb::store::MemoryStore::new(
+            config.server_alive,
+            config.default_backend.clone(),
+        )),
+        LoadBalancerType::Redis => {
+            anyhow::bail!("PROXY_LOAD_BALANCER_TYPE=redis: the Redis store is not available in this build yet; use memory")
+        }
+    };
+
+    let rtmp_listener = bind("PROXY_RTMP_SERVER", config.rtmp_server).await?;
+    let http_listener = bind("PROXY_HTTP_SERVER", config.http_server).await?;
+    let api_listener = bind("PROXY_HTTP_API", config.http_api).await?;
+    let system_listener = bind("PROXY_SYSTEM_API", config.system_api).await?;
+
+    let lifecycle = Lifecycle::new();
+    let state: State = Inner::new(config.clone(), store, lifecycle.clone());
+
+    let rtmp_addr = rtmp_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+    let api_addr = api_listener.local_addr()?;
+    let system_addr = system_listener.local_addr()?;
+    info!(
+        rtmp = %rtmp_addr, http = %http_addr, api = %api_addr, system = %system_addr,
+        load_balancer = ?config.load_balancer, "srs-proxy started"
+    );
+    // Tests and scripts read the bound ports from this line (ports may be 0 = any free port).
+    println!(
+        "srs-proxy listening rtmp={rtmp_addr} http={http_addr} api={api_addr} system={system_addr}"
+    );
+
+    lifecycle.spawn(rtmp::serve(state.clone(), rtmp_listener));
+    lifecycle.spawn(api::serve_system(state.clone(), system_listener));
+    lifecycle.spawn(api::serve_http_api(state.clone(), api_listener));
+    lifecycle.spawn(http_stream::serve(state.clone(), http_listener));
+
+    lifecycle::wait_for_signal().await;
+    info!(
+        grace = ?config.grace_quit, force = ?config.force_quit,
+        "shutting down: no new connections, draining sessions"
+    );
+    lifecycle.start_shutdown(config.force_quit);
+    if lifecycle.drain(config.grace_quit).await {
+        info!("all sessions drained");
+    } else {
+        warn!(
+            sessions = lifecycle.active(),
+            "grace period over, closing remaining sessions"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,514 @@
+//! RTMP relay (SPEC §6): the proxy completes the handshake and the connect / createStream /
+//! publish|play exchange with the client itself, opens the same session to the owner origin, then
+//! relays media, data and command messages both ways. Per-hop control (chunk size,
+//! acknowledgement window, peer bandwidth, ping) is handled on each leg by its own
+//! [`Connection`]; message stream ids are mapped between the legs.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use srs_lb::key::StreamKey;
+use srs_lb::register::OriginInfo;
+use srs_lb::store::Protocol;
+use srs_rtmp::chunk::{Limits, RawMessage};
+use srs_rtmp::conn::Connection;
+use srs_rtmp::io::{accept_session, open_session, RequestKind, RtmpStream, ServerRequest};
+use srs_rtmp::message::{csid, type_id, Command, Message, UserControl};
+use tokio::io::Interest;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::state::{State, MAX_DIAL_ATTEMPTS, ORIGIN_DIAL_TIMEOUT, SET_ASIDE};
+
+/// Stop reading a leg while the other leg has this much output not yet written.
+const HIGH_WATER: usize = 1024 * 1024;
+/// Bytes read from a socket per readiness event.
+const READ_CHUNK: usize = 64 * 1024;
+/// A session with no bytes in either direction for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed to flush what is left to one leg after the other closed.
+const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
+/// Most client transactions awaiting an origin reply that are remembered.
+const MAX_PENDING_TRANSACTIONS: usize = 32;
+
+/// Accepts RTMP clients until shutdown starts; each runs as a tracked session task.
+pub async fn serve(state: State, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = state.lifecycle.stopping() => break,
+        };
+        match accepted {
+            Ok((socket, peer)) => {
+                let _ = socket.set_nodelay(true);
+                let id = state.session_id();
+                let span = info_span!("session", id, proto = "rtmp", client = %peer);
+                let st = state.clone();
+                state
+                    .lifecycle
+                    .spawn(async move { session(st, socket, peer).await }.instrument(span));
+            }
+            Err(e) => {
+                // Out of descriptors or similar: back off instead of spinning.
+                warn!(error = %e, "RTMP accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    info!("RTMP server stopped");
+}
+
+/// One client connection, start to end.
+async fn session(state: State, socket: TcpStream, peer: SocketAddr) {
+    let timeout = state.config.rtmp_timeout;
+    let mut client = match RtmpStream::accept(socket, Limits::default(), timeout).await {
+        Ok(c) => c,
+        Err(e) => {
+            debug!(error = %e, "handshake failed");
+            info!(reason = %e, "connection closed before a session started");
+            return;
+        }
+    };
+    let request = match accept_session(&mut client, timeout).await {
+        Ok(r) => r,
+        Err(e) => {
+            info!(reason = %e, "connection closed before a session started");
+            return;
+        }
+    };
+    let key = match StreamKey::from_rtmp(&request.connect.tc_url, &request.stream_name) {
+        Ok(k) => k,
+        Err(e) => {
+            refuse(&mut client, &request, &format!("bad stream: {e}")).await;
+            info!(tc_url = %request.connect.tc_url, stream = %request.stream_name, reason = %e, "refused");
+            return;
+        }
+    };
+    let span = info_span!("stream", key = %key, kind = ?request.kind);
+    relay_session(state, client, request, key, peer)
+        .instrument(span)
+        .await;
+}
+
+async fn relay_session(
+    state: State,
+    mut client: RtmpStream<TcpStream>,
+    request: ServerRequest,
+    key: StreamKey,
+    peer: SocketAddr,
+) {
+    let timeout = state.config.rtmp_timeout;
+    let mut attempt = 0;
+    let (origin, mut upstream, origin_msid, addr) = loop {
+        attempt += 1;
+        let origin = match state.store.pick(&key, Protocol::Rtmp).await {
+            Ok(o) => o,
+            Err(e) => {
+                warn!(error = %e, "no origin");
+                refuse(&mut client, &request, &format!("no origin available: {e}")).await;
+                info!(reason = %e, "session refused");
+                return;
+            }
+        };
+        match open_origin(&origin, &request, timeout).await {
+            Ok((upstream, msid, addr)) => break (origin, upstream, msid, addr),
+            Err(OpenError::Dial(e)) if attempt < MAX_DIAL_ATTEMPTS => {
+                warn!(origin = %origin.id, error = %e, "origin unreachable; setting it aside and re-picking");
+                let _ = state.store.set_aside(&origin.id, SET_ASIDE).await;
+            }
+            Err(e) => {
+                if let OpenError::Dial(_) = e {
+                    let _ = state.store.set_aside(&origin.id, SET_ASIDE).await;
+                }
+                warn!(origin = %origin.id, error = %e, "cannot open the origin session");
+                refuse(&mut client, &request, &format!("origin unavailable: {e}")).await;
+                info!(reason = %e, "session refused");
+                return;
+            }
+        }
+    };
+    info!(client = %peer, origin = %origin.id, %addr, kind = ?request.kind, "session started");
+    let started = Instant::now();
+    if let Err(e) = client.flush().await {
+        info!(reason = %e, "client gone before relaying");
+        return;
+    }
+    if let Err(e) = upstream.flush().await {
+        info!(reason = %e, "origin gone before relaying");
+        return;
+    }
+    let (client_sock, client_conn) = client.into_parts();
+    let (origin_sock, origin_conn) = upstream.into_parts();
+    let mut relay = Relay {
+        client: Leg::new(client_sock, client_conn, request.msid),
+        origin: Leg::new(origin_sock, origin_conn, origin_msid),
+        pending: VecDeque::new(),
+    };
+    let reason = relay.run().await;
+    info!(
+        duration_ms = started.elapsed().as_millis() as u64,
+        bytes_from_client = relay.client.conn.bytes_received(),
+        bytes_to_client = relay.client.conn.bytes_sent(),
+        bytes_from_origin = relay.origin.conn.bytes_received(),
+        bytes_to_origin = relay.origin.conn.bytes_sent(),
+        reason = %reason,
+        "session ended"
+    );
+}
+
+/// Why opening the origin session failed.
+#[derive(Debug)]
+enum OpenError {
+    /// The TCP dial was refused or timed out: evidence the origin is gone.
+    Dial(String),
+    /// The origin answered but the handshake or command exchange failed.
+    Session(String),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Dial(e) | OpenError::Session(e) => f.write_str(e),
+        }
+    }
+}
+
+/// Dials the origin's RTMP endpoint and opens the client's session there.
+async fn open_origin(
+    origin: &OriginInfo,
+    request: &ServerRequest,
+    timeout: Duration,
+) -> Result<(RtmpStream<TcpStream>, u32, String), OpenError> {
+    let addr = origin
+        .endpoint(Protocol::Rtmp)
+        .ok_or_else(|| OpenError::Session(format!("origin {} has no rtmp endpoint", origin.id)))?
+        .to_string();
+    let socket = match tokio::time::timeout(ORIGIN_DIAL_TIMEOUT, TcpStream::connect(&addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(OpenError::Dial(format!("dial {addr}: {e}"))),
+        Err(_) => return Err(OpenError::Dial(format!("dial {addr}: timed out"))),
+    };
+    let _ = socket.set_nodelay(true);
+    let mut upstream = RtmpStream::connect(socket, Limits::default(), timeout)
+        .await
+        .map_err(|e| OpenError::Session(format!("handshake with {addr}: {e}")))?;
+    let msid = open_session(
+        &mut upstream,
+        &request.connect.tc_url,
+        &request.connect.app,
+        &request.stream_name,
+        request.kind,
+        timeout,
+    )
+    .await
+    .map_err(|e| OpenError::Session(format!("session with {addr}: {e}")))?;
+    Ok((upstream, msid, addr))
+}
+
+/// Tells the client its publish or play failed (onStatus error), then lets the socket close.
+async fn refuse(client: &mut RtmpStream<TcpStream>, request: &ServerRequest, description: &str) {
+    let code = match request.kind {
+        RequestKind::Publish => "NetStream.Publish.Denied",
+        RequestKind::Play => "NetStream.Play.Failed",
+    };
+    let status = Message::Command(Command::on_status("error", code, description));
+    client
+        .connection()
+        .send_message(request.csid, 0, request.msid, &status);
+    let _ = tokio::time::timeout(FLUSH_ON_CLOSE, client.flush()).await;
+}
+
+/// One side of a relay: the socket, its per-hop RTMP state and its message stream id.
+struct Leg {
+    sock: TcpStream,
+    conn: Connection,
+    msid: u32,
+}
+
+impl Leg {
+    fn new(sock: TcpStream, conn: Connection, msid: u32) -> Leg {
+        Leg { sock, conn, msid }
+    }
+
+    /// Reads what the socket has; Ok(false) on EOF.
+    fn try_read(&mut self) -> std::io::Result<bool> {
+        let buf = self.conn.input_buffer();
+        buf.reserve(READ_CHUNK);
+        match self.sock.try_read_buf(buf) {
+            Ok(0) => Ok(false),
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes as much pending output as the socket takes.
+    fn try_write(&mut self) -> std::io::Result<()> {
+        let out = self.conn.output_buffer();
+        while !out.is_empty() {
+            match self.sock.try_write(out) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    let _ = out.split_to(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes all pending output, bounded by `limit`.
+    async fn flush_all(&mut self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.conn.has_output() {
+            let ready = tokio::time::timeout_at(deadline, self.sock.writable()).await;
+            if !matches!(ready, Ok(Ok(()))) || self.try_write().is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Direction of one relayed message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    ToOrigin,
+    ToClient,
+}
+
+struct Relay {
+    client: Leg,
+    origin: Leg,
+    /// Transaction ids of client commands forwarded to the origin, awaiting `_result`/`_error`.
+    pending: VecDeque<f64>,
+}
+
+impl Relay {
+    /// Relays until either side closes or fails; returns why it ended.
+    async fn run(&mut self) -> String {
+        let reason = match self.pump_loop().await {
+            Ok(r) => r,
+            Err(e) => e,
+        };
+        // Whatever was already read from one side still reaches the other, briefly.
+        self.client.flush_all(FLUSH_ON_CLOSE).await;
+        self.origin.flush_all(FLUSH_ON_CLOSE).await;
+        reason
+    }
+
+    async fn pump_loop(&mut self) -> Result<String, String> {
+        let mut last_activity = tokio::time::Instant::now();
+        loop {
+            self.forward(Direction::ToOrigin)?;
+            self.forward(Direction::ToClient)?;
+
+            let read_client = self.origin.conn.output_buffer().len() < HIGH_WATER;
+            let read_origin = self.client.conn.output_buffer().len() < HIGH_WATER;
+            let client_interest = interest(read_client, self.client.conn.has_output());
+            let origin_interest = interest(read_origin, self.origin.conn.has_output());
+            let idle_deadline = last_activity + IDLE_TIMEOUT;
+
+            tokio::select! {
+                ready = ready_opt(&self.client.sock, client_interest) => {
+                    let ready = ready.map_err(|e| format!("client error: {e}"))?;
+                    if ready.is_writable() {
+                        self.client.try_write().map_err(|e| format!("client write failed: {e}"))?;
+                    }
+                    if ready.is_readable() && read_client {
+                        if !self.client.try_read().map_err(|e| format!("client read failed: {e}"))? {
+                            return Ok("client closed".into());
+                        }
+                    }
+                    last_activity = tokio::time::Instant::now();
+                }
+                ready = ready_opt(&self.origin.sock, origin_interest) => {
+                    let ready = ready.map_err(|e| format!("origin error: {e}"))?;
+                    if ready.is_writable() {
+                        self.origin.try_write().map_err(|e| format!("origin write failed: {e}"))?;
+                    }
+                    if ready.is_readable() && read_origin {
+                        if !self.origin.try_read().map_err(|e| format!("origin read failed: {e}"))? {
+                            return Ok("origin closed".into());
+                        }
+                    }
+                    last_activity = tokio::time::Instant::now();
+                }
+                _ = tokio::time::sleep_until(idle_deadline) => {
+                    return Ok(format!("idle for {IDLE_TIMEOUT:?}"));
+                }
+            }
+        }
+    }
+
+    /// Moves every complete message from one leg's input to the other leg's output.
+    fn forward(&mut self, direction: Direction) -> Result<(), String> {
+        let (from, to, from_name) = match direction {
+            Direction::ToOrigin => (&mut self.client, &mut self.origin, "client"),
+            Direction::ToClient => (&mut self.origin, &mut self.client, "origin"),
+        };
+        loop {
+            let msg = match from.conn.poll_message() {
+                Ok(Some(m)) => m,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(format!("{from_name} protocol error: {e}")),
+            };
+            if let Some(out) = map_message(msg, from.msid, to.msid, direction, &mut self.pending) {
+                to.conn.send(&out);
+            }
+        }
+    }
+}
+
+fn interest(read: bool, write: bool) -> Option<Interest> {
+    match (read, write) {
+        (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
+        (true, false) => Some(Interest::READABLE),
+        (false, true) => Some(Interest::WRITABLE),
+        (false, false) => None,
+    }
+}
+
+/// Waits for readiness, or forever when there is nothing to wait for on this leg.
+async fn ready_opt(sock: &TcpStream, interest: Option<Interest>) -> std::io::Result<tokio::io::Ready> {
+    match interest {
+        Some(i) => sock.ready(i).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Rewrites one message for the other leg, or drops it when it only concerns this hop.
+///
+/// Stream-scoped messages move from `from_msid` to `to_msid` (including the stream id carried in
+/// user-control events and `deleteStream`). Replies the origin sends to transactions the proxy
+/// itself made while opening the session are dropped; replies to client transactions forwarded
+/// during the relay pass through.
+fn map_message(
+    mut msg: RawMessage,
+    from_msid: u32,
+    to_msid: u32,
+    direction: Direction,
+    pending: &mut VecDeque<f64>,
+) -> Option<RawMessage> {
+    if msg.msid == from_msid {
+        msg.msid = to_msid;
+    }
+    match msg.type_id {
+        type_id::USER_CONTROL => {
+            let Ok(Message::UserControl(event)) = Message::parse(&msg) else {
+                return Some(msg);
+            };
+            let map = |id: u32| if id == from_msid { to_msid } else { id };
+            let event = match event {
+                UserControl::StreamBegin(id) => UserControl::StreamBegin(map(id)),
+                UserControl::StreamEof(id) => UserControl::StreamEof(map(id)),
+                UserControl::StreamDry(id) => UserControl::StreamDry(map(id)),
+                UserControl::StreamIsRecorded(id) => UserControl::StreamIsRecorded(map(id)),
+                UserControl::SetBufferLength { msid, ms } => UserControl::SetBufferLength {
+                    msid: map(msid),
+                    ms,
+                },
+                other => other,
+            };
+            Some(Message::UserControl(event).to_raw(csid::PROTOCOL_CONTROL, msg.timestamp, msg.msid))
+        }
+        type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => {
+            let Ok(Message::Command(mut cmd)) = Message::parse(&msg) else {
+                return Some(msg);
+            };
+            match (direction, cmd.name.as_str()) {
+                (Direction::ToClient, "_result" | "_error") => {
+                    let pos = pending.iter().position(|t| *t == cmd.transaction_id)?;
+                    pending.remove(pos);
+                    Some(msg)
+                }
+                // The proxy answered connect with its own onBWDone already.
+                (Direction::ToClient, "onBWDone") => None,
+                (Direction::ToOrigin, "deleteStream") => {
+                    if let Some(arg) = cmd.args.first_mut() {
+                        if arg.as_number() == Some(f64::from(from_msid)) {
+                            *arg = srs_rtmp::amf0::Amf0Value::Number(f64::from(to_msid));
+                        }
+                    }
+                    Some(Message::Command(cmd).to_raw(msg.csid, msg.timestamp, msg.msid))
+                }
+                (Direction::ToOrigin, _) => {
+                    if cmd.transaction_id != 0.0 {
+                        if pending.len() == MAX_PENDING_TRANSACTIONS {
+                            pending.pop_front();
+                        }
+                        pending.push_back(cmd.transaction_id);
+                    }
+                    Some(msg)
+                }
+                _ => Some(msg),
+            }
+        }
+        _ => Some(msg),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn raw(type_id: u8, msid: u32, payload: Bytes) -> RawMessage {
+        RawMessage {
+            csid: 6,
+            timestamp: 40,
+            type_id,
+            msid,
+            payload,
+        }
+    }
+
+    #[test]
+    fn media_msid_is_mapped() {
+        let mut pending = VecDeque::new();
+        let m = raw(type_id::VIDEO, 1, Bytes::from_static(&[0x17, 1, 0, 0, 0]));
+        let out = map_message(m, 1, 7, Direction::ToOrigin, &mut pending).unwrap();
+        assert_eq!(out.msid, 7);
+        assert_eq!(out.timestamp, 40);
+        assert_eq!(&out.payload[..], &[0x17, 1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn stream_begin_event_is_mapped() {
+        let mut pending = VecDeque::new();
+        let m = Message::UserControl(UserControl::StreamBegin(3)).to_raw(2, 0, 0);
+        let out = map_message(m, 3, 1, Direction::ToClient, &mut pending).unwrap();
+        assert_eq!(
+            Message::parse(&out).unwrap(),
+            Message::UserControl(UserControl::StreamBegin(1))
+        );
+    }
+
+    #[test]
+    fn setup_replies_are_dropped_but_client_transactions_pass() {
+        let mut pending = VecDeque::new();
+        let reply = Message::Command(Command::result(
+            2.0,
+            srs_rtmp::amf0::Amf0Value::Null,
+            vec![],
+        ))
+        .to_raw(3, 0, 0);
+        assert!(map_message(reply.clone(), 1, 1, Direction::ToClient, &mut pending).is_none());
+        let call = Message::Command(Command::release_stream(2.0, "s")).to_raw(3, 0, 0);
+        assert!(map_message(call, 1, 1, Direction::ToOrigin, &mut pending).is_some());
+        assert!(map_message(reply.clone(), 1, 1, Direction::ToClient, &mut pending).is_some());
+        assert!(map_message(reply, 1, 1, Direction::ToClient, &mut pending).is_none());
+    }
+
+    #[test]
+    fn delete_stream_argument_is_mapped() {
+        let mut pending = VecDeque::new();
+        let m = Message::Command(Command::delete_stream(0.0, 1)).to_raw(3, 0, 0);
+        let out = map_message(m, 1, 5, Direction::ToOrigin, &mut pending).unwrap();
+        let Message::Command(cmd) = Message::parse(&out).unwrap() else {
+            panic!("not a command")
+        };
+        assert_eq!(cmd.args[0].as_number(), Some(5.0));
+    }
+}
