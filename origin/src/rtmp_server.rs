@@ -25,8 +25,6 @@ use crate::stream_key::StreamKey;
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// A player that cannot take our data for this long is closed.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Outgoing chunk size on both publish and play sessions.
-const CHUNK_SIZE: u32 = 60000;
 /// Chunk stream used for data messages sent to players.
 const DATA_CSID: u32 = 4;
 /// Send at most this many queued messages per flush to a player.
@@ -82,6 +80,7 @@ async fn session(
     let mut rtmp = RtmpStream::accept(socket, Limits::default(), SETUP_TIMEOUT)
         .await
         .context("handshake")?;
+    // accept_session also switches our outgoing chunk size to 60000, as SRS does.
     let req = accept_session(&mut rtmp, SETUP_TIMEOUT)
         .await
         .context("connect/createStream/publish|play exchange")?;
@@ -106,7 +105,6 @@ async fn session(
         );
     };
     tracing::Span::current().record("stream", tracing::field::display(&key));
-    rtmp.connection().set_chunk_size(CHUNK_SIZE);
     match req.kind {
         RequestKind::Publish => publish(rtmp, req, key, hub, settings, cid).await,
         RequestKind::Play => play(rtmp, req, key, hub, settings).await,

@@ -12,31 +12,111 @@ use srs_lb::register::OriginInfo;
 
 /// One row of the variable table printed by `--help`: name, default, meaning.
 pub const VARIABLES: &[(&str, &str, &str)] = &[
-    ("PROXY_RTMP_SERVER", "11935", "RTMP listener (TCP): port or ip:port"),
-    ("PROXY_HTTP_SERVER", "18080", "HTTP stream listener: HTTP-FLV, HTTP-TS, static files"),
-    ("PROXY_HTTP_API", "11985", "HTTP API listener: versions (WHIP/WHEP later)"),
-    ("PROXY_WEBRTC_SERVER", "18000", "WebRTC media (UDP); reserved, not bound yet"),
-    ("PROXY_SRT_SERVER", "20080", "SRT (UDP); reserved, not bound yet"),
-    ("PROXY_SYSTEM_API", "12025", "system API: origin registration, health, origins"),
-    ("PROXY_STATIC_FILES", "", "directory served at / by the HTTP stream listener (empty: none)"),
+    (
+        "PROXY_RTMP_SERVER",
+        "11935",
+        "RTMP listener (TCP): port or ip:port",
+    ),
+    (
+        "PROXY_HTTP_SERVER",
+        "18080",
+        "HTTP stream listener: HTTP-FLV, HTTP-TS, static files",
+    ),
+    (
+        "PROXY_HTTP_API",
+        "11985",
+        "HTTP API listener: versions (WHIP/WHEP later)",
+    ),
+    (
+        "PROXY_WEBRTC_SERVER",
+        "18000",
+        "WebRTC media (UDP); reserved, not bound yet",
+    ),
+    (
+        "PROXY_SRT_SERVER",
+        "20080",
+        "SRT (UDP); reserved, not bound yet",
+    ),
+    (
+        "PROXY_SYSTEM_API",
+        "12025",
+        "system API: origin registration, health, origins",
+    ),
+    (
+        "PROXY_STATIC_FILES",
+        "",
+        "directory served at / by the HTTP stream listener (empty: none)",
+    ),
     ("PROXY_LOAD_BALANCER_TYPE", "memory", "memory or redis"),
     ("PROXY_REDIS_HOST", "127.0.0.1", "Redis host"),
     ("PROXY_REDIS_PORT", "6379", "Redis port"),
     ("PROXY_REDIS_PASSWORD", "", "Redis password"),
     ("PROXY_REDIS_DB", "0", "Redis database"),
-    ("PROXY_DEFAULT_BACKEND_ENABLED", "off", "on: a fixed origin that needs no registration"),
-    ("PROXY_DEFAULT_BACKEND_IP", "127.0.0.1", "default origin address"),
-    ("PROXY_DEFAULT_BACKEND_RTMP", "1935", "default origin RTMP port"),
-    ("PROXY_DEFAULT_BACKEND_HTTP", "8080", "default origin HTTP port"),
-    ("PROXY_DEFAULT_BACKEND_API", "1985", "default origin HTTP API port"),
-    ("PROXY_DEFAULT_BACKEND_RTC", "8000", "default origin WebRTC port (UDP)"),
-    ("PROXY_DEFAULT_BACKEND_SRT", "10080", "default origin SRT port (UDP)"),
-    ("PROXY_SERVER_ALIVE_DURATION", "30s", "an origin with no heartbeat for this long is dead"),
-    ("PROXY_HLS_ALIVE_DURATION", "120s", "an HLS session idle this long is forgotten"),
-    ("PROXY_RTC_ALIVE_DURATION", "120s", "a WebRTC session idle this long is forgotten"),
-    ("PROXY_GRACE_QUIT_TIMEOUT", "20s", "on SIGTERM/SIGINT: stop accepting, drain this long"),
-    ("PROXY_FORCE_QUIT_TIMEOUT", "30s", "hard exit this long after SIGTERM/SIGINT"),
-    ("PROXY_RTMP_TIMEOUT", "10s", "handshake, command exchange and origin dial timeout"),
+    (
+        "PROXY_DEFAULT_BACKEND_ENABLED",
+        "off",
+        "on: a fixed origin that needs no registration",
+    ),
+    (
+        "PROXY_DEFAULT_BACKEND_IP",
+        "127.0.0.1",
+        "default origin address",
+    ),
+    (
+        "PROXY_DEFAULT_BACKEND_RTMP",
+        "1935",
+        "default origin RTMP port",
+    ),
+    (
+        "PROXY_DEFAULT_BACKEND_HTTP",
+        "8080",
+        "default origin HTTP port",
+    ),
+    (
+        "PROXY_DEFAULT_BACKEND_API",
+        "1985",
+        "default origin HTTP API port",
+    ),
+    (
+        "PROXY_DEFAULT_BACKEND_RTC",
+        "8000",
+        "default origin WebRTC port (UDP)",
+    ),
+    (
+        "PROXY_DEFAULT_BACKEND_SRT",
+        "10080",
+        "default origin SRT port (UDP)",
+    ),
+    (
+        "PROXY_SERVER_ALIVE_DURATION",
+        "30s",
+        "an origin with no heartbeat for this long is dead",
+    ),
+    (
+        "PROXY_HLS_ALIVE_DURATION",
+        "120s",
+        "an HLS session idle this long is forgotten",
+    ),
+    (
+        "PROXY_RTC_ALIVE_DURATION",
+        "120s",
+        "a WebRTC session idle this long is forgotten",
+    ),
+    (
+        "PROXY_GRACE_QUIT_TIMEOUT",
+        "20s",
+        "on SIGTERM/SIGINT: stop accepting, drain this long",
+    ),
+    (
+        "PROXY_FORCE_QUIT_TIMEOUT",
+        "30s",
+        "hard exit this long after SIGTERM/SIGINT",
+    ),
+    (
+        "PROXY_RTMP_TIMEOUT",
+        "10s",
+        "handshake, command exchange and origin dial timeout",
+    ),
 ];
 
 /// Which store holds origins and stream ownership (SPEC §5).
@@ -175,15 +255,24 @@ pub fn parse_listen(name: &str, value: &str) -> Result<SocketAddr, ConfigError> 
             return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
         }
     }
-    value
-        .parse::<SocketAddr>()
-        .map_err(|_| err(name, value, "expected a port (1935) or ip:port (127.0.0.1:1935)"))
+    value.parse::<SocketAddr>().map_err(|_| {
+        err(
+            name,
+            value,
+            "expected a port (1935) or ip:port (127.0.0.1:1935)",
+        )
+    })
 }
 
 /// Parses a Go-style duration (`30s`, `500ms`, `2m`, `1h30m`); must be positive.
 pub fn parse_duration(name: &str, value: &str) -> Result<Duration, ConfigError> {
-    let d = humantime::parse_duration(value)
-        .map_err(|e| err(name, value, format!("expected a duration like 30s, 500ms or 2m ({e})")))?;
+    let d = humantime::parse_duration(value).map_err(|e| {
+        err(
+            name,
+            value,
+            format!("expected a duration like 30s, 500ms or 2m ({e})"),
+        )
+    })?;
     if d.is_zero() {
         return Err(err(name, value, "must be greater than zero"));
     }
@@ -226,13 +315,18 @@ impl Config {
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Config, anyhow::Error> {
         let raw: Raw = envy::prefixed("PROXY_")
-            .from_iter(pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .from_iter(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string())),
+            )
             .map_err(|e| anyhow::anyhow!("reading PROXY_* variables: {e}"))?;
         Ok(Config::from_raw(raw)?)
     }
 
     fn from_raw(raw: Raw) -> Result<Config, ConfigError> {
-        let listen = |name: &str, v: &Option<String>| parse_listen(name, &value_or_default(name, v));
+        let listen =
+            |name: &str, v: &Option<String>| parse_listen(name, &value_or_default(name, v));
         let duration =
             |name: &str, v: &Option<String>| parse_duration(name, &value_or_default(name, v));
 
@@ -267,7 +361,11 @@ impl Config {
         let default_backend = if parse_switch("PROXY_DEFAULT_BACKEND_ENABLED", &enabled)? {
             let ip = value_or_default("PROXY_DEFAULT_BACKEND_IP", &raw.default_backend_ip);
             if ip.parse::<IpAddr>().is_err() {
-                return Err(err("PROXY_DEFAULT_BACKEND_IP", &ip, "expected an IP address"));
+                return Err(err(
+                    "PROXY_DEFAULT_BACKEND_IP",
+                    &ip,
+                    "expected an IP address",
+                ));
             }
             let port = |name: &str, v: &Option<String>| -> Result<String, ConfigError> {
                 let value = value_or_default(name, v);
@@ -281,8 +379,14 @@ impl Config {
                 server: "default-backend".to_string(),
                 service: "default".to_string(),
                 pid: "0".to_string(),
-                rtmp: vec![port("PROXY_DEFAULT_BACKEND_RTMP", &raw.default_backend_rtmp)?],
-                http: vec![port("PROXY_DEFAULT_BACKEND_HTTP", &raw.default_backend_http)?],
+                rtmp: vec![port(
+                    "PROXY_DEFAULT_BACKEND_RTMP",
+                    &raw.default_backend_rtmp,
+                )?],
+                http: vec![port(
+                    "PROXY_DEFAULT_BACKEND_HTTP",
+                    &raw.default_backend_http,
+                )?],
                 api: vec![port("PROXY_DEFAULT_BACKEND_API", &raw.default_backend_api)?],
                 rtc: vec![port("PROXY_DEFAULT_BACKEND_RTC", &raw.default_backend_rtc)?],
                 srt: vec![port("PROXY_DEFAULT_BACKEND_SRT", &raw.default_backend_srt)?],
@@ -344,7 +448,11 @@ pub fn help_text() -> String {
          Go-style: 30s, 500ms, 2m.\n\n",
     );
     for (name, default, meaning) in VARIABLES {
-        let default = if default.is_empty() { "(empty)" } else { default };
+        let default = if default.is_empty() {
+            "(empty)"
+        } else {
+            default
+        };
         s.push_str(&format!("  {name:<32} {default:<10} {meaning}\n"));
     }
     s
@@ -389,9 +497,15 @@ mod tests {
 
     #[test]
     fn durations_go_style() {
-        assert_eq!(parse_duration("X", "500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(
+            parse_duration("X", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
         assert_eq!(parse_duration("X", "2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("X", "1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(
+            parse_duration("X", "1h30m").unwrap(),
+            Duration::from_secs(5400)
+        );
         assert!(parse_duration("X", "30").is_err());
         assert!(parse_duration("X", "0s").is_err());
     }
@@ -406,7 +520,10 @@ mod tests {
         let e = Config::from_pairs([("PROXY_SERVER_ALIVE_DURATION", "soon")]).unwrap_err();
         assert!(e.to_string().contains("PROXY_SERVER_ALIVE_DURATION"), "{e}");
         let e = Config::from_pairs([("PROXY_DEFAULT_BACKEND_ENABLED", "maybe")]).unwrap_err();
-        assert!(e.to_string().contains("PROXY_DEFAULT_BACKEND_ENABLED"), "{e}");
+        assert!(
+            e.to_string().contains("PROXY_DEFAULT_BACKEND_ENABLED"),
+            "{e}"
+        );
     }
 
     #[test]

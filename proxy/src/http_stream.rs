@@ -171,7 +171,8 @@ async fn relay(state: State, kind: StreamKind, request: Request) -> Response {
             Ok(r) => r,
             Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
         };
-        let sent = tokio::time::timeout(ORIGIN_RESPONSE_TIMEOUT, state.http.request(origin_request));
+        let sent =
+            tokio::time::timeout(ORIGIN_RESPONSE_TIMEOUT, state.http.request(origin_request));
         match sent.await {
             Ok(Ok(r)) => break (origin, addr, r),
             Ok(Err(e)) if e.is_connect() => {
@@ -188,7 +189,10 @@ async fn relay(state: State, kind: StreamKind, request: Request) -> Response {
             Ok(Err(e)) => {
                 let _guard = span.enter();
                 warn!(origin = %origin.id, %addr, error = %e, "origin request failed");
-                return json_error(StatusCode::BAD_GATEWAY, format!("origin {addr} failed: {e}"));
+                return json_error(
+                    StatusCode::BAD_GATEWAY,
+                    format!("origin {addr} failed: {e}"),
+                );
             }
             Err(_) => {
                 let _guard = span.enter();
@@ -228,7 +232,11 @@ fn origin_request(
     addr: &str,
     parts: &http::request::Parts,
 ) -> Result<hyper::Request<OriginBody>, String> {
-    let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     let target = format!("http://{addr}{pq}")
         .parse::<Uri>()
         .map_err(|e| format!("bad URL: {e}"))?;

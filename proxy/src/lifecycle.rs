@@ -58,7 +58,9 @@ impl Lifecycle {
 
     /// Waits up to `grace` for every tracked task to end; true when all did.
     pub async fn drain(&self, grace: Duration) -> bool {
-        tokio::time::timeout(grace, self.tracker.wait()).await.is_ok()
+        tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
     }
 }
 
@@ -75,7 +77,10 @@ pub async fn wait_for_signal() {
 #[cfg(unix)]
 async fn wait_one() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

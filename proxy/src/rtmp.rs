@@ -259,6 +259,27 @@ impl Leg {
         Ok(())
     }
 
+    /// Handles one readiness event: writes pending output, reads when allowed.
+    /// Ok(false) when the peer closed.
+    fn on_ready(
+        &mut self,
+        ready: std::io::Result<tokio::io::Ready>,
+        can_read: bool,
+        name: &str,
+    ) -> Result<bool, String> {
+        let ready = ready.map_err(|e| format!("{name} error: {e}"))?;
+        if ready.is_writable() {
+            self.try_write()
+                .map_err(|e| format!("{name} write failed: {e}"))?;
+        }
+        if ready.is_readable() && can_read {
+            return self
+                .try_read()
+                .map_err(|e| format!("{name} read failed: {e}"));
+        }
+        Ok(true)
+    }
+
     /// Writes all pending output, bounded by `limit`.
     async fn flush_all(&mut self, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
@@ -312,26 +333,14 @@ impl Relay {
 
             tokio::select! {
                 ready = ready_opt(&self.client.sock, client_interest) => {
-                    let ready = ready.map_err(|e| format!("client error: {e}"))?;
-                    if ready.is_writable() {
-                        self.client.try_write().map_err(|e| format!("client write failed: {e}"))?;
-                    }
-                    if ready.is_readable() && read_client {
-                        if !self.client.try_read().map_err(|e| format!("client read failed: {e}"))? {
-                            return Ok("client closed".into());
-                        }
+                    if !self.client.on_ready(ready, read_client, "client")? {
+                        return Ok("client closed".into());
                     }
                     last_activity = tokio::time::Instant::now();
                 }
                 ready = ready_opt(&self.origin.sock, origin_interest) => {
-                    let ready = ready.map_err(|e| format!("origin error: {e}"))?;
-                    if ready.is_writable() {
-                        self.origin.try_write().map_err(|e| format!("origin write failed: {e}"))?;
-                    }
-                    if ready.is_readable() && read_origin {
-                        if !self.origin.try_read().map_err(|e| format!("origin read failed: {e}"))? {
-                            return Ok("origin closed".into());
-                        }
+                    if !self.origin.on_ready(ready, read_origin, "origin")? {
+                        return Ok("origin closed".into());
                     }
                     last_activity = tokio::time::Instant::now();
                 }
@@ -371,7 +380,10 @@ fn interest(read: bool, write: bool) -> Option<Interest> {
 }
 
 /// Waits for readiness, or forever when there is nothing to wait for on this leg.
-async fn ready_opt(sock: &TcpStream, interest: Option<Interest>) -> std::io::Result<tokio::io::Ready> {
+async fn ready_opt(
+    sock: &TcpStream,
+    interest: Option<Interest>,
+) -> std::io::Result<tokio::io::Ready> {
     match interest {
         Some(i) => sock.ready(i).await,
         None => std::future::pending().await,
@@ -411,7 +423,11 @@ fn map_message(
                 },
                 other => other,
             };
-            Some(Message::UserControl(event).to_raw(csid::PROTOCOL_CONTROL, msg.timestamp, msg.msid))
+            Some(Message::UserControl(event).to_raw(
+                csid::PROTOCOL_CONTROL,
+                msg.timestamp,
+                msg.msid,
+            ))
         }
         type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => {
             let Ok(Message::Command(mut cmd)) = Message::parse(&msg) else {

@@ -65,7 +65,11 @@ pub struct Proc {
 
 impl Proc {
     /// Spawns `cmd` with stderr to `<dir>/<name>.log`; stdout is returned for the caller to read.
-    pub fn spawn(name: &str, mut cmd: Command, dir: &Path) -> (Proc, Option<std::process::ChildStdout>) {
+    pub fn spawn(
+        name: &str,
+        mut cmd: Command,
+        dir: &Path,
+    ) -> (Proc, Option<std::process::ChildStdout>) {
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         cmd.stdin(Stdio::null())
@@ -135,7 +139,11 @@ impl Drop for Proc {
         if std::thread::panicking() {
             let text = self.log_text();
             let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            eprintln!("---- last lines of {} ({}) ----", self.name, self.log.display());
+            eprintln!(
+                "---- last lines of {} ({}) ----",
+                self.name,
+                self.log.display()
+            );
             for line in tail.into_iter().rev() {
                 eprintln!("{line}");
             }
@@ -373,7 +381,14 @@ pub fn publish(dir: &Path, name: &str, url: &str, seconds: u32) -> Proc {
         .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
         .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
         .args(["-g", "25", "-pix_fmt", "yuv420p"])
         .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url]);
     Proc::spawn(name, cmd, dir).0
@@ -401,7 +416,14 @@ pub fn play(dir: &Path, name: &str, url: &str, frames: u32, limit: Duration) -> 
     cmd.args(["-hide_banner", "-loglevel", "info", "-nostats"])
         .args(["-rw_timeout", "15000000"])
         .args(["-i", url])
-        .args(["-map", "0:v", "-map", "0:a?", "-frames:v", &frames.to_string()])
+        .args([
+            "-map",
+            "0:v",
+            "-map",
+            "0:a?",
+            "-frames:v",
+            &frames.to_string(),
+        ])
         .args(["-progress", "pipe:1", "-f", "null", "-"]);
     let (mut proc, stdout) = Proc::spawn(name, cmd, dir);
     let (tx, rx) = mpsc::channel();
@@ -446,7 +468,11 @@ pub fn assert_played(result: &PlayResult, min_frames: u64, what: &str) {
 
 /// Opens a TCP connection, writes `bytes`, and returns how the server reacted within `limit`:
 /// `Ok(n)` with the bytes read before the server closed, `Err` when still open at the deadline.
-pub fn send_and_wait_close(addr: SocketAddr, bytes: &[u8], limit: Duration) -> Result<usize, String> {
+pub fn send_and_wait_close(
+    addr: SocketAddr,
+    bytes: &[u8],
+    limit: Duration,
+) -> Result<usize, String> {
     let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_millis(200))).ok();
     let _ = s.write_all(bytes);
@@ -463,5 +489,21 @@ pub fn send_and_wait_close(addr: SocketAddr, bytes: &[u8], limit: Duration) -> R
             Err(_) => return Ok(total),
         }
     }
-    Err(format!("connection still open after {limit:?} ({total} bytes read)"))
+    Err(format!(
+        "connection still open after {limit:?} ({total} bytes read)"
+    ))
+}
+
+/// Sends `request` verbatim over TCP (no URL normalisation) and returns the status code.
+pub fn raw_http_status(addr: SocketAddr, request: &str) -> u16 {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    s.write_all(request.as_bytes()).expect("write");
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap_or(0);
+    let head = String::from_utf8_lossy(&buf[..n]);
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }

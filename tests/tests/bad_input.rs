@@ -33,14 +33,19 @@ fn handshaken(addr: std::net::SocketAddr) -> std::net::TcpStream {
 /// Waits until the server closes `s` (EOF or reset) within `limit`.
 fn closes(mut s: std::net::TcpStream, limit: Duration) -> bool {
     use std::io::Read;
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let deadline = std::time::Instant::now() + limit;
     let mut buf = [0u8; 65536];
     while std::time::Instant::now() < deadline {
         match s.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return true,
         }
     }
@@ -55,20 +60,35 @@ fn hostile_clients_do_not_harm_a_live_relay() {
     proxy.wait_origins(1);
 
     let _publisher = publish(&dir, "publisher", &proxy.rtmp_url("live/steady"), 90);
-    wait_until(Duration::from_secs(20), "publisher on origin", || origin.publishing("live", "steady"));
+    wait_until(Duration::from_secs(20), "publisher on origin", || {
+        origin.publishing("live", "steady")
+    });
     // A player that runs through all the abuse below.
     let mut cmd = std::process::Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-loglevel", "warning", "-i", &proxy.rtmp_url("live/steady"), "-t", "60", "-f", "null", "-"]);
+    cmd.args([
+        "-hide_banner",
+        "-loglevel",
+        "warning",
+        "-i",
+        &proxy.rtmp_url("live/steady"),
+        "-t",
+        "60",
+        "-f",
+        "null",
+        "-",
+    ]);
     let (mut player, _) = Proc::spawn("steady-player", cmd, &dir);
 
     // Random bytes: C0 is not version 3 → closed.
-    let junk: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let junk: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let r = send_and_wait_close(proxy.rtmp, &junk, Duration::from_secs(5));
     assert!(r.is_ok(), "random bytes: {r:?}");
 
     // Truncated handshake: C0 + half of C1, then silence → closed by the handshake timeout.
     let mut partial = vec![3u8];
-    partial.extend(std::iter::repeat(7u8).take(700));
+    partial.extend(std::iter::repeat_n(7u8, 700));
     let r = send_and_wait_close(proxy.rtmp, &partial, Duration::from_secs(8));
     assert!(r.is_ok(), "truncated handshake: {r:?}");
 
@@ -84,7 +104,10 @@ fn hostile_clients_do_not_harm_a_live_relay() {
         b.put_u32_le(0);
         b.put_slice(&[0u8; 128]);
         s.write_all(&b).unwrap();
-        assert!(closes(s, Duration::from_secs(5)), "oversized message must close the connection");
+        assert!(
+            closes(s, Duration::from_secs(5)),
+            "oversized message must close the connection"
+        );
     }
     // Oversized chunk size: SetChunkSize 0x7fffffff.
     {
@@ -102,44 +125,109 @@ fn hostile_clients_do_not_harm_a_live_relay() {
         b.put_slice(&[0, 0, 0, 0, 0, 200, 20, 0, 0, 0, 0]);
         b.put_slice(&[0u8; 200]);
         s.write_all(&b).unwrap();
-        assert!(closes(s, Duration::from_secs(5)), "absurd chunk size must close the connection");
+        assert!(
+            closes(s, Duration::from_secs(5)),
+            "absurd chunk size must close the connection"
+        );
     }
     // A handshake and then nothing: closed by the command-exchange timeout.
     {
         let s = handshaken(proxy.rtmp);
-        assert!(closes(s, Duration::from_secs(8)), "idle after handshake must be closed");
+        assert!(
+            closes(s, Duration::from_secs(8)),
+            "idle after handshake must be closed"
+        );
     }
 
     // Play of a stream nobody publishes: a clear failure, not a hang.
-    let missing = play(&dir, "play-missing", &proxy.rtmp_url("live/nobody"), 10, Duration::from_secs(30));
-    assert!(!missing.success && missing.frames == 0, "play of a missing stream must fail:\n{}", missing.log);
+    let missing = play(
+        &dir,
+        "play-missing",
+        &proxy.rtmp_url("live/nobody"),
+        10,
+        Duration::from_secs(30),
+    );
+    assert!(
+        !missing.success && missing.frames == 0,
+        "play of a missing stream must fail:\n{}",
+        missing.log
+    );
 
     // Register bodies that are wrong: 4xx naming the field, nothing changes.
-    let before = proxy.origins()["origins"].as_array().map(|a| a.len()).unwrap_or(0);
+    let before = proxy.origins()["origins"]
+        .as_array()
+        .map(|a| a.len())
+        .unwrap_or(0);
     let cases = [
-        (r#"{"server":"s","service":"x","pid":"1","rtmp":["1935"]}"#, "ip"),
-        (r#"{"ip":"127.0.0.1","service":"x","pid":"1","rtmp":["1935"]}"#, "server"),
-        (r#"{"ip":"127.0.0.1","server":"s","pid":"1","rtmp":["1935"]}"#, "service"),
-        (r#"{"ip":"127.0.0.1","server":"s","service":"x","rtmp":["1935"]}"#, "pid"),
-        (r#"{"ip":"127.0.0.1","server":"s","service":"x","pid":"1"}"#, "rtmp"),
-        (r#"{"ip":"127.0.0.1","server":"s","service":"x","pid":"1","rtmp":"1935"}"#, "rtmp"),
-        (r#"{"ip":"127.0.0.1","server":"s","service":"x","pid":"1","rtmp":[]}"#, "rtmp"),
-        (r#"{"ip":5,"server":"s","service":"x","pid":"1","rtmp":["1935"]}"#, "ip"),
-        (r#"{"ip":"127.0.0.1","server":"s","service":"x","pid":"1","rtmp":["1935"],"http":[8080]}"#, "http"),
-        (r#"{"ip":"127.0.0.1","server":"s","service":"x","pid":"1","rtmp":["tcp://:99999"]}"#, "rtmp"),
+        (
+            r#"{"server":"s","service":"x","pid":"1","rtmp":["1935"]}"#,
+            "ip",
+        ),
+        (
+            r#"{"ip":"127.0.0.1","service":"x","pid":"1","rtmp":["1935"]}"#,
+            "server",
+        ),
+        (
+            r#"{"ip":"127.0.0.1","server":"s","pid":"1","rtmp":["1935"]}"#,
+            "service",
+        ),
+        (
+            r#"{"ip":"127.0.0.1","server":"s","service":"x","rtmp":["1935"]}"#,
+            "pid",
+        ),
+        (
+            r#"{"ip":"127.0.0.1","server":"s","service":"x","pid":"1"}"#,
+            "rtmp",
+        ),
+        (
+            r#"{"ip":"127.0.0.1","server":"s","service":"x","pid":"1","rtmp":"1935"}"#,
+            "rtmp",
+        ),
+        (
+            r#"{"ip":"127.0.0.1","server":"s","service":"x","pid":"1","rtmp":[]}"#,
+            "rtmp",
+        ),
+        (
+            r#"{"ip":5,"server":"s","service":"x","pid":"1","rtmp":["1935"]}"#,
+            "ip",
+        ),
+        (
+            r#"{"ip":"127.0.0.1","server":"s","service":"x","pid":"1","rtmp":["1935"],"http":[8080]}"#,
+            "http",
+        ),
+        (
+            r#"{"ip":"127.0.0.1","server":"s","service":"x","pid":"1","rtmp":["tcp://:99999"]}"#,
+            "rtmp",
+        ),
         (r#"not json"#, ""),
     ];
     for (body, field) in cases {
         let (status, text) = http("POST", &proxy.register_url(), Some(body));
         assert!((400..500).contains(&status), "{body} → {status} {text}");
-        assert!(text.contains(field), "error for {body} must name `{field}`: {text}");
+        assert!(
+            text.contains(field),
+            "error for {body} must name `{field}`: {text}"
+        );
     }
-    let after = proxy.origins()["origins"].as_array().map(|a| a.len()).unwrap_or(0);
+    let after = proxy.origins()["origins"]
+        .as_array()
+        .map(|a| a.len())
+        .unwrap_or(0);
     assert_eq!(before, after, "bad registrations must change nothing");
 
     // The relay survived all of it, and the proxy still serves new players.
-    assert!(player.running(), "steady player died:\n{}", player.log_text());
-    let again = play(&dir, "play-after", &proxy.rtmp_url("live/steady"), 50, Duration::from_secs(30));
+    assert!(
+        player.running(),
+        "steady player died:\n{}",
+        player.log_text()
+    );
+    let again = play(
+        &dir,
+        "play-after",
+        &proxy.rtmp_url("live/steady"),
+        50,
+        Duration::from_secs(30),
+    );
     assert_played(&again, 50, "play after the abuse");
 }
 
@@ -155,6 +243,9 @@ fn http_flv_without_origin_is_503_with_reason() {
     // RTMP publish with no origin: ffmpeg fails promptly instead of hanging.
     let mut publisher = publish(&dir, "publisher", &proxy.rtmp_url("live/none"), 10);
     let status = publisher.wait_exit(Duration::from_secs(20));
-    assert!(matches!(status, Some(s) if !s.success()), "publish with no origin must fail promptly");
+    assert!(
+        matches!(status, Some(s) if !s.success()),
+        "publish with no origin must fail promptly"
+    );
     assert!(proxy.proc.log_text().contains("no origin"));
 }

@@ -9,7 +9,10 @@ const MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
 
 #[test]
 fn nginx_rtmp_origin_registered_by_curl() {
-    assert!(std::path::Path::new(MODULE).exists(), "{MODULE} missing: apt-get install nginx libnginx-mod-rtmp");
+    assert!(
+        std::path::Path::new(MODULE).exists(),
+        "{MODULE} missing: apt-get install nginx libnginx-mod-rtmp"
+    );
     let dir = temp_dir("nginx");
     let port = free_port();
     let conf = dir.join("nginx.conf");
@@ -40,7 +43,14 @@ fn nginx_rtmp_origin_registered_by_curl() {
     );
     let out = Command::new("curl")
         .args(["-sS", "-X", "POST", &proxy.register_url()])
-        .args(["-H", "Connection: Close", "-H", "Content-Type: application/json", "-H", "User-Agent: curl"])
+        .args([
+            "-H",
+            "Connection: Close",
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "User-Agent: curl",
+        ])
         .args(["-d", &body])
         .output()
         .expect("curl");
@@ -49,6 +59,12 @@ fn nginx_rtmp_origin_registered_by_curl() {
 
     let _publisher = publish(&dir, "publisher", &proxy.rtmp_url("live/nginx"), 40);
     std::thread::sleep(Duration::from_secs(2));
-    let played = play(&dir, "player", &proxy.rtmp_url("live/nginx"), 50, Duration::from_secs(30));
+    let played = play(
+        &dir,
+        "player",
+        &proxy.rtmp_url("live/nginx"),
+        50,
+        Duration::from_secs(30),
+    );
     assert_played(&played, 50, "RTMP play through the proxy from nginx-rtmp");
 }

@@ -7,10 +7,14 @@ use srs_e2e::*;
 /// Which of `origins` has an active publisher for `app/name`, waiting for one to appear.
 fn owner(origins: &[&Origin], app: &str, name: &str) -> usize {
     let mut found = None;
-    wait_until(Duration::from_secs(20), "stream published on an origin", || {
-        found = origins.iter().position(|o| o.publishing(app, name));
-        found.is_some()
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "stream published on an origin",
+        || {
+            found = origins.iter().position(|o| o.publishing(app, name));
+            found.is_some()
+        },
+    );
     found.unwrap_or(0)
 }
 
@@ -25,11 +29,55 @@ fn publish_and_play_by_rtmp_and_http_flv() {
     let _publisher = publish(&dir, "publisher", &proxy.rtmp_url("live/livestream"), 40);
     let which = owner(&[&a, &b], "live", "livestream");
     let other = if which == 0 { &b } else { &a };
-    assert!(other.stream("live", "livestream").is_none(), "stream must live on one origin only");
+    assert!(
+        other.stream("live", "livestream").is_none(),
+        "stream must live on one origin only"
+    );
 
-    let rtmp = play(&dir, "play-rtmp", &proxy.rtmp_url("live/livestream"), 50, Duration::from_secs(30));
+    let rtmp = play(
+        &dir,
+        "play-rtmp",
+        &proxy.rtmp_url("live/livestream"),
+        50,
+        Duration::from_secs(30),
+    );
     assert_played(&rtmp, 50, "RTMP through the proxy");
-    let flv = play(&dir, "play-flv", &proxy.http_url("live/livestream.flv"), 50, Duration::from_secs(30));
+    // Status and headers from the origin, CORS added, FLV bytes streaming.
+    {
+        use std::io::Read;
+        let origin = if which == 0 { &a } else { &b };
+        let resp = ureq::get(&proxy.http_url("live/livestream.flv"))
+            .timeout(Duration::from_secs(10))
+            .call()
+            .expect("GET .flv through the proxy");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.header("Content-Type"), Some("video/x-flv"));
+        assert_eq!(resp.header("Access-Control-Allow-Origin"), Some("*"));
+        let mut reader = resp.into_reader();
+        let mut head = [0u8; 4096];
+        reader.read_exact(&mut head).expect("FLV bytes");
+        assert_eq!(&head[..3], b"FLV");
+        let clients = |o: &Origin| {
+            o.stream("live", "livestream")
+                .and_then(|s| s["clients"].as_u64())
+                .unwrap_or(0)
+        };
+        wait_until(Duration::from_secs(10), "FLV player on the origin", || {
+            clients(origin) == 2
+        });
+        // The client goes away: the proxy drops its origin connection too.
+        drop(reader);
+        wait_until(Duration::from_secs(10), "origin connection dropped", || {
+            clients(origin) == 1
+        });
+    }
+    let flv = play(
+        &dir,
+        "play-flv",
+        &proxy.http_url("live/livestream.flv"),
+        50,
+        Duration::from_secs(30),
+    );
     assert_played(&flv, 50, "HTTP-FLV through the proxy");
 }
 
@@ -45,12 +93,20 @@ fn streams_spread_over_origins_and_players_follow() {
     let mut publishers = Vec::new();
     let mut owners = Vec::new();
     for name in names {
-        publishers.push(publish(&dir, &format!("pub-{name}"), &proxy.rtmp_url(&format!("live/{name}")), 60));
+        publishers.push(publish(
+            &dir,
+            &format!("pub-{name}"),
+            &proxy.rtmp_url(&format!("live/{name}")),
+            60,
+        ));
         // Wait for each before the next, so the fewest-streams choice sees every assignment.
         owners.push(owner(&[&a, &b], "live", name));
     }
     let on_a = owners.iter().filter(|o| **o == 0).count();
-    assert_eq!(on_a, 2, "fewest-streams choice must spread 4 streams 2/2, got owners {owners:?}");
+    assert_eq!(
+        on_a, 2,
+        "fewest-streams choice must spread 4 streams 2/2, got owners {owners:?}"
+    );
     assert_eq!(a.streams().len(), 2, "origin a streams: {:?}", a.streams());
     assert_eq!(b.streams().len(), 2, "origin b streams: {:?}", b.streams());
 
@@ -63,21 +119,41 @@ fn streams_spread_over_origins_and_players_follow() {
             proxy.http_url(&format!("live/{name}.flv"))
         };
         let mut cmd = std::process::Command::new("ffmpeg");
-        cmd.args(["-hide_banner", "-loglevel", "warning", "-i", &url, "-t", "30", "-f", "null", "-"]);
+        cmd.args([
+            "-hide_banner",
+            "-loglevel",
+            "warning",
+            "-i",
+            &url,
+            "-t",
+            "30",
+            "-f",
+            "null",
+            "-",
+        ]);
         players.push(Proc::spawn(&format!("player-{name}"), cmd, &dir).0);
     }
     for (name, which) in names.iter().zip(&owners) {
         let origin = if *which == 0 { &a } else { &b };
-        wait_until(Duration::from_secs(20), &format!("player of {name} on its owner"), || {
-            origin
-                .stream("live", name)
-                .and_then(|s| s["clients"].as_u64())
-                .unwrap_or(0)
-                >= 2
-        });
+        wait_until(
+            Duration::from_secs(20),
+            &format!("player of {name} on its owner"),
+            || {
+                origin
+                    .stream("live", name)
+                    .and_then(|s| s["clients"].as_u64())
+                    .unwrap_or(0)
+                    >= 2
+            },
+        );
     }
     for p in players.iter_mut() {
-        assert!(p.running(), "player {} ended early:\n{}", p.name, p.log_text());
+        assert!(
+            p.running(),
+            "player {} ended early:\n{}",
+            p.name,
+            p.log_text()
+        );
     }
 }
 
@@ -95,14 +171,25 @@ fn republish_lands_on_surviving_origin_after_kill() {
     dead.proc.signal(libc::SIGKILL);
     dead.proc.wait_exit(Duration::from_secs(5));
     // The publisher loses its session when the origin dies.
-    assert!(first.wait_exit(Duration::from_secs(20)).is_some(), "publisher should notice the dead origin");
+    assert!(
+        first.wait_exit(Duration::from_secs(20)).is_some(),
+        "publisher should notice the dead origin"
+    );
 
     // After PROXY_SERVER_ALIVE_DURATION the dead owner is no candidate and the stream moves.
     std::thread::sleep(Duration::from_secs(4));
     let _second = publish(&dir, "publisher-2", &proxy.rtmp_url("live/failover"), 60);
-    wait_until(Duration::from_secs(20), "republish on the surviving origin", || {
-        survivor.publishing("live", "failover")
-    });
-    let played = play(&dir, "player", &proxy.rtmp_url("live/failover"), 50, Duration::from_secs(30));
+    wait_until(
+        Duration::from_secs(20),
+        "republish on the surviving origin",
+        || survivor.publishing("live", "failover"),
+    );
+    let played = play(
+        &dir,
+        "player",
+        &proxy.rtmp_url("live/failover"),
+        50,
+        Duration::from_secs(30),
+    );
     assert_played(&played, 50, "play after failover");
 }
