@@ -119,9 +119,9 @@ fn cors(r: &mut Response) {
 mod tests {
     use super::*;
     use crate::hub::PublishInfo;
-    use crate::stream_key::StreamKey;
     use axum::body::Body;
     use http_body_util::BodyExt;
+    use srs_lb::key::StreamKey;
     use tower_service::Service;
 
     async fn get_json(router: &mut Router, path: &str) -> (StatusCode, Value) {

@@ -36,7 +36,7 @@ pub struct HeartbeatBody {
 /// Why one heartbeat failed.
 #[derive(Debug, thiserror::Error)]
 enum HeartbeatError {
-    #[error("request failed: {0}")]
+    #[error("request failed")]
     Request(#[from] hyper_util::client::legacy::Error),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
@@ -45,7 +45,7 @@ enum HeartbeatError {
         status: http::StatusCode,
         body: String,
     },
-    #[error("building the request: {0}")]
+    #[error("building the request")]
     Build(#[from] http::Error),
 }
 
@@ -71,13 +71,26 @@ pub async fn run(url: http::Uri, body: HeartbeatBody, interval: Duration) {
                 tracing::info!(%url, "heartbeat to the proxy works again");
             }
             Ok(()) => tracing::debug!(%url, "heartbeat sent"),
-            Err(e) if failing => tracing::debug!(%url, "heartbeat failed: {e}"),
+            Err(e) if failing => tracing::debug!(%url, "heartbeat failed: {}", chain(&e)),
             Err(e) => {
                 failing = true;
-                tracing::warn!(%url, "heartbeat failed, will keep retrying quietly: {e}");
+                tracing::warn!(%url, "heartbeat failed, will keep retrying quietly: {}", chain(&e));
             }
         }
     }
+}
+
+/// An error and its sources on one line: the client's own message alone ("client error
+/// (Connect)") does not say what went wrong.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 async fn beat(

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::hub::{Hub, Player};
 use crate::media::Media;
-use crate::stream_key::StreamKey;
+use srs_lb::key::StreamKey;
 
 /// Flush a response chunk once this many bytes are batched.
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -38,11 +38,11 @@ async fn dispatch(
         );
     }
     let path = uri.path();
-    let Some((base, ext)) = path.rsplit_once('.').filter(|(base, _)| !base.is_empty()) else {
+    let Some((_, ext)) = path.rsplit_once('.').filter(|(base, _)| !base.is_empty()) else {
         return text(StatusCode::NOT_FOUND, "not found\n");
     };
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let Some(key) = StreamKey::from_http(base, uri.query(), host) else {
+    let Ok(key) = StreamKey::from_http(host, path, uri.query()) else {
         return text(
             StatusCode::NOT_FOUND,
             "not found: expected /app/stream.ext\n",
@@ -59,12 +59,12 @@ fn serve_flv(hub: &Hub, key: StreamKey, head_only: bool) -> Response {
     let Some(player) = hub.play(&key) else {
         return text(StatusCode::NOT_FOUND, "stream not found\n");
     };
-    let cid = crate::config::random_id(8);
-    let span = tracing::info_span!("http-flv", id = %cid, stream = %key);
-    span.in_scope(|| tracing::info!("player joined"));
     let body = if head_only {
         Body::empty()
     } else {
+        let cid = crate::config::random_id(8);
+        let span = tracing::info_span!("http-flv", id = %cid, stream = %key);
+        span.in_scope(|| tracing::info!("player joined"));
         Body::from_stream(flv_stream(player, span))
     };
     let mut response = Response::new(body);

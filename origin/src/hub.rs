@@ -14,7 +14,7 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::Notify;
 
 use crate::media::{self, Media, MediaKind};
-use crate::stream_key::StreamKey;
+use srs_lb::key::StreamKey;
 
 /// Bounds of the hub's buffers.
 #[derive(Debug, Clone, Copy)]
@@ -273,26 +273,28 @@ impl Hub {
 }
 
 impl Stream {
-    /// What a new player gets first: metadata, sequence headers and the current GOP. Headers
-    /// take the GOP's first timestamp so timestamps never go backwards.
+    /// What a new player gets first: metadata, sequence headers and the current GOP. Metadata
+    /// goes at timestamp 0 (ffmpeg takes an `onMetaData` at any other time for a subtitle
+    /// stream); headers take the GOP's first timestamp so timestamps never go backwards.
     fn start_sequence(&self) -> Vec<Media> {
         let start_ts = self
             .gop
             .messages
             .first()
             .map_or(self.last_timestamp, |m| m.timestamp);
-        let headers = [
-            &self.metadata,
-            &self.video_sequence_header,
-            &self.audio_sequence_header,
-        ];
-        headers
+        let metadata = self.metadata.iter().map(|m| Media {
+            timestamp: 0,
+            ..m.clone()
+        });
+        let headers = [&self.video_sequence_header, &self.audio_sequence_header]
             .into_iter()
             .flatten()
             .map(|m| Media {
                 timestamp: start_ts,
                 ..m.clone()
-            })
+            });
+        metadata
+            .chain(headers)
             .chain(self.gop.messages.iter().cloned())
             .collect()
     }
@@ -488,8 +490,9 @@ mod tests {
         );
         assert!(got[1].is_video_sequence_header());
         assert!(got[2].is_audio_sequence_header());
+        assert_eq!(got[0].timestamp, 0, "metadata at 0");
         assert!(
-            got[..3].iter().all(|m| m.timestamp == 80),
+            got[1..3].iter().all(|m| m.timestamp == 80),
             "headers at GOP start"
         );
         assert!(got[3].is_keyframe());

@@ -10,11 +10,11 @@ mod http_stream;
 mod hub;
 mod media;
 mod rtmp_server;
-mod stream_key;
 
 use std::future::IntoFuture;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use tokio::net::TcpListener;
@@ -22,7 +22,17 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::hub::{Hub, HubLimits};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("srs-origin: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
     if let Some(arg) = std::env::args().nth(1) {
         match arg.as_str() {
             "-h" | "--help" => {
@@ -60,6 +70,7 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 

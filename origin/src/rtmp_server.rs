@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::hub::{Hub, Player, PublishInfo};
 use crate::media::{Media, MediaKind};
-use crate::stream_key::StreamKey;
+use srs_lb::key::StreamKey;
 
 /// Time allowed for the handshake, and then for the connect ... publish/play exchange.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,8 +84,7 @@ async fn session(
     let req = accept_session(&mut rtmp, SETUP_TIMEOUT)
         .await
         .context("connect/createStream/publish|play exchange")?;
-    let Some(key) = StreamKey::from_rtmp(&req.connect.app, &req.connect.tc_url, &req.stream_name)
-    else {
+    let Ok(key) = StreamKey::from_rtmp(&req.connect.tc_url, &req.stream_name) else {
         let code = match req.kind {
             RequestKind::Publish => "NetStream.Publish.BadName",
             RequestKind::Play => "NetStream.Play.StreamNotFound",
@@ -134,7 +133,8 @@ async fn publish(
                 "stream already publishing",
             )
             .await?;
-            bail!("publish refused: {e}");
+            tracing::warn!("publish refused: {e}");
+            return Ok(());
         }
     };
     send_status(
@@ -184,7 +184,6 @@ async fn publish(
             other => tracing::debug!(type_id = other, "ignored message type"),
         }
     }
-    drop(publisher);
     Ok(())
 }
 
