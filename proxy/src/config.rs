@@ -117,6 +117,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "10s",
         "handshake, command exchange and origin dial timeout",
     ),
+    (
+        "PROXY_STREAM_LEASE_DURATION",
+        "15s",
+        "a stream with no active session on any proxy this long is unowned",
+    ),
 ];
 
 /// Which store holds origins and stream ownership (SPEC §5).
@@ -176,6 +181,8 @@ pub struct Config {
     pub force_quit: Duration,
     /// Timeout of each RTMP wait (handshake, command exchange, dial).
     pub rtmp_timeout: Duration,
+    /// Stream ownership lease; active sessions refresh it every third of it.
+    pub stream_lease: Duration,
 }
 
 /// A variable that failed validation.
@@ -218,6 +225,7 @@ struct Raw {
     grace_quit_timeout: Option<String>,
     force_quit_timeout: Option<String>,
     rtmp_timeout: Option<String>,
+    stream_lease_duration: Option<String>,
 }
 
 /// Looks up a variable's default in [`VARIABLES`].
@@ -295,6 +303,28 @@ fn parse_switch(name: &str, value: &str) -> Result<bool, ConfigError> {
 }
 
 impl Config {
+    /// The store settings these variables describe.
+    pub fn store_config(&self) -> srs_lb::store::StoreConfig {
+        srs_lb::store::StoreConfig {
+            alive: self.server_alive,
+            lease: self.stream_lease,
+            hls_alive: self.hls_alive,
+            rtc_alive: self.rtc_alive,
+            default_backend: self.default_backend.clone(),
+        }
+    }
+
+    /// The Redis settings these variables describe.
+    pub fn redis_settings(&self) -> srs_lb::redis::RedisSettings {
+        srs_lb::redis::RedisSettings {
+            host: self.redis.host.clone(),
+            port: self.redis.port,
+            password: self.redis.password.clone(),
+            db: self.redis.db,
+            ..srs_lb::redis::RedisSettings::default()
+        }
+    }
+
     /// Loads `.env` (when present) and then the process environment.
     ///
     /// Errors: a `.env` file that cannot be parsed, or any variable that fails validation.
@@ -424,6 +454,7 @@ impl Config {
             grace_quit: duration("PROXY_GRACE_QUIT_TIMEOUT", &raw.grace_quit_timeout)?,
             force_quit: duration("PROXY_FORCE_QUIT_TIMEOUT", &raw.force_quit_timeout)?,
             rtmp_timeout: duration("PROXY_RTMP_TIMEOUT", &raw.rtmp_timeout)?,
+            stream_lease: duration("PROXY_STREAM_LEASE_DURATION", &raw.stream_lease_duration)?,
         };
         Ok(config)
     }
@@ -479,6 +510,7 @@ mod tests {
         assert_eq!(c.force_quit, Duration::from_secs(30));
         assert!(c.default_backend.is_none());
         assert_eq!(c.redis.port, 6379);
+        assert_eq!(c.stream_lease, Duration::from_secs(15));
     }
 
     #[test]

@@ -25,6 +25,7 @@ use tower_http::services::ServeDir;
 use tracing::{info, info_span, warn, Span};
 
 use crate::api::json_error;
+use crate::leases::LeaseGuard;
 use crate::state::{OriginBody, State, MAX_DIAL_ATTEMPTS, SET_ASIDE};
 
 /// Time allowed for the origin to answer with response headers.
@@ -217,6 +218,7 @@ async fn relay(state: State, kind: StreamKind, request: Request) -> Response {
         }
     }
     let body = CountingBody {
+        _lease: state.leases.hold(key, origin.id.clone()),
         inner: body,
         bytes: 0,
         started,
@@ -255,6 +257,8 @@ fn origin_request(
 
 /// The origin's response body, counting bytes and logging the session's end when dropped.
 struct CountingBody {
+    /// Keeps the stream's lease while the response streams.
+    _lease: LeaseGuard,
     inner: Incoming,
     bytes: u64,
     started: Instant,

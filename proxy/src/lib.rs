@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod http_stream;
+pub mod leases;
 pub mod lifecycle;
 pub mod rtmp;
 pub mod state;

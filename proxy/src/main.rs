@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use srs_proxy::config::{self, Config, LoadBalancerType};
 use srs_proxy::lifecycle::{self, Lifecycle};
 use srs_proxy::state::{Inner, State};
-use srs_proxy::{api, http_stream, rtmp};
+use srs_proxy::{api, http_stream, leases, rtmp};
 
 fn main() -> std::process::ExitCode {
     if std::env::args().skip(1).any(|a| a == "--help" || a == "-h") {
@@ -29,6 +29,7 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -59,12 +60,15 @@ async fn bind(var: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
 async fn run() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let store: Arc<dyn srs_lb::store::Store> = match config.load_balancer {
-        LoadBalancerType::Memory => Arc::new(srs_lb::store::MemoryStore::new(
-            config.server_alive,
-            config.default_backend.clone(),
+        LoadBalancerType::Memory => Arc::new(srs_lb::store::MemoryStore::with_config(
+            config.store_config(),
         )),
         LoadBalancerType::Redis => {
-            anyhow::bail!("PROXY_LOAD_BALANCER_TYPE=redis: the Redis store is not available in this build yet; use memory")
+            let settings = config.redis_settings();
+            let store = srs_lb::redis::RedisStore::connect(settings, config.store_config())
+                .await
+                .context("PROXY_LOAD_BALANCER_TYPE=redis")?;
+            Arc::new(store)
         }
     };
 
@@ -89,6 +93,7 @@ async fn run() -> anyhow::Result<()> {
         "srs-proxy listening rtmp={rtmp_addr} http={http_addr} api={api_addr} system={system_addr}"
     );
 
+    tokio::spawn(leases::keep_alive(state.clone()));
     lifecycle.spawn(rtmp::serve(state.clone(), rtmp_listener));
     lifecycle.spawn(api::serve_system(state.clone(), system_listener));
     lifecycle.spawn(api::serve_http_api(state.clone(), api_listener));

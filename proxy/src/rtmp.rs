@@ -128,6 +128,7 @@ async fn relay_session(
             }
         }
     };
+    let _lease = state.leases.hold(key.clone(), origin.id.clone());
     info!(client = %peer, origin = %origin.id, %addr, kind = ?request.kind, "session started");
     let started = Instant::now();
     if let Err(e) = client.flush().await {

@@ -10,6 +10,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use srs_lb::store::Store;
 
 use crate::config::Config;
+use crate::leases::Leases;
 use crate::lifecycle::Lifecycle;
 
 /// Timeout of a TCP dial to an origin.
@@ -32,6 +33,8 @@ pub struct Inner {
     pub lifecycle: Lifecycle,
     /// HTTP client for origin requests (HTTP-FLV, HTTP-TS).
     pub http: Client<HttpConnector, OriginBody>,
+    /// Stream leases held by active sessions.
+    pub leases: Arc<Leases>,
     next_session: AtomicU64,
 }
 
@@ -52,6 +55,7 @@ impl Inner {
             store,
             lifecycle,
             http,
+            leases: Arc::new(Leases::default()),
             next_session: AtomicU64::new(1),
         })
     }

@@ -64,16 +64,32 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Spawns `cmd` with stdout and stderr to `<dir>/<name>.log`.
+    pub fn spawn(name: &str, cmd: Command, dir: &Path) -> Proc {
+        Self::start(name, cmd, dir, false).0
+    }
+
     /// Spawns `cmd` with stderr to `<dir>/<name>.log`; stdout is returned for the caller to read.
-    pub fn spawn(
+    pub fn spawn_piped(name: &str, cmd: Command, dir: &Path) -> (Proc, std::process::ChildStdout) {
+        let (proc, stdout) = Self::start(name, cmd, dir, true);
+        (proc, stdout.expect("piped stdout"))
+    }
+
+    fn start(
         name: &str,
         mut cmd: Command,
         dir: &Path,
+        pipe: bool,
     ) -> (Proc, Option<std::process::ChildStdout>) {
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
+        let stdout = if pipe {
+            Stdio::piped()
+        } else {
+            Stdio::from(file.try_clone().expect("log file"))
+        };
         cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(stdout)
             .stderr(Stdio::from(file));
         let mut child = cmd
             .spawn()
@@ -222,12 +238,8 @@ impl Proxy {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let (proc, stdout) = Proc::spawn(name, cmd, dir);
-        let pairs = read_listening(
-            stdout.expect("stdout"),
-            "srs-proxy listening",
-            Duration::from_secs(20),
-        );
+        let (proc, stdout) = Proc::spawn_piped(name, cmd, dir);
+        let pairs = read_listening(stdout, "srs-proxy listening", Duration::from_secs(20));
         Proxy {
             proc,
             rtmp: addr_of(&pairs, "rtmp"),
@@ -298,12 +310,8 @@ impl Origin {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let (proc, stdout) = Proc::spawn(name, cmd, dir);
-        let pairs = read_listening(
-            stdout.expect("stdout"),
-            "srs-origin listening",
-            Duration::from_secs(20),
-        );
+        let (proc, stdout) = Proc::spawn_piped(name, cmd, dir);
+        let pairs = read_listening(stdout, "srs-origin listening", Duration::from_secs(20));
         Origin {
             proc,
             rtmp: addr_of(&pairs, "rtmp"),
@@ -391,7 +399,7 @@ pub fn publish(dir: &Path, name: &str, url: &str, seconds: u32) -> Proc {
         ])
         .args(["-g", "25", "-pix_fmt", "yuv420p"])
         .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url]);
-    Proc::spawn(name, cmd, dir).0
+    Proc::spawn(name, cmd, dir)
 }
 
 /// What a player saw: codecs of the input streams and video frames decoded.
@@ -425,9 +433,9 @@ pub fn play(dir: &Path, name: &str, url: &str, frames: u32, limit: Duration) -> 
             &frames.to_string(),
         ])
         .args(["-progress", "pipe:1", "-f", "null", "-"]);
-    let (mut proc, stdout) = Proc::spawn(name, cmd, dir);
+    let (mut proc, stdout) = Proc::spawn_piped(name, cmd, dir);
     let (tx, rx) = mpsc::channel();
-    if let Some(stdout) = stdout {
+    {
         std::thread::spawn(move || {
             let mut frames = 0u64;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -506,4 +514,74 @@ pub fn raw_http_status(addr: SocketAddr, request: &str) -> u16 {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
+}
+
+/// A real `redis-server` on a free loopback port, stopped when dropped.
+pub struct Redis {
+    /// Its port.
+    pub port: u16,
+    dir: PathBuf,
+    proc: Option<Proc>,
+}
+
+impl Redis {
+    /// Starts redis-server (no persistence) on a free port and waits until it accepts.
+    pub fn start(dir: &Path) -> Redis {
+        let mut r = Redis {
+            port: free_port(),
+            dir: dir.to_path_buf(),
+            proc: None,
+        };
+        r.restart();
+        r
+    }
+
+    /// Stops the server (its data is gone: no persistence).
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.signal(libc::SIGKILL);
+            p.wait_exit(Duration::from_secs(5));
+        }
+    }
+
+    /// Starts the server again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"]);
+        let proc = Proc::spawn(&format!("redis-{}", self.port), cmd, &self.dir);
+        self.proc = Some(proc);
+        let port = self.port;
+        wait_until(Duration::from_secs(10), "redis-server accepting", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+
+    /// The proxy variables that point at this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("PROXY_LOAD_BALANCER_TYPE", "redis".to_string()),
+            ("PROXY_REDIS_HOST", "127.0.0.1".to_string()),
+            ("PROXY_REDIS_PORT", self.port.to_string()),
+        ]
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Origin ids named by the "session started" lines of `log` for `stream` (a stream key).
+pub fn origins_in_log(log: &str, stream: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("session started") && l.contains(stream))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("origin="))
+                .map(str::to_string)
+        })
+        .collect()
 }

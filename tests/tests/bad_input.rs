@@ -77,7 +77,7 @@ fn hostile_clients_do_not_harm_a_live_relay() {
         "null",
         "-",
     ]);
-    let (mut player, _) = Proc::spawn("steady-player", cmd, &dir);
+    let mut player = Proc::spawn("steady-player", cmd, &dir);
 
     // Random bytes: C0 is not version 3 → closed.
     let junk: Vec<u8> = (0..4096u32)

@@ -32,7 +32,7 @@ fn nginx_rtmp_origin_registered_by_curl() {
     .unwrap();
     let mut cmd = Command::new("nginx");
     cmd.args(["-p", dir.to_str().unwrap(), "-c", conf.to_str().unwrap()]);
-    let (_nginx, _) = Proc::spawn("nginx", cmd, &dir);
+    let _nginx = Proc::spawn("nginx", cmd, &dir);
     wait_until(Duration::from_secs(10), "nginx listening", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });

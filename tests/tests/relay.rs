@@ -131,7 +131,7 @@ fn streams_spread_over_origins_and_players_follow() {
             "null",
             "-",
         ]);
-        players.push(Proc::spawn(&format!("player-{name}"), cmd, &dir).0);
+        players.push(Proc::spawn(&format!("player-{name}"), cmd, &dir));
     }
     for (name, which) in names.iter().zip(&owners) {
         let origin = if *which == 0 { &a } else { &b };

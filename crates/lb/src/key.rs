@@ -64,7 +64,9 @@ pub enum SrtMode {
 
 /// One stream's identity, `vhost/app/stream` (SPEC §4). `app` may contain slashes; `stream` does
 /// not; neither is empty. Query strings are never part of it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct StreamKey {
     /// A lowercase domain name, or [`DEFAULT_VHOST`].
     pub vhost: String,

@@ -1,11 +1,20 @@
-//! The load-balancer store: which origins are alive and which origin owns each stream (SPEC §5).
+//! The load-balancer store: which origins are alive and which origin owns each stream (SPEC §5),
+//! plus the HLS and WebRTC session records every proxy must see.
 //!
-//! [`MemoryStore`] is the single-proxy implementation. Memory bounds: when `pick` finds a stream's
-//! owner dead or unknown, every assignment of that owner is dropped at once; an origin whose last
-//! heartbeat is older than [`PRUNE_FACTOR`] × `alive` is forgotten (record and assignments) at the
-//! next `register` or `pick`, until then `origins` still lists it as dead for operators.
+//! Stream ownership is a lease: [`Store::pick`] takes or refreshes it, [`Store::refresh_leases`]
+//! keeps the streams of active sessions owned, and an owner not refreshed for
+//! [`StoreConfig::lease`] is forgotten, so the next request chooses again. Only unexpired leases
+//! count towards an origin's load.
+//!
+//! [`MemoryStore`] is the single-proxy implementation; [`crate::redis::RedisStore`] the shared
+//! one. Memory bounds of [`MemoryStore`]: leases expire; when `pick` finds a stream's owner dead or
+//! unknown, every assignment of that owner is dropped at once; an origin whose last heartbeat is
+//! older than [`PRUNE_FACTOR`] × `alive` is forgotten (record and assignments) at the next
+//! `register` or `pick`, until then `origins` still lists it as dead for operators; expired
+//! session records are swept when their map has doubled since the last sweep.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -19,6 +28,18 @@ use crate::register::OriginInfo;
 /// Dead origins are forgotten after this many alive durations without a heartbeat.
 pub const PRUNE_FACTOR: u32 = 10;
 
+/// Default [`StoreConfig::lease`]: 15 s.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
+
+/// Default [`StoreConfig::hls_alive`] (PROXY_HLS_ALIVE_DURATION, SPEC §2): 120 s.
+pub const DEFAULT_HLS_ALIVE: Duration = Duration::from_secs(120);
+
+/// Default [`StoreConfig::rtc_alive`] (PROXY_RTC_ALIVE_DURATION, SPEC §2): 120 s.
+pub const DEFAULT_RTC_ALIVE: Duration = Duration::from_secs(120);
+
+/// Session maps are not swept below this many entries.
+const MIN_SWEEP: usize = 64;
+
 /// What a request needs from an origin (SPEC §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
@@ -30,6 +51,19 @@ pub enum Protocol {
     Srt,
     /// WHIP/WHEP: an `api` endpoint for signalling and an `rtc` endpoint for media.
     Rtc,
+}
+
+impl Protocol {
+    /// The [`OriginInfo`] endpoint lists that must all be non-empty for an origin to serve this
+    /// protocol (`["api", "rtc"]` for WebRTC); the field names of its JSON form.
+    pub fn required_endpoints(self) -> &'static [&'static str] {
+        match self {
+            Protocol::Rtmp => &["rtmp"],
+            Protocol::Http => &["http"],
+            Protocol::Srt => &["srt"],
+            Protocol::Rtc => &["api", "rtc"],
+        }
+    }
 }
 
 impl fmt::Display for Protocol {
@@ -55,10 +89,67 @@ pub struct OriginStatus {
     pub alive: bool,
     /// True while set aside after a failed dial ([`Store::set_aside`]).
     pub aside: bool,
-    /// Number of streams currently assigned to it.
+    /// Number of streams it holds an unexpired lease on.
     pub streams: usize,
     /// Whether it is the PROXY_DEFAULT_BACKEND_* origin.
     pub is_default: bool,
+}
+
+/// An HLS session (SPEC §6): which origin serves the playlists and segments of one player, so
+/// that segment requests reaching any proxy find the same origin. Stored as JSON in Redis.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HlsSession {
+    /// The stream played.
+    pub key: StreamKey,
+    /// The origin's id (`server/service/pid`).
+    pub origin_id: String,
+    /// The origin's HTTP stream endpoint, `host:port`.
+    pub origin_http: String,
+}
+
+/// A WebRTC session (SPEC §6), found by its ICE username fragment, so that UDP packets arriving
+/// on any proxy reach the origin that answered the SDP offer. Stored as JSON in Redis.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RtcSession {
+    /// The stream published or played.
+    pub key: StreamKey,
+    /// The origin's id (`server/service/pid`).
+    pub origin_id: String,
+    /// The origin's WebRTC media endpoint, `host:port` (UDP).
+    pub origin_rtc: String,
+}
+
+/// Settings shared by every [`Store`] (SPEC §2, §5).
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// An origin with no heartbeat for this long is dead (PROXY_SERVER_ALIVE_DURATION).
+    pub alive: Duration,
+    /// A stream's owner is forgotten this long after its last pick or lease refresh
+    /// ([`DEFAULT_LEASE`]).
+    pub lease: Duration,
+    /// An HLS session record is forgotten this long after its last put or get
+    /// (PROXY_HLS_ALIVE_DURATION, [`DEFAULT_HLS_ALIVE`]).
+    pub hls_alive: Duration,
+    /// A WebRTC session record is forgotten this long after its last put or get
+    /// (PROXY_RTC_ALIVE_DURATION, [`DEFAULT_RTC_ALIVE`]).
+    pub rtc_alive: Duration,
+    /// The always-alive PROXY_DEFAULT_BACKEND_* origin, which competes for streams like any
+    /// origin; `None` when disabled.
+    pub default_backend: Option<OriginInfo>,
+}
+
+impl StoreConfig {
+    /// `alive` and the default backend as given; the lease and session lifetimes at their
+    /// defaults.
+    pub fn new(alive: Duration, default_backend: Option<OriginInfo>) -> Self {
+        StoreConfig {
+            alive,
+            lease: DEFAULT_LEASE,
+            hls_alive: DEFAULT_HLS_ALIVE,
+            rtc_alive: DEFAULT_RTC_ALIVE,
+            default_backend,
+        }
+    }
 }
 
 /// Why no origin could be chosen (SPEC §5). The proxy turns these into protocol errors.
@@ -83,8 +174,8 @@ pub enum StoreError {
     Unavailable(String),
 }
 
-/// Shared state of origins and stream owners (SPEC §5). Implementations must make `pick`
-/// atomic: two proxies picking the same unowned stream must get the same origin.
+/// Shared state of origins, stream owners and sessions (SPEC §5). Implementations must make
+/// `pick` atomic: two proxies picking the same unowned stream must get the same origin.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Records a heartbeat: inserts the origin or refreshes it. A record with the same `server`
@@ -94,14 +185,17 @@ pub trait Store: Send + Sync + 'static {
     /// Errors: [`StoreError::Unavailable`] when the backend is down.
     async fn register(&self, info: OriginInfo) -> Result<(), StoreError>;
 
-    /// The origin for `key`: its live owner when there is one, else a newly assigned live origin
-    /// offering `protocol` with the fewest streams (ties at random).
+    /// The origin for `key`: its live owner when there is one (its lease is refreshed), else a
+    /// newly assigned live origin offering `protocol` with the fewest unexpired leases (ties at
+    /// random), which takes the lease.
     ///
     /// Errors: [`StoreError::OwnerLacksProtocol`] when the live owner cannot serve `protocol`;
     /// [`StoreError::NoOrigin`] when no live origin offers it; [`StoreError::Unavailable`].
     async fn pick(&self, key: &StreamKey, protocol: Protocol) -> Result<OriginInfo, StoreError>;
 
-    /// Every known origin, the default backend first, then by id.
+    /// Every known origin, the default backend first, then by id. [`MemoryStore`] lists dead
+    /// origins until it forgets them; the Redis store lists live ones only, since a dead
+    /// origin's record expires.
     ///
     /// Errors: [`StoreError::Unavailable`] when the backend is down.
     async fn origins(&self) -> Result<Vec<OriginStatus>, StoreError>;
@@ -110,14 +204,49 @@ pub trait Store: Send + Sync + 'static {
     /// aside it is no candidate, and streams it owns are re-assigned on their next pick, without
     /// waiting for its heartbeat to expire. A registration under a new id (a restarted process:
     /// new `service` or `pid`) is not affected. Unknown ids are ignored.
+    ///
+    /// Errors: [`StoreError::Unavailable`] when the backend is down.
     async fn set_aside(&self, origin_id: &str, duration: Duration) -> Result<(), StoreError>;
+
+    /// Stream ownership is a lease (SPEC §5): `pick` takes or refreshes it, and the proxy calls
+    /// this for the streams of its active sessions, each with the origin id it is relaying to.
+    /// Each lease whose current owner is still that origin is extended to [`StoreConfig::lease`]
+    /// from now; a lease that vanished (expired, or lost with the backend's data) is taken again
+    /// when that origin is live and not set aside; pairs whose stream moved are ignored.
+    ///
+    /// Errors: [`StoreError::Unavailable`] when the backend is down.
+    async fn refresh_leases(&self, leases: &[(StreamKey, String)]) -> Result<(), StoreError>;
+
+    /// Stores the HLS session `id` (the `spbhid` of SPEC §6) for [`StoreConfig::hls_alive`].
+    ///
+    /// Errors: [`StoreError::Unavailable`] when the backend is down.
+    async fn put_hls(&self, id: &str, session: &HlsSession) -> Result<(), StoreError>;
+
+    /// The HLS session `id`, if stored and not expired; a hit extends its life to
+    /// [`StoreConfig::hls_alive`] from now.
+    ///
+    /// Errors: [`StoreError::Unavailable`] when the backend is down or the record is corrupt.
+    async fn get_hls(&self, id: &str) -> Result<Option<HlsSession>, StoreError>;
+
+    /// Stores the WebRTC session of ICE username fragment `ufrag` for
+    /// [`StoreConfig::rtc_alive`].
+    ///
+    /// Errors: [`StoreError::Unavailable`] when the backend is down.
+    async fn put_rtc(&self, ufrag: &str, session: &RtcSession) -> Result<(), StoreError>;
+
+    /// The WebRTC session of `ufrag`, if stored and not expired; a hit extends its life to
+    /// [`StoreConfig::rtc_alive`] from now.
+    ///
+    /// Errors: [`StoreError::Unavailable`] when the backend is down or the record is corrupt.
+    async fn get_rtc(&self, ufrag: &str) -> Result<Option<RtcSession>, StoreError>;
 }
 
 /// The in-process [`Store`] for `PROXY_LOAD_BALANCER_TYPE=memory` (SPEC §5).
 pub struct MemoryStore {
-    alive: Duration,
-    default_backend: Option<OriginInfo>,
+    config: StoreConfig,
     inner: Mutex<Inner>,
+    hls: Mutex<Expiring<HlsSession>>,
+    rtc: Mutex<Expiring<RtcSession>>,
 }
 
 struct Record {
@@ -125,24 +254,63 @@ struct Record {
     last_seen: Instant,
 }
 
+/// A stream's owner until `until`.
+struct Lease {
+    owner: String,
+    until: Instant,
+}
+
 #[derive(Default)]
 struct Inner {
     /// Registered origins by id.
     origins: HashMap<String, Record>,
-    /// Stream → owner id.
-    owners: HashMap<StreamKey, String>,
+    /// Stream → unexpired lease (expired ones are removed by [`Inner::expire`]).
+    owners: HashMap<StreamKey, Lease>,
     /// Owner id → number of streams it owns in `owners`.
     counts: HashMap<String, usize>,
     /// Origins set aside after a failed dial, with the instant the quarantine ends.
     aside: HashMap<String, Instant>,
+    /// Every lease end ever set, earliest first. An entry whose lease was since extended, moved
+    /// or dropped no longer matches `owners` and is discarded when it comes up.
+    expiries: BinaryHeap<Reverse<(Instant, StreamKey)>>,
 }
 
 impl Inner {
-    fn assign(&mut self, key: StreamKey, id: &str) {
-        if let Some(old) = self.owners.insert(key, id.to_owned()) {
-            self.uncount(&old);
+    fn assign(&mut self, key: StreamKey, id: &str, until: Instant) {
+        self.expiries.push(Reverse((until, key.clone())));
+        let lease = Lease {
+            owner: id.to_owned(),
+            until,
+        };
+        if let Some(old) = self.owners.insert(key, lease) {
+            self.uncount(&old.owner);
         }
         *self.counts.entry(id.to_owned()).or_default() += 1;
+    }
+
+    /// Moves the end of `key`'s lease, if it has one, to `until`.
+    fn extend(&mut self, key: &StreamKey, until: Instant) {
+        if let Some(lease) = self.owners.get_mut(key) {
+            lease.until = until;
+            self.expiries.push(Reverse((until, key.clone())));
+        }
+    }
+
+    /// Drops every lease that ended at or before `now`.
+    fn expire(&mut self, now: Instant) {
+        while let Some(Reverse((until, _))) = self.expiries.peek() {
+            if *until > now {
+                break;
+            }
+            let Some(Reverse((until, key))) = self.expiries.pop() else {
+                break;
+            };
+            if self.owners.get(&key).is_some_and(|l| l.until == until) {
+                if let Some(lease) = self.owners.remove(&key) {
+                    self.uncount(&lease.owner);
+                }
+            }
+        }
     }
 
     fn uncount(&mut self, id: &str) {
@@ -157,7 +325,7 @@ impl Inner {
     /// Drops every assignment owned by `id`.
     fn release(&mut self, id: &str) {
         if self.counts.remove(id).is_some() {
-            self.owners.retain(|_, owner| owner != id);
+            self.owners.retain(|_, lease| lease.owner != id);
         }
     }
 
@@ -182,25 +350,71 @@ impl Inner {
     }
 }
 
+/// Session records by id, each alive `ttl` after its last put or get.
+struct Expiring<V> {
+    ttl: Duration,
+    entries: HashMap<String, (V, Instant)>,
+    /// Sweep expired entries when the map reaches this size: amortised O(1) per put.
+    sweep_at: usize,
+}
+
+impl<V: Clone> Expiring<V> {
+    fn new(ttl: Duration) -> Self {
+        Expiring {
+            ttl,
+            entries: HashMap::new(),
+            sweep_at: MIN_SWEEP,
+        }
+    }
+
+    fn put(&mut self, id: &str, value: V, now: Instant) {
+        if self.entries.len() >= self.sweep_at {
+            self.entries.retain(|_, (_, until)| *until > now);
+            self.sweep_at = MIN_SWEEP.max(self.entries.len() * 2);
+        }
+        self.entries.insert(id.to_owned(), (value, now + self.ttl));
+    }
+
+    fn get(&mut self, id: &str, now: Instant) -> Option<V> {
+        match self.entries.get_mut(id) {
+            Some((value, until)) if *until > now => {
+                *until = now + self.ttl;
+                Some(value.clone())
+            }
+            Some(_) => {
+                self.entries.remove(id);
+                None
+            }
+            None => None,
+        }
+    }
+}
+
 impl MemoryStore {
     /// A store where an origin is alive while its last heartbeat is younger than `alive`
     /// (PROXY_SERVER_ALIVE_DURATION), with an optional always-alive default backend
-    /// (PROXY_DEFAULT_BACKEND_*), which competes for streams like any origin.
+    /// (PROXY_DEFAULT_BACKEND_*), which competes for streams like any origin. Leases and session
+    /// lifetimes take their defaults ([`StoreConfig::new`]).
     pub fn new(alive: Duration, default_backend: Option<OriginInfo>) -> Self {
+        Self::with_config(StoreConfig::new(alive, default_backend))
+    }
+
+    /// A store with every setting given.
+    pub fn with_config(config: StoreConfig) -> Self {
         MemoryStore {
-            alive,
-            default_backend,
+            hls: Mutex::new(Expiring::new(config.hls_alive)),
+            rtc: Mutex::new(Expiring::new(config.rtc_alive)),
+            config,
             inner: Mutex::new(Inner::default()),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // The state stays consistent even if a holder panicked: every update is a few map writes.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner)
     }
 
     fn is_alive(&self, r: &Record, now: Instant) -> bool {
-        now.duration_since(r.last_seen) < self.alive
+        now.duration_since(r.last_seen) < self.config.alive
     }
 
     fn is_aside(inner: &Inner, id: &str, now: Instant) -> bool {
@@ -212,7 +426,7 @@ impl MemoryStore {
         if Self::is_aside(inner, id, now) {
             return None;
         }
-        match &self.default_backend {
+        match &self.config.default_backend {
             Some(d) if d.id == id => Some(d),
             _ => inner
                 .origins
@@ -221,14 +435,27 @@ impl MemoryStore {
                 .map(|r| &r.info),
         }
     }
+
+    /// Locks the state, prunes long-dead origins and drops expired leases.
+    fn lock_at(&self, now: Instant) -> MutexGuard<'_, Inner> {
+        let mut inner = self.lock();
+        inner.prune(now, self.config.alive.saturating_mul(PRUNE_FACTOR));
+        inner.expire(now);
+        inner
+    }
+}
+
+/// Locks `m`; the data stays consistent even if a holder panicked: every update is a few map
+/// writes.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[async_trait::async_trait]
 impl Store for MemoryStore {
     async fn register(&self, info: OriginInfo) -> Result<(), StoreError> {
         let now = Instant::now();
-        let mut inner = self.lock();
-        inner.prune(now, self.alive.saturating_mul(PRUNE_FACTOR));
+        let mut inner = self.lock_at(now);
         let replaced: Vec<String> = inner
             .origins
             .values()
@@ -254,13 +481,14 @@ impl Store for MemoryStore {
 
     async fn pick(&self, key: &StreamKey, protocol: Protocol) -> Result<OriginInfo, StoreError> {
         let now = Instant::now();
-        let mut inner = self.lock();
-        inner.prune(now, self.alive.saturating_mul(PRUNE_FACTOR));
+        let until = now + self.config.lease;
+        let mut inner = self.lock_at(now);
 
-        if let Some(owner) = inner.owners.get(key).cloned() {
-            if let Some(info) = self.live(&inner, &owner, now) {
+        if let Some(owner) = inner.owners.get(key).map(|l| l.owner.clone()) {
+            if let Some(info) = self.live(&inner, &owner, now).cloned() {
+                inner.extend(key, until);
                 return if info.has(protocol) {
-                    Ok(info.clone())
+                    Ok(info)
                 } else {
                     Err(StoreError::OwnerLacksProtocol { owner, protocol })
                 };
@@ -270,6 +498,7 @@ impl Store for MemoryStore {
         }
 
         let candidates: Vec<(&OriginInfo, usize)> = self
+            .config
             .default_backend
             .iter()
             .chain(
@@ -294,17 +523,18 @@ impl Store for MemoryStore {
             .ok_or(StoreError::NoOrigin { protocol })?;
 
         tracing::debug!(stream = %key, origin = %chosen.id, "stream assigned");
-        inner.assign(key.clone(), &chosen.id);
+        inner.assign(key.clone(), &chosen.id, until);
         Ok(chosen)
     }
 
     async fn origins(&self) -> Result<Vec<OriginStatus>, StoreError> {
         let now = Instant::now();
-        let inner = self.lock();
+        let mut inner = self.lock();
+        inner.expire(now);
         let streams = |id: &str| inner.counts.get(id).copied().unwrap_or(0);
         let mut records: Vec<&Record> = inner.origins.values().collect();
         records.sort_by(|a, b| a.info.id.cmp(&b.info.id));
-        let default = self.default_backend.iter().map(|info| OriginStatus {
+        let default = self.config.default_backend.iter().map(|info| OriginStatus {
             info: info.clone(),
             age_ms: 0,
             alive: true,
@@ -328,13 +558,54 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         inner.aside.retain(|_, until| *until > now);
         let known = inner.origins.contains_key(origin_id)
-            || self.default_backend.as_ref().is_some_and(|d| d.id == origin_id);
+            || self
+                .config
+                .default_backend
+                .as_ref()
+                .is_some_and(|d| d.id == origin_id);
         if known {
             tracing::warn!(origin = %origin_id, ?duration, "origin set aside after a failed dial");
             inner.aside.insert(origin_id.to_owned(), now + duration);
             inner.release(origin_id);
         }
         Ok(())
+    }
+
+    async fn refresh_leases(&self, leases: &[(StreamKey, String)]) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let until = now + self.config.lease;
+        let mut inner = self.lock();
+        inner.expire(now);
+        for (key, id) in leases {
+            match inner.owners.get(key) {
+                Some(lease) if lease.owner == *id => inner.extend(key, until),
+                Some(_) => {}
+                // The lease vanished while a session still relays it: take it again.
+                None if self.live(&inner, id, now).is_some() => {
+                    inner.assign(key.clone(), id, until)
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn put_hls(&self, id: &str, session: &HlsSession) -> Result<(), StoreError> {
+        lock(&self.hls).put(id, session.clone(), Instant::now());
+        Ok(())
+    }
+
+    async fn get_hls(&self, id: &str) -> Result<Option<HlsSession>, StoreError> {
+        Ok(lock(&self.hls).get(id, Instant::now()))
+    }
+
+    async fn put_rtc(&self, ufrag: &str, session: &RtcSession) -> Result<(), StoreError> {
+        lock(&self.rtc).put(ufrag, session.clone(), Instant::now());
+        Ok(())
+    }
+
+    async fn get_rtc(&self, ufrag: &str) -> Result<Option<RtcSession>, StoreError> {
+        Ok(lock(&self.rtc).get(ufrag, Instant::now()))
     }
 }
 
@@ -374,8 +645,12 @@ mod tests {
         }
     }
 
+    /// A store whose leases outlive every test, so only liveness moves streams.
     async fn store_with(origins: &[OriginInfo]) -> MemoryStore {
-        let store = MemoryStore::new(ALIVE, None);
+        let store = MemoryStore::with_config(StoreConfig {
+            lease: Duration::from_secs(3600),
+            ..StoreConfig::new(ALIVE, None)
+        });
         for o in origins {
             store.register(o.clone()).await.unwrap();
         }
@@ -572,12 +847,21 @@ mod tests {
         let store = store_with(&[a.clone(), b.clone()]).await;
         let first = store.pick(&stream("s"), Protocol::Rtmp).await.unwrap();
         let other = if first.id == a.id { &b } else { &a };
-        store.set_aside(&first.id, Duration::from_secs(10)).await.unwrap();
+        store
+            .set_aside(&first.id, Duration::from_secs(10))
+            .await
+            .unwrap();
         // Still heartbeating, but set aside: the stream moves now, and new streams avoid it.
         store.register(first.clone()).await.unwrap();
-        assert_eq!(store.pick(&stream("s"), Protocol::Rtmp).await.unwrap().id, other.id);
+        assert_eq!(
+            store.pick(&stream("s"), Protocol::Rtmp).await.unwrap().id,
+            other.id
+        );
         for i in 0..4 {
-            let o = store.pick(&stream(&format!("n{i}")), Protocol::Rtmp).await.unwrap();
+            let o = store
+                .pick(&stream(&format!("n{i}")), Protocol::Rtmp)
+                .await
+                .unwrap();
             assert_eq!(o.id, other.id);
         }
         let status = store.origins().await.unwrap();
@@ -593,10 +877,72 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn restarted_origin_is_not_aside() {
         let store = store_with(&[origin("a", "1", true)]).await;
-        store.set_aside("a/svc/1", Duration::from_secs(60)).await.unwrap();
+        store
+            .set_aside("a/svc/1", Duration::from_secs(60))
+            .await
+            .unwrap();
         assert!(store.pick(&stream("s"), Protocol::Rtmp).await.is_err());
         store.register(origin("a", "2", true)).await.unwrap();
         let o = store.pick(&stream("s"), Protocol::Rtmp).await.unwrap();
         assert_eq!(o.id, "a/svc/2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leases_expire_unless_refreshed() {
+        let store = MemoryStore::new(Duration::from_secs(3600), None);
+        store.register(origin("a", "1", true)).await.unwrap();
+        store.pick(&stream("kept"), Protocol::Rtmp).await.unwrap();
+        store
+            .pick(&stream("dropped"), Protocol::Rtmp)
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            advance(DEFAULT_LEASE - Duration::from_secs(1)).await;
+            let leases = [
+                (stream("kept"), "a/svc/1".to_string()),
+                // Not the owner: ignored.
+                (stream("dropped"), "b/svc/1".to_string()),
+            ];
+            store.refresh_leases(&leases).await.unwrap();
+        }
+        assert_eq!(counts(&store).await, [("a/svc/1".to_string(), 1)]);
+        let inner = store.lock();
+        assert!(inner.owners.contains_key(&stream("kept")));
+        // One live entry per refresh, and the dropped lease's entry is gone.
+        assert!(inner.expiries.len() <= 4, "{}", inner.expiries.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sessions_expire_unless_read() {
+        let store = MemoryStore::new(ALIVE, None);
+        let hls = HlsSession {
+            key: stream("s"),
+            origin_id: "a/svc/1".into(),
+            origin_http: "10.0.0.1:8080".into(),
+        };
+        store.put_hls("h1", &hls).await.unwrap();
+        store.put_hls("h2", &hls).await.unwrap();
+        for _ in 0..3 {
+            advance(DEFAULT_HLS_ALIVE - Duration::from_secs(1)).await;
+            assert_eq!(store.get_hls("h1").await.unwrap().as_ref(), Some(&hls));
+        }
+        assert_eq!(store.get_hls("h2").await.unwrap(), None);
+        assert_eq!(store.get_rtc("h1").await.unwrap(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn session_maps_are_swept() {
+        let store = MemoryStore::new(ALIVE, None);
+        let rtc = RtcSession {
+            key: stream("s"),
+            origin_id: "a/svc/1".into(),
+            origin_rtc: "10.0.0.1:8000".into(),
+        };
+        for i in 0..MIN_SWEEP {
+            store.put_rtc(&format!("u{i}"), &rtc).await.unwrap();
+        }
+        advance(DEFAULT_RTC_ALIVE).await;
+        store.put_rtc("fresh", &rtc).await.unwrap();
+        assert_eq!(lock(&store.rtc).entries.len(), 1);
     }
 }

@@ -300,7 +300,11 @@ fn read_long_string(input: &mut &[u8]) -> Result<String, Amf0Error> {
     read_string(input, len)
 }
 
-fn decode_value(input: &mut &[u8], depth: usize, budget: &mut usize) -> Result<Amf0Value, Amf0Error> {
+fn decode_value(
+    input: &mut &[u8],
+    depth: usize,
+    budget: &mut usize,
+) -> Result<Amf0Value, Amf0Error> {
     if *budget == 0 {
         return Err(Amf0Error::TooManyElements(MAX_ELEMENTS));
     }
@@ -323,7 +327,9 @@ fn decode_value(input: &mut &[u8], depth: usize, budget: &mut usize) -> Result<A
             // The count is only a hint (and often wrong); the object-end
             // marker terminates the array.
             read_array::<4>(input, "ecma array count")?;
-            Ok(Amf0Value::EcmaArray(decode_properties(input, depth, budget)?))
+            Ok(Amf0Value::EcmaArray(decode_properties(
+                input, depth, budget,
+            )?))
         }
         marker::STRICT_ARRAY => {
             let depth = enter(depth)?;
@@ -413,12 +419,18 @@ mod tests {
                 "ecma",
                 Amf0Value::EcmaArray(vec![
                     ("a".into(), 1.0.into()),
-                    ("b".into(), Amf0Value::StrictArray(vec![1.0.into(), "x".into()])),
+                    (
+                        "b".into(),
+                        Amf0Value::StrictArray(vec![1.0.into(), "x".into()]),
+                    ),
                 ]),
             ),
             (
                 "strict",
-                Amf0Value::StrictArray(vec![Amf0Value::Null, Amf0Value::object([("k", true.into())])]),
+                Amf0Value::StrictArray(vec![
+                    Amf0Value::Null,
+                    Amf0Value::object([("k", true.into())]),
+                ]),
             ),
             (
                 "date",
@@ -462,10 +474,19 @@ mod tests {
         let mut out = BytesMut::new();
         encode(&Amf0Value::String(s.clone()), &mut out);
         assert_eq!(out[0], marker::LONG_STRING);
-        assert_eq!(roundtrip(&Amf0Value::String(s.clone())), Amf0Value::LongString(s.clone()));
-        assert_eq!(roundtrip(&Amf0Value::LongString(s.clone())), Amf0Value::LongString(s));
+        assert_eq!(
+            roundtrip(&Amf0Value::String(s.clone())),
+            Amf0Value::LongString(s.clone())
+        );
+        assert_eq!(
+            roundtrip(&Amf0Value::LongString(s.clone())),
+            Amf0Value::LongString(s)
+        );
         let exact = "y".repeat(65_535);
-        assert_eq!(roundtrip(&Amf0Value::String(exact.clone())), Amf0Value::String(exact));
+        assert_eq!(
+            roundtrip(&Amf0Value::String(exact.clone())),
+            Amf0Value::String(exact)
+        );
     }
 
     #[test]
@@ -503,9 +524,18 @@ mod tests {
             assert_eq!(err, Amf0Error::UnsupportedMarker { marker: m, name });
             assert!(err.to_string().contains(name));
         }
-        assert_eq!(decode(&mut &[0x12][..]), Err(Amf0Error::InvalidMarker(0x12)));
-        assert_eq!(decode(&mut &[0xFF][..]), Err(Amf0Error::InvalidMarker(0xFF)));
-        assert_eq!(decode(&mut &[0x09][..]), Err(Amf0Error::InvalidMarker(0x09)));
+        assert_eq!(
+            decode(&mut &[0x12][..]),
+            Err(Amf0Error::InvalidMarker(0x12))
+        );
+        assert_eq!(
+            decode(&mut &[0xFF][..]),
+            Err(Amf0Error::InvalidMarker(0xFF))
+        );
+        assert_eq!(
+            decode(&mut &[0x09][..]),
+            Err(Amf0Error::InvalidMarker(0x09))
+        );
     }
 
     #[test]
@@ -533,11 +563,17 @@ mod tests {
     fn huge_declared_counts() {
         // Declared counts of 4 billion with no items must fail fast.
         let strict = [0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0x05];
-        assert!(matches!(decode(&mut &strict[..]), Err(Amf0Error::Truncated { .. })));
+        assert!(matches!(
+            decode(&mut &strict[..]),
+            Err(Amf0Error::Truncated { .. })
+        ));
         let ecma = [0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x09];
         assert_eq!(decode(&mut &ecma[..]), Ok(Amf0Value::EcmaArray(vec![])));
         let long = [0x0C, 0xFF, 0xFF, 0xFF, 0xFF, b'a'];
-        assert!(matches!(decode(&mut &long[..]), Err(Amf0Error::Truncated { .. })));
+        assert!(matches!(
+            decode(&mut &long[..]),
+            Err(Amf0Error::Truncated { .. })
+        ));
         // Many tiny elements hit the element budget.
         let mut many = vec![0x0A, 0xFF, 0xFF, 0xFF, 0xFF];
         many.resize(many.len() + MAX_ELEMENTS + 10, 0x05);
@@ -546,13 +582,19 @@ mod tests {
             Err(Amf0Error::TooManyElements(MAX_ELEMENTS))
         );
         let nulls = vec![0x05; MAX_ELEMENTS + 1];
-        assert_eq!(decode_all(&nulls), Err(Amf0Error::TooManyElements(MAX_ELEMENTS)));
+        assert_eq!(
+            decode_all(&nulls),
+            Err(Amf0Error::TooManyElements(MAX_ELEMENTS))
+        );
     }
 
     #[test]
     fn invalid_utf8_is_lossy() {
         let bytes = [0x02, 0, 2, 0xC3, 0x28];
-        assert_eq!(decode(&mut &bytes[..]).unwrap(), Amf0Value::String("\u{FFFD}(".into()));
+        assert_eq!(
+            decode(&mut &bytes[..]).unwrap(),
+            Amf0Value::String("\u{FFFD}(".into())
+        );
     }
 
     #[test]
@@ -570,8 +612,14 @@ mod tests {
         assert_eq!(v.get("num").and_then(Amf0Value::as_number), Some(1.5));
         assert_eq!(v.get("t").and_then(Amf0Value::as_bool), Some(true));
         assert_eq!(v.get("s").and_then(Amf0Value::as_str), Some("héllo"));
-        assert_eq!(v.get("long").and_then(Amf0Value::as_str), Some("short long"));
-        assert_eq!(v.get("ecma").and_then(|e| e.get("a")), Some(&Amf0Value::Number(1.0)));
+        assert_eq!(
+            v.get("long").and_then(Amf0Value::as_str),
+            Some("short long")
+        );
+        assert_eq!(
+            v.get("ecma").and_then(|e| e.get("a")),
+            Some(&Amf0Value::Number(1.0))
+        );
         assert!(v.get("missing").is_none());
         assert!(Amf0Value::Null.get("x").is_none());
         assert_eq!(Amf0Value::from(String::from("s")).as_str(), Some("s"));

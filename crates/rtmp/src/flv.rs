@@ -39,7 +39,10 @@ pub fn flv_header(has_audio: bool, has_video: bool) -> [u8; 13] {
 /// PreviousTagSize (Annex E.3, E.4.1). A payload above 0xFFFFFF bytes
 /// cannot be expressed; it is dropped with a warning.
 pub fn write_tag(out: &mut BytesMut, tag_type: u8, timestamp: u32, payload: &[u8]) {
-    let Some(size) = u32::try_from(payload.len()).ok().filter(|&s| s <= MAX_TAG_SIZE) else {
+    let Some(size) = u32::try_from(payload.len())
+        .ok()
+        .filter(|&s| s <= MAX_TAG_SIZE)
+    else {
         tracing::warn!(len = payload.len(), "dropping oversized FLV tag");
         return;
     };
@@ -136,7 +139,8 @@ impl FlvReader {
         let Some(header) = self.buf.get(..TAG_HEADER_SIZE) else {
             return Ok(None);
         };
-        let size = (u32::from(header[1]) << 16) | (u32::from(header[2]) << 8) | u32::from(header[3]);
+        let size =
+            (u32::from(header[1]) << 16) | (u32::from(header[2]) << 8) | u32::from(header[3]);
         if size > self.max_tag_size {
             return Err(FlvError::TagTooLarge {
                 size,

@@ -67,7 +67,10 @@ fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; DIGEST_LEN] {
 /// Position of the digest inside a 1536-byte C1/S1 whose digest block
 /// starts at `block`.
 fn digest_pos(packet: &[u8; HANDSHAKE_SIZE], block: usize) -> usize {
-    let sum: usize = packet[block..block + 4].iter().map(|&b| usize::from(b)).sum();
+    let sum: usize = packet[block..block + 4]
+        .iter()
+        .map(|&b| usize::from(b))
+        .sum();
     block + 4 + sum % 728
 }
 
@@ -103,7 +106,10 @@ fn random_packet() -> Box<[u8; HANDSHAKE_SIZE]> {
 
 /// Builds S1 and S2 for the client's C1 (complex form if C1 has a valid
 /// digest, simple form otherwise).
-fn server_response(c1: &[u8; HANDSHAKE_SIZE], time: u32) -> (Box<[u8; HANDSHAKE_SIZE]>, Box<[u8; HANDSHAKE_SIZE]>) {
+fn server_response(
+    c1: &[u8; HANDSHAKE_SIZE],
+    time: u32,
+) -> (Box<[u8; HANDSHAKE_SIZE]>, Box<[u8; HANDSHAKE_SIZE]>) {
     let mut s1 = random_packet();
     s1[..4].copy_from_slice(&time.to_be_bytes());
     let Some(c1_pos) = find_digest(c1, PLAYER_KEY_TEXT) else {
@@ -199,7 +205,8 @@ impl ServerHandshake {
                     return Err(HandshakeError::UnsupportedVersion(version));
                 }
             }
-            let Ok(c1) = <&[u8; HANDSHAKE_SIZE]>::try_from(self.collected.buf.get(1..).unwrap_or(&[]))
+            let Ok(c1) =
+                <&[u8; HANDSHAKE_SIZE]>::try_from(self.collected.buf.get(1..).unwrap_or(&[]))
             else {
                 return Ok(consumed);
             };
@@ -421,10 +428,16 @@ mod tests {
     #[test]
     fn bad_versions() {
         let mut server = ServerHandshake::new();
-        assert_eq!(server.feed(&[6]), Err(HandshakeError::UnsupportedVersion(6)));
+        assert_eq!(
+            server.feed(&[6]),
+            Err(HandshakeError::UnsupportedVersion(6))
+        );
         let mut client = ClientHandshake::new();
         client.take_output();
-        assert_eq!(client.feed(&[9, 0, 0]), Err(HandshakeError::UnsupportedVersion(9)));
+        assert_eq!(
+            client.feed(&[9, 0, 0]),
+            Err(HandshakeError::UnsupportedVersion(9))
+        );
     }
 
     #[test]

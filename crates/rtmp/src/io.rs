@@ -196,7 +196,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RtmpStream<S> {
     }
 
     fn queue_command(&mut self, csid: u32, msid: u32, cmd: Command) {
-        self.conn.send_message(csid, 0, msid, &Message::Command(cmd));
+        self.conn
+            .send_message(csid, 0, msid, &Message::Command(cmd));
     }
 }
 
@@ -270,12 +271,17 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
     let mut next_msid = 1u32;
     loop {
         let Some(raw) = rtmp.read_message().await? else {
-            return Err(RtmpError::Protocol("client closed before publish/play".into()));
+            return Err(RtmpError::Protocol(
+                "client closed before publish/play".into(),
+            ));
         };
         let cmd = as_command(&raw)?;
         let Some((params, object)) = &connected else {
             let cmd = cmd.filter(|c| c.name == "connect").ok_or_else(|| {
-                RtmpError::Protocol(format!("expected connect, got message type {}", raw.type_id))
+                RtmpError::Protocol(format!(
+                    "expected connect, got message type {}",
+                    raw.type_id
+                ))
             })?;
             let params = ConnectParams::from_command(&cmd)?;
             let conn = rtmp.connection();
@@ -290,7 +296,11 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
                 },
             );
             conn.set_chunk_size(SESSION_CHUNK_SIZE);
-            rtmp.queue_command(csid::OVER_CONNECTION, 0, Command::connect_result(cmd.transaction_id));
+            rtmp.queue_command(
+                csid::OVER_CONNECTION,
+                0,
+                Command::connect_result(cmd.transaction_id),
+            );
             rtmp.queue_command(
                 csid::OVER_CONNECTION,
                 0,
@@ -311,7 +321,11 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
         let tid = cmd.transaction_id;
         let kind = match cmd.name.as_str() {
             "createStream" => {
-                rtmp.queue_command(csid::OVER_CONNECTION, 0, Command::create_stream_result(tid, next_msid));
+                rtmp.queue_command(
+                    csid::OVER_CONNECTION,
+                    0,
+                    Command::create_stream_result(tid, next_msid),
+                );
                 next_msid = next_msid.saturating_add(1);
                 rtmp.flush().await?;
                 continue;
@@ -333,10 +347,18 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
         };
         let stream_name = cmd.stream_name().unwrap_or_default().to_owned();
         if stream_name.is_empty() {
-            return Err(RtmpError::Protocol(format!("{} without a stream name", cmd.name)));
+            return Err(RtmpError::Protocol(format!(
+                "{} without a stream name",
+                cmd.name
+            )));
         }
         let publish_type = match kind {
-            RequestKind::Publish => cmd.args.iter().filter_map(Amf0Value::as_str).nth(1).map(str::to_owned),
+            RequestKind::Publish => cmd
+                .args
+                .iter()
+                .filter_map(Amf0Value::as_str)
+                .nth(1)
+                .map(str::to_owned),
             RequestKind::Play => None,
         };
         let msid = if raw.msid != 0 {
@@ -384,8 +406,16 @@ pub async fn open_session<S: AsyncRead + AsyncWrite + Unpin>(
         wait_result(rtmp, 1.0, "connect").await?;
 
         if kind == RequestKind::Publish {
-            rtmp.queue_command(csid::OVER_CONNECTION, 0, Command::release_stream(2.0, stream_name));
-            rtmp.queue_command(csid::OVER_CONNECTION, 0, Command::fc_publish(3.0, stream_name));
+            rtmp.queue_command(
+                csid::OVER_CONNECTION,
+                0,
+                Command::release_stream(2.0, stream_name),
+            );
+            rtmp.queue_command(
+                csid::OVER_CONNECTION,
+                0,
+                Command::fc_publish(3.0, stream_name),
+            );
         }
         rtmp.queue_command(csid::OVER_CONNECTION, 0, Command::create_stream(4.0));
         rtmp.flush().await?;
@@ -400,7 +430,11 @@ pub async fn open_session<S: AsyncRead + AsyncWrite + Unpin>(
 
         match kind {
             RequestKind::Publish => {
-                rtmp.queue_command(csid::OVER_STREAM, msid, Command::publish(5.0, stream_name, "live"));
+                rtmp.queue_command(
+                    csid::OVER_STREAM,
+                    msid,
+                    Command::publish(5.0, stream_name, "live"),
+                );
             }
             RequestKind::Play => {
                 rtmp.queue_command(csid::OVER_STREAM, msid, Command::play(5.0, stream_name));
@@ -432,7 +466,9 @@ async fn wait_result<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<Command, RtmpError> {
     loop {
         let Some(raw) = rtmp.read_message().await? else {
-            return Err(RtmpError::Protocol(format!("server closed before answering {what}")));
+            return Err(RtmpError::Protocol(format!(
+                "server closed before answering {what}"
+            )));
         };
         let Some(cmd) = as_command(&raw)? else {
             continue;
@@ -465,7 +501,7 @@ mod tests {
     const T: Duration = Duration::from_secs(5);
 
     async fn pair() -> (RtmpStream<DuplexStream>, RtmpStream<DuplexStream>) {
-        let (a, b) = tokio::io::duplex(1 << 16);
+        let (a, b) = tokio::io::duplex(1 << 20);
         let server = tokio::spawn(RtmpStream::accept(a, Limits::default(), T));
         let client = RtmpStream::connect(b, Limits::default(), T).await.unwrap();
         (server.await.unwrap().unwrap(), client)
@@ -478,9 +514,16 @@ mod tests {
             let req = accept_session(&mut server, T).await.unwrap();
             (server, req)
         });
-        let msid = open_session(&mut client, "rtmp://h/live", "live", "cam?key=1", RequestKind::Publish, T)
-            .await
-            .unwrap();
+        let msid = open_session(
+            &mut client,
+            "rtmp://h/live",
+            "live",
+            "cam?key=1",
+            RequestKind::Publish,
+            T,
+        )
+        .await
+        .unwrap();
         let (mut server, req) = srv.await.unwrap();
         assert_eq!(msid, 1);
         assert_eq!(req.kind, RequestKind::Publish);
@@ -512,10 +555,18 @@ mod tests {
     #[tokio::test]
     async fn play_session() {
         let (mut server, mut client) = pair().await;
-        let srv = tokio::spawn(async move { accept_session(&mut server, T).await.map(|r| (server, r)) });
-        let msid = open_session(&mut client, "rtmp://h/app", "app", "stream", RequestKind::Play, T)
-            .await
-            .unwrap();
+        let srv =
+            tokio::spawn(async move { accept_session(&mut server, T).await.map(|r| (server, r)) });
+        let msid = open_session(
+            &mut client,
+            "rtmp://h/app",
+            "app",
+            "stream",
+            RequestKind::Play,
+            T,
+        )
+        .await
+        .unwrap();
         let (mut server, req) = srv.await.unwrap().unwrap();
         assert_eq!(req.kind, RequestKind::Play);
         assert_eq!(req.stream_name, "stream");
@@ -534,15 +585,26 @@ mod tests {
         let (mut server, mut client) = pair().await;
         let srv = tokio::spawn(async move {
             let raw = server.read_message().await.unwrap().unwrap();
-            let Some(cmd) = as_command(&raw).unwrap() else { panic!("not a command") };
+            let Some(cmd) = as_command(&raw).unwrap() else {
+                panic!("not a command")
+            };
             let err = Command::error(cmd.transaction_id, "NetConnection.Connect.Rejected", "nope");
-            server.connection().send_message(3, 0, 0, &Message::Command(err));
+            server
+                .connection()
+                .send_message(3, 0, 0, &Message::Command(err));
             server.flush().await.unwrap();
             server
         });
-        let err = open_session(&mut client, "rtmp://h/live", "live", "s", RequestKind::Publish, T)
-            .await
-            .unwrap_err();
+        let err = open_session(
+            &mut client,
+            "rtmp://h/live",
+            "live",
+            "s",
+            RequestKind::Publish,
+            T,
+        )
+        .await
+        .unwrap_err();
         let _server = srv.await.unwrap();
         assert!(
             matches!(&err, RtmpError::Rejected { code, description } if code == "NetConnection.Connect.Rejected" && description == "nope"),
@@ -555,10 +617,15 @@ mod tests {
         let (mut server, mut client) = pair().await;
         let play = Message::Command(Command::play(1.0, "x")).to_raw(3, 0, 0);
         client.write_message(&play).await.unwrap();
-        assert!(matches!(accept_session(&mut server, T).await, Err(RtmpError::Protocol(_))));
+        assert!(matches!(
+            accept_session(&mut server, T).await,
+            Err(RtmpError::Protocol(_))
+        ));
 
         let (mut server, _client) = pair().await;
-        let err = accept_session(&mut server, Duration::from_millis(50)).await.unwrap_err();
+        let err = accept_session(&mut server, Duration::from_millis(50))
+            .await
+            .unwrap_err();
         assert!(matches!(err, RtmpError::Timeout(_)));
 
         let (a, _b) = tokio::io::duplex(1024);

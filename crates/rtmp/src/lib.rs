@@ -8,6 +8,8 @@
 //! number of chunk streams, AMF0 nesting depth and element counts) and returns
 //! a typed error instead of allocating without limit.
 
+#![warn(missing_docs)]
+
 pub mod amf0;
 pub mod chunk;
 pub mod conn;
@@ -21,9 +23,7 @@ pub mod message;
 pub use amf0::Amf0Value;
 pub use chunk::{ChunkDecoder, ChunkEncoder, Limits, RawMessage};
 pub use conn::Connection;
-pub use error::{
-    Amf0Error, ChunkError, FlvError, HandshakeError, MessageError, RtmpError,
-};
+pub use error::{Amf0Error, ChunkError, FlvError, HandshakeError, MessageError, RtmpError};
 pub use flv::{FlvReader, FlvTag};
 pub use handshake::{ClientHandshake, ServerHandshake, HANDSHAKE_SIZE};
 #[cfg(feature = "tokio")]

@@ -181,7 +181,9 @@ impl UserControl {
             UserControl::StreamBegin(v) => (event::STREAM_BEGIN, *v, None),
             UserControl::StreamEof(v) => (event::STREAM_EOF, *v, None),
             UserControl::StreamDry(v) => (event::STREAM_DRY, *v, None),
-            UserControl::SetBufferLength { msid, ms } => (event::SET_BUFFER_LENGTH, *msid, Some(*ms)),
+            UserControl::SetBufferLength { msid, ms } => {
+                (event::SET_BUFFER_LENGTH, *msid, Some(*ms))
+            }
             UserControl::StreamIsRecorded(v) => (event::STREAM_IS_RECORDED, *v, None),
             UserControl::PingRequest(v) => (event::PING_REQUEST, *v, None),
             UserControl::PingResponse(v) => (event::PING_RESPONSE, *v, None),
@@ -421,22 +423,41 @@ impl Command {
 
     /// `_result` for `createStream` carrying the new message stream id.
     pub fn create_stream_result(transaction_id: f64, msid: u32) -> Command {
-        Command::result(transaction_id, Amf0Value::Null, vec![f64::from(msid).into()])
+        Command::result(
+            transaction_id,
+            Amf0Value::Null,
+            vec![f64::from(msid).into()],
+        )
     }
 
     /// `releaseStream` (FMLE/ffmpeg publish preamble).
     pub fn release_stream(transaction_id: f64, name: &str) -> Command {
-        Command::new("releaseStream", transaction_id, Amf0Value::Null, vec![name.into()])
+        Command::new(
+            "releaseStream",
+            transaction_id,
+            Amf0Value::Null,
+            vec![name.into()],
+        )
     }
 
     /// `FCPublish` (FMLE/ffmpeg publish preamble).
     pub fn fc_publish(transaction_id: f64, name: &str) -> Command {
-        Command::new("FCPublish", transaction_id, Amf0Value::Null, vec![name.into()])
+        Command::new(
+            "FCPublish",
+            transaction_id,
+            Amf0Value::Null,
+            vec![name.into()],
+        )
     }
 
     /// `FCUnpublish` (FMLE/ffmpeg, sent before deleteStream).
     pub fn fc_unpublish(transaction_id: f64, name: &str) -> Command {
-        Command::new("FCUnpublish", transaction_id, Amf0Value::Null, vec![name.into()])
+        Command::new(
+            "FCUnpublish",
+            transaction_id,
+            Amf0Value::Null,
+            vec![name.into()],
+        )
     }
 
     /// `publish` (RTMP spec 7.2.2.6); `kind` is "live", "record" or
@@ -489,7 +510,12 @@ impl Command {
     /// `onStatus` (RTMP spec 7.2.2): tid 0, null object, info object
     /// {level, code, description}.
     pub fn on_status(level: &str, code: &str, description: &str) -> Command {
-        Command::new("onStatus", 0.0, Amf0Value::Null, vec![info(level, code, description)])
+        Command::new(
+            "onStatus",
+            0.0,
+            Amf0Value::Null,
+            vec![info(level, code, description)],
+        )
     }
 
     /// The info object's `code` and `description` of a `_error`/`onStatus`
@@ -608,9 +634,17 @@ mod tests {
             Message::Command(Command::publish(5.0, "s?k=v", "live")),
             Message::Command(Command::play(5.0, "s")),
             Message::Command(Command::delete_stream(7.0, 1)),
-            Message::Command(Command::result(2.0, Amf0Value::Null, vec![Amf0Value::Undefined])),
+            Message::Command(Command::result(
+                2.0,
+                Amf0Value::Null,
+                vec![Amf0Value::Undefined],
+            )),
             Message::Command(Command::error(1.0, "NetConnection.Connect.Rejected", "no")),
-            Message::Command(Command::on_status("status", "NetStream.Publish.Start", "ok")),
+            Message::Command(Command::on_status(
+                "status",
+                "NetStream.Publish.Start",
+                "ok",
+            )),
             Message::Aggregate(Bytes::from_static(&[9, 0, 0, 1])),
             Message::Unknown {
                 type_id: 99,
@@ -640,7 +674,10 @@ mod tests {
             payload: Bytes::from_static(&[0, 5]),
             ..raw
         };
-        assert_eq!(Message::parse(&raw).unwrap(), Message::Data(vec![Amf0Value::Null]));
+        assert_eq!(
+            Message::parse(&raw).unwrap(),
+            Message::Data(vec![Amf0Value::Null])
+        );
     }
 
     #[test]
@@ -654,7 +691,11 @@ mod tests {
         };
         assert!(matches!(
             Message::parse(&raw(type_id::SET_CHUNK_SIZE, &[0, 0])),
-            Err(MessageError::Truncated { needed: 4, got: 2, .. })
+            Err(MessageError::Truncated {
+                needed: 4,
+                got: 2,
+                ..
+            })
         ));
         assert!(Message::parse(&raw(type_id::SET_PEER_BANDWIDTH, &[0, 0, 0, 1])).is_err());
         assert!(Message::parse(&raw(type_id::USER_CONTROL, &[0])).is_err());
@@ -676,13 +717,22 @@ mod tests {
         assert_eq!(cmd.transaction_id, 0.0);
         assert_eq!(cmd.object, Amf0Value::Null);
         assert!(cmd.stream_name().is_none());
-        assert_eq!(Command::publish(5.0, "cam", "live").stream_name(), Some("cam"));
+        assert_eq!(
+            Command::publish(5.0, "cam", "live").stream_name(),
+            Some("cam")
+        );
         assert!(Command::from_values(vec!["x".into(), "y".into()]).is_err());
         let (code, desc) = Command::error(1.0, "C", "D").info_code_description();
         assert_eq!((code.as_str(), desc.as_str()), ("C", "D"));
         let connect = Command::connect(1.0, "live", "rtmp://h/live");
-        assert_eq!(connect.object.get("capabilities"), Some(&Amf0Value::Number(15.0)));
-        assert_eq!(connect.object.get("type").and_then(Amf0Value::as_str), Some("nonprivate"));
+        assert_eq!(
+            connect.object.get("capabilities"),
+            Some(&Amf0Value::Number(15.0))
+        );
+        assert_eq!(
+            connect.object.get("type").and_then(Amf0Value::as_str),
+            Some("nonprivate")
+        );
     }
 
     #[test]
@@ -696,14 +746,22 @@ mod tests {
         let no_app = Command::new(
             "connect",
             1.0,
-            Amf0Value::object([("tcUrl", "rtmp://h/a/b/".into()), ("objectEncoding", 3.0.into())]),
+            Amf0Value::object([
+                ("tcUrl", "rtmp://h/a/b/".into()),
+                ("objectEncoding", 3.0.into()),
+            ]),
             vec![],
         );
         let p = ConnectParams::from_command(&no_app).unwrap();
         assert_eq!(p.app, "a/b");
         assert_eq!(p.object_encoding, 3.0);
 
-        let no_tc = Command::new("connect", 1.0, Amf0Value::object([("app", "x".into())]), vec![]);
+        let no_tc = Command::new(
+            "connect",
+            1.0,
+            Amf0Value::object([("app", "x".into())]),
+            vec![],
+        );
         assert_eq!(
             ConnectParams::from_command(&no_tc),
             Err(MessageError::MissingField("tcUrl"))

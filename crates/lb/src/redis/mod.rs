@@ -1,0 +1,499 @@
+//! The shared [`Store`] for `PROXY_LOAD_BALANCER_TYPE=redis` (SPEC §2, §5): every proxy on one
+//! Redis agrees on which origins are alive, who owns each stream, and where each HLS and WebRTC
+//! session goes.
+//!
+//! Needs Redis 6.2 or later (`GETEX`), single node or sentinel (the scripts derive keys from
+//! data, which Redis Cluster forbids). Every decision that reads and then writes runs in one Lua
+//! script, so it is atomic across proxies, and uses Redis's clock (`TIME`), so proxies with
+//! skewed clocks still agree on lease ends.
+//!
+//! # Key layout
+//!
+//! Every key starts with [`RedisSettings::prefix`] (`srs-proxy:` by default). `{id}` is an origin
+//! id (`server/service/pid`), `{stream}` a stream key (`vhost/app/stream`).
+//!
+//! | key | type | holds | expiry |
+//! |---|---|---|---|
+//! | `origin:{id}` | string | the origin's [`OriginInfo`] as JSON; written by each heartbeat | `alive`: it vanishes when the origin is dead |
+//! | `origins` | sorted set | origin ids scored by last heartbeat (Redis time, ms); lists origins without scanning the keyspace | none; entries older than `alive` are removed whenever it is read |
+//! | `server:{server}` | string | the id last registered by SRS `server` id, to spot restarts (same server, new id) | `alive` |
+//! | `owner:{stream}` | string | the id of the origin holding the stream's lease | `lease`, renewed by `pick` and `refresh_leases` |
+//! | `streams:{id}` | sorted set | streams leased by the origin, scored by lease end (ms); its size is the origin's load | `lease` after its newest lease; ended leases are removed when counted |
+//! | `aside:{id}` | string | `1` while the origin is set aside after a failed dial | the set-aside duration |
+//! | `hls:{id}` | string | an [`HlsSession`] as JSON | `hls_alive`, renewed by every get and put |
+//! | `rtc:{ufrag}` | string | an [`RtcSession`] as JSON | `rtc_alive`, renewed by every get and put |
+//!
+//! The default backend is never written to Redis (each proxy has it in its configuration); only
+//! its `owner:`, `streams:` and `aside:` keys exist.
+//!
+//! # Faults
+//!
+//! Every call gives up after [`OP_TIMEOUT`] with [`StoreError::Unavailable`]. Calls share one
+//! multiplexed connection taken from a deadpool pool; after any failure it is dropped, and the
+//! next call takes a connection from the pool again, which checks it with a `PING` and opens a
+//! new one when needed, so the store recovers by itself when Redis comes back. Every operation is
+//! idempotent, so a call that finds the shared connection broken (Redis restarted since its last
+//! use) is retried once on a fresh connection.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ::redis::aio::MultiplexedConnection;
+use ::redis::{
+    AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Script,
+};
+use deadpool_redis::{Manager, Pool, Runtime};
+
+use crate::key::StreamKey;
+use crate::register::OriginInfo;
+use crate::store::{
+    HlsSession, OriginStatus, Protocol, RtcSession, Store, StoreConfig, StoreError,
+};
+
+/// Default [`RedisSettings::prefix`].
+pub const DEFAULT_PREFIX: &str = "srs-proxy:";
+
+/// Longest time one store call may take, connection included.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Longest wait for a pooled connection, for opening one, and for its health check.
+const POOL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Connections in the pool; calls share one multiplexed connection, so few are needed.
+const POOL_SIZE: usize = 4;
+
+/// Where the shared state lives (SPEC §2: PROXY_REDIS_HOST / _PORT / _PASSWORD / _DB).
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// `AUTH` password; empty for none.
+    pub password: String,
+    /// Database number (`SELECT`).
+    pub db: u32,
+    /// Prefix of every key ([`DEFAULT_PREFIX`]), so proxy fleets can share one Redis.
+    pub prefix: String,
+}
+
+impl Default for RedisSettings {
+    /// `127.0.0.1:6379`, no password, db 0, [`DEFAULT_PREFIX`]: the SPEC §2 defaults.
+    fn default() -> Self {
+        RedisSettings {
+            host: "127.0.0.1".into(),
+            port: 6379,
+            password: String::new(),
+            db: 0,
+            prefix: DEFAULT_PREFIX.into(),
+        }
+    }
+}
+
+impl RedisSettings {
+    /// `host:port` (`[host]:port` for an IPv6 address), for messages.
+    pub fn addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The Lua scripts; each is the common prelude followed by its own body.
+struct Scripts {
+    register: Script,
+    pick: Script,
+    refresh: Script,
+    set_aside: Script,
+    origins: Script,
+}
+
+macro_rules! script {
+    ($file:literal) => {
+        Script::new(concat!(include_str!("common.lua"), include_str!($file)))
+    };
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Scripts {
+            register: script!("register.lua"),
+            pick: script!("pick.lua"),
+            refresh: script!("refresh.lua"),
+            set_aside: script!("set_aside.lua"),
+            origins: script!("origins.lua"),
+        }
+    }
+}
+
+/// The [`Store`] shared by many proxies through Redis; see the module docs for the key layout.
+pub struct RedisStore {
+    /// `host:port`, for messages.
+    addr: String,
+    prefix: String,
+    config: StoreConfig,
+    pool: Pool,
+    /// The connection calls share while it works (one round trip per call; a pooled connection
+    /// would add a health-check `PING` to each).
+    shared: Mutex<Option<MultiplexedConnection>>,
+    scripts: Scripts,
+}
+
+impl RedisStore {
+    /// Connects to Redis and checks it with a `PING`.
+    ///
+    /// Errors: [`StoreError::Unavailable`] naming the address when Redis cannot be reached or
+    /// refuses the password or database, e.g. "cannot reach Redis at 127.0.0.1:6379: ...".
+    pub async fn connect(
+        settings: RedisSettings,
+        config: StoreConfig,
+    ) -> Result<RedisStore, StoreError> {
+        let addr = settings.addr();
+        let unreachable =
+            |e: String| StoreError::Unavailable(format!("cannot reach Redis at {addr}: {e}"));
+        let mut redis = RedisConnectionInfo::default().set_db(i64::from(settings.db));
+        if !settings.password.is_empty() {
+            redis = redis.set_password(&settings.password);
+        }
+        let info = ConnectionAddr::Tcp(settings.host.clone(), settings.port)
+            .into_connection_info()
+            .map_err(|e| unreachable(e.to_string()))?
+            .set_redis_settings(redis);
+        let connection = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(POOL_TIMEOUT))
+            .set_response_timeout(Some(OP_TIMEOUT));
+        let manager =
+            Manager::new_with_config(info, connection).map_err(|e| unreachable(e.to_string()))?;
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .wait_timeout(Some(POOL_TIMEOUT))
+            .create_timeout(Some(POOL_TIMEOUT))
+            .recycle_timeout(Some(POOL_TIMEOUT))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| unreachable(e.to_string()))?;
+        let store = RedisStore {
+            addr: addr.clone(),
+            prefix: settings.prefix,
+            config,
+            pool,
+            shared: Mutex::new(None),
+            scripts: Scripts::new(),
+        };
+        let ping = async {
+            let (mut c, _) = store.connection().await?;
+            ::redis::cmd("PING")
+                .query_async::<String>(&mut c)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(OP_TIMEOUT, ping).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(why)) => return Err(unreachable(why)),
+            Err(_) => return Err(unreachable(format!("no answer within {OP_TIMEOUT:?}"))),
+        }
+        tracing::info!(redis = %addr, prefix = %store.prefix, "connected to Redis");
+        Ok(store)
+    }
+
+    /// The shared connection (and `true`), or a fresh one from the pool (and `false`).
+    async fn connection(&self) -> Result<(MultiplexedConnection, bool), String> {
+        if let Some(c) = self.lock_shared().clone() {
+            return Ok((c, true));
+        }
+        let pooled = self.pool.get().await.map_err(|e| e.to_string())?;
+        // A multiplexed connection is a handle on one socket: the clone serves any number of
+        // callers, and the pooled object goes back to the pool to be health-checked later.
+        let c = MultiplexedConnection::clone(&pooled);
+        *self.lock_shared() = Some(c.clone());
+        Ok((c, false))
+    }
+
+    fn lock_shared(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
+        // A plain slot: a panicking holder cannot leave it half-written.
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `op` on a connection within [`OP_TIMEOUT`]; any failure drops the shared
+    /// connection and becomes [`StoreError::Unavailable`] naming `what`.
+    ///
+    /// Every store operation is idempotent, so one that fails on a shared connection broken since
+    /// its last use (Redis restarted, failed over) is retried once on a fresh connection: callers
+    /// only see failures while Redis is really away.
+    async fn call<T, F, Fut>(&self, what: &str, op: F) -> Result<T, StoreError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = ::redis::RedisResult<T>>,
+    {
+        let attempt = async {
+            let (c, reused) = self.connection().await?;
+            match op(c).await {
+                Ok(value) => Ok(value),
+                Err(e) if reused && is_connection_error(&e) => {
+                    self.lock_shared().take();
+                    let (c, _) = self.connection().await?;
+                    op(c).await.map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let why = match tokio::time::timeout(OP_TIMEOUT, attempt).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(why)) => why,
+            Err(_) => format!("no answer within {OP_TIMEOUT:?}"),
+        };
+        self.lock_shared().take();
+        tracing::warn!(redis = %self.addr, "{what} failed: {why}");
+        Err(StoreError::Unavailable(format!(
+            "Redis at {}: {what}: {why}",
+            self.addr
+        )))
+    }
+
+    /// The full name of key `{kind}:{id}`.
+    fn key(&self, kind: &str, id: &str) -> String {
+        format!("{}{kind}:{id}", self.prefix)
+    }
+
+    /// The default backend's id, or `""` when there is none (the scripts' convention).
+    fn default_id(&self) -> &str {
+        self.config
+            .default_backend
+            .as_ref()
+            .map_or("", |d| d.id.as_str())
+    }
+
+    /// The origin with `id` from its JSON record, or the default backend for an empty record.
+    fn decode_origin(&self, id: &str, json: &str) -> Result<OriginInfo, StoreError> {
+        match &self.config.default_backend {
+            Some(d) if json.is_empty() && d.id == id => Ok(d.clone()),
+            _ => serde_json::from_str(json).map_err(|e| {
+                StoreError::Unavailable(format!("corrupt record of origin {id} in Redis: {e}"))
+            }),
+        }
+    }
+
+    /// Stores `value` as JSON at `key` for `ttl`.
+    async fn put_json<T: serde::Serialize + Sync>(
+        &self,
+        key: String,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(value)
+            .map_err(|e| StoreError::Unavailable(format!("cannot encode {key}: {e}")))?;
+        let (key, json) = (&key, &json);
+        self.call("SET", |mut c| async move {
+            ::redis::cmd("SET")
+                .arg(key)
+                .arg(json)
+                .arg("PX")
+                .arg(millis(ttl))
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// The JSON value at `key`, if any, its expiry moved to `ttl` from now.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: String,
+        ttl: Duration,
+    ) -> Result<Option<T>, StoreError> {
+        let json: Option<String> = self
+            .call("GETEX", |mut c| {
+                let key = &key;
+                async move {
+                    ::redis::cmd("GETEX")
+                        .arg(key)
+                        .arg("PX")
+                        .arg(millis(ttl))
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        json.map(|j| {
+            serde_json::from_str(&j)
+                .map_err(|e| StoreError::Unavailable(format!("corrupt record {key} in Redis: {e}")))
+        })
+        .transpose()
+    }
+}
+
+/// Whether `e` says the connection is broken, rather than Redis refusing the command.
+fn is_connection_error(e: &::redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()
+}
+
+/// `d` in whole milliseconds, at least 1 (Redis refuses a zero expiry).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// One row of the origins script: id, heartbeat age (ms), JSON, aside (0/1), leases.
+type OriginRow = (String, i64, String, i64, i64);
+
+#[async_trait::async_trait]
+impl Store for RedisStore {
+    async fn register(&self, info: OriginInfo) -> Result<(), StoreError> {
+        let json = serde_json::to_string(&info).map_err(|e| {
+            StoreError::Unavailable(format!("cannot encode origin {}: {e}", info.id))
+        })?;
+        let (info, json) = (&info, &json);
+        let (replaced, fresh): (String, i64) = self
+            .call("register", |mut c| async move {
+                self.scripts
+                    .register
+                    .arg(&self.prefix)
+                    .arg(&info.id)
+                    .arg(&info.server)
+                    .arg(json)
+                    .arg(millis(self.config.alive))
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        if !replaced.is_empty() {
+            tracing::info!(old = %replaced, new = %info.id, "origin restarted; dropping its streams");
+        }
+        if fresh == 1 {
+            tracing::info!(origin = %info.id, rtmp = ?info.rtmp, "origin registered");
+        }
+        Ok(())
+    }
+
+    async fn pick(&self, key: &StreamKey, protocol: Protocol) -> Result<OriginInfo, StoreError> {
+        let default_offers = self
+            .config
+            .default_backend
+            .as_ref()
+            .is_some_and(|d| d.has(protocol));
+        let seed: u32 = rand::random();
+        let (kind, id, json): (String, String, String) = self
+            .call("pick", |mut c| async move {
+                let mut invocation = self.scripts.pick.prepare_invoke();
+                invocation
+                    .arg(&self.prefix)
+                    .arg(key.to_string())
+                    .arg(millis(self.config.lease))
+                    .arg(millis(self.config.alive))
+                    .arg(seed)
+                    .arg(self.default_id())
+                    .arg(if default_offers { "1" } else { "0" });
+                for field in protocol.required_endpoints() {
+                    invocation.arg(*field);
+                }
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
+        match kind.as_str() {
+            "owner" => self.decode_origin(&id, &json),
+            "new" => {
+                tracing::debug!(stream = %key, origin = %id, "stream assigned");
+                self.decode_origin(&id, &json)
+            }
+            "lacks" => Err(StoreError::OwnerLacksProtocol {
+                owner: id,
+                protocol,
+            }),
+            "none" => Err(StoreError::NoOrigin { protocol }),
+            other => Err(StoreError::Unavailable(format!(
+                "unexpected answer {other:?} from the pick script"
+            ))),
+        }
+    }
+
+    async fn origins(&self) -> Result<Vec<OriginStatus>, StoreError> {
+        let rows: Vec<OriginRow> = self
+            .call("origins", |mut c| async move {
+                self.scripts
+                    .origins
+                    .arg(&self.prefix)
+                    .arg(millis(self.config.alive))
+                    .arg(self.default_id())
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        let mut list = Vec::with_capacity(rows.len());
+        for (id, age_ms, json, aside, streams) in rows {
+            let is_default = json.is_empty() && id == self.default_id();
+            list.push(OriginStatus {
+                info: self.decode_origin(&id, &json)?,
+                age_ms: u64::try_from(age_ms).unwrap_or(0),
+                // The script lists only origins whose record has not expired.
+                alive: true,
+                aside: aside != 0,
+                streams: usize::try_from(streams).unwrap_or(0),
+                is_default,
+            });
+        }
+        // The default backend first, then by id.
+        list.sort_by(|a, b| (!a.is_default, &a.info.id).cmp(&(!b.is_default, &b.info.id)));
+        Ok(list)
+    }
+
+    async fn set_aside(&self, origin_id: &str, duration: Duration) -> Result<(), StoreError> {
+        let known: i64 = self
+            .call("set_aside", |mut c| async move {
+                self.scripts
+                    .set_aside
+                    .arg(&self.prefix)
+                    .arg(origin_id)
+                    .arg(millis(duration))
+                    .arg(self.default_id())
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        if known == 1 {
+            tracing::warn!(origin = %origin_id, ?duration, "origin set aside after a failed dial");
+        }
+        Ok(())
+    }
+
+    async fn refresh_leases(&self, leases: &[(StreamKey, String)]) -> Result<(), StoreError> {
+        if leases.is_empty() {
+            return Ok(());
+        }
+        let _extended: i64 = self
+            .call("refresh_leases", |mut c| async move {
+                let mut invocation = self.scripts.refresh.prepare_invoke();
+                invocation
+                    .arg(&self.prefix)
+                    .arg(millis(self.config.lease))
+                    .arg(self.default_id());
+                for (key, id) in leases {
+                    invocation.arg(key.to_string()).arg(id);
+                }
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn put_hls(&self, id: &str, session: &HlsSession) -> Result<(), StoreError> {
+        self.put_json(self.key("hls", id), session, self.config.hls_alive)
+            .await
+    }
+
+    async fn get_hls(&self, id: &str) -> Result<Option<HlsSession>, StoreError> {
+        self.get_json(self.key("hls", id), self.config.hls_alive)
+            .await
+    }
+
+    async fn put_rtc(&self, ufrag: &str, session: &RtcSession) -> Result<(), StoreError> {
+        self.put_json(self.key("rtc", ufrag), session, self.config.rtc_alive)
+            .await
+    }
+
+    async fn get_rtc(&self, ufrag: &str) -> Result<Option<RtcSession>, StoreError> {
+        self.get_json(self.key("rtc", ufrag), self.config.rtc_alive)
+            .await
+    }
+}

@@ -1,0 +1,77 @@
+-- pick: the owner of a stream, or a new one, atomically for every proxy.
+-- ARGV: prefix, stream, lease ms, alive ms, random seed, default backend id ('' if none),
+--       '1' if the default backend offers the protocol, then the endpoint lists the protocol
+--       needs (e.g. 'http', or 'api' and 'rtc').
+-- Returns {kind, origin id, origin JSON ('' for the default backend)}, kind being
+-- 'owner' (live owner, lease refreshed), 'lacks' (live owner without the protocol, lease
+-- refreshed), 'new' (newly leased) or 'none' (no live origin offers the protocol).
+local stream, lease, alive, seed = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local default, default_offers = ARGV[6], ARGV[7] == '1'
+
+local function offers(json)
+  local ok, info = pcall(cjson.decode, json)
+  if not ok or type(info) ~= 'table' then
+    return false
+  end
+  for i = 8, #ARGV do
+    local list = info[ARGV[i]]
+    if type(list) ~= 'table' or #list == 0 then
+      return false
+    end
+  end
+  return true
+end
+
+-- The record of a live origin ('' for the default backend), or nil: dead, gone or set aside.
+local function live(id)
+  if redis.call('EXISTS', P .. 'aside:' .. id) == 1 then
+    return nil
+  end
+  if id == default then
+    return ''
+  end
+  return redis.call('GET', P .. 'origin:' .. id) or nil
+end
+
+local owner = redis.call('GET', P .. 'owner:' .. stream)
+if owner then
+  local json = live(owner)
+  if json then
+    lease_to(stream, owner, lease)
+    local ok
+    if json == '' then ok = default_offers else ok = offers(json) end
+    if ok then
+      return {'owner', owner, json}
+    end
+    return {'lacks', owner, ''}
+  end
+  release(owner)
+end
+
+prune(alive)
+local fewest, ties = nil, {}
+local function consider(id, json)
+  local n = load(id)
+  if fewest == nil or n < fewest then
+    fewest, ties = n, {{id, json}}
+  elseif n == fewest then
+    ties[#ties + 1] = {id, json}
+  end
+end
+if default ~= '' and default_offers and live(default) then
+  consider(default, '')
+end
+for _, id in ipairs(redis.call('ZRANGE', P .. 'origins', 0, -1)) do
+  if id ~= default then
+    local json = live(id)
+    if json and offers(json) then
+      consider(id, json)
+    end
+  end
+end
+if fewest == nil then
+  return {'none', '', ''}
+end
+local chosen = ties[(seed % #ties) + 1]
+lease_to(stream, chosen[1], lease)
+return {'new', chosen[1], chosen[2]}

@@ -1,0 +1,724 @@
+//! The contract of [`Store`] (SPEC §5 and the Redis store issue), run against both
+//! implementations: each test function takes a [`Backend`] and runs once as `memory::NAME` and
+//! once as `redis_store::NAME`, the latter on its own real `redis-server`. Redis-only tests (races
+//! between proxies, faults, settings) follow in `redis_only`.
+//!
+//! Time is real (Redis keeps its own clock), so durations are short but keep margins of at least
+//! a quarter of a second for loaded machines.
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis_server::RedisServer;
+use srs_lb::{
+    HlsSession, MemoryStore, OriginInfo, Protocol, RedisStore, RtcSession, Store, StoreConfig,
+    StoreError, StreamKey,
+};
+use tokio::time::sleep;
+
+/// Long enough that nothing dies by accident during a test.
+const LONG: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy)]
+enum Backend {
+    Memory,
+    Redis,
+}
+
+/// A store under test, and the Redis server behind it, if any.
+struct Harness {
+    store: Arc<dyn Store>,
+    _server: Option<RedisServer>,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = dyn Store;
+    fn deref(&self) -> &dyn Store {
+        &*self.store
+    }
+}
+
+impl Backend {
+    async fn open(self, config: StoreConfig) -> Harness {
+        match self {
+            Backend::Memory => Harness {
+                store: Arc::new(MemoryStore::with_config(config)),
+                _server: None,
+            },
+            Backend::Redis => {
+                let server = RedisServer::start();
+                let store = RedisStore::connect(server.settings(), config)
+                    .await
+                    .expect("connect to the test redis-server");
+                Harness {
+                    store: Arc::new(store),
+                    _server: Some(server),
+                }
+            }
+        }
+    }
+}
+
+/// Settings with every lifetime `LONG` except those a test overrides.
+fn config() -> StoreConfig {
+    StoreConfig {
+        alive: LONG,
+        lease: LONG,
+        hls_alive: LONG,
+        rtc_alive: LONG,
+        default_backend: None,
+    }
+}
+
+/// An origin `server/svc/pid` offering RTMP and HTTP.
+fn origin(server: &str, pid: &str) -> OriginInfo {
+    let ip = "10.0.0.1";
+    OriginInfo {
+        id: format!("{server}/svc/{pid}"),
+        device_id: None,
+        ip: ip.into(),
+        server: server.into(),
+        service: "svc".into(),
+        pid: pid.into(),
+        rtmp: vec![format!("{ip}:1935")],
+        http: vec![format!("{ip}:8080")],
+        api: vec![],
+        srt: vec![],
+        rtc: vec![],
+    }
+}
+
+fn stream(name: &str) -> StreamKey {
+    StreamKey {
+        vhost: "__defaultVhost__".into(),
+        app: "live".into(),
+        stream: name.into(),
+    }
+}
+
+async fn pick_id(store: &dyn Store, name: &str, protocol: Protocol) -> String {
+    match store.pick(&stream(name), protocol).await {
+        Ok(info) => info.id,
+        Err(e) => panic!("pick {name} over {protocol}: {e}"),
+    }
+}
+
+/// `(id, streams)` of every live origin, as listed.
+async fn loads(store: &dyn Store) -> Vec<(String, usize)> {
+    let list = store.origins().await.expect("origins");
+    list.into_iter()
+        .filter(|s| s.alive)
+        .map(|s| (s.info.id, s.streams))
+        .collect()
+}
+
+fn ids(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Memory).await
+            })*
+        }
+        mod redis_store {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Redis).await
+            })*
+        }
+    };
+}
+
+contract!(
+    registration_and_sticky_owner,
+    liveness_expires,
+    capability_filtering,
+    owner_lacking_protocol,
+    fewest_streams_spreads_evenly,
+    dead_owner_is_replaced,
+    restart_reassigns,
+    set_aside_reassigns_and_expires,
+    restarted_origin_is_not_aside,
+    leases_expire_unless_refreshed,
+    expired_leases_stop_counting,
+    hls_sessions,
+    rtc_sessions,
+    default_backend,
+);
+
+async fn registration_and_sticky_owner(backend: Backend) {
+    let store = backend.open(config()).await;
+    assert!(store.origins().await.unwrap().is_empty());
+    store.register(origin("b", "1")).await.unwrap();
+    store.register(origin("a", "1")).await.unwrap();
+    // A heartbeat refreshes, it does not duplicate.
+    store.register(origin("a", "1")).await.unwrap();
+    let list = store.origins().await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].info, origin("a", "1"));
+    assert_eq!(list[1].info.id, "b/svc/1");
+    for s in &list {
+        assert!(s.alive && !s.aside && !s.is_default && s.streams == 0);
+        assert!(s.age_ms < 5_000, "age {}", s.age_ms);
+    }
+    let first = pick_id(&*store, "s", Protocol::Rtmp).await;
+    for _ in 0..10 {
+        assert_eq!(pick_id(&*store, "s", Protocol::Http).await, first);
+    }
+}
+
+async fn liveness_expires(backend: Backend) {
+    let alive = Duration::from_millis(1000);
+    let store = backend.open(StoreConfig { alive, ..config() }).await;
+    store.register(origin("a", "1")).await.unwrap();
+    assert_eq!(pick_id(&*store, "s", Protocol::Rtmp).await, "a/svc/1");
+    sleep(Duration::from_millis(1300)).await;
+    for name in ["s", "t"] {
+        assert_eq!(
+            store.pick(&stream(name), Protocol::Rtmp).await,
+            Err(StoreError::NoOrigin {
+                protocol: Protocol::Rtmp
+            })
+        );
+    }
+    // Listed as dead (memory) or not at all (Redis: the record expired).
+    assert!(loads(&*store).await.is_empty());
+    store.register(origin("a", "1")).await.unwrap();
+    assert_eq!(pick_id(&*store, "s", Protocol::Rtmp).await, "a/svc/1");
+}
+
+async fn capability_filtering(backend: Backend) {
+    let store = backend.open(config()).await;
+    let mut rtmp_only = origin("a", "1");
+    rtmp_only.http.clear();
+    let mut rtc_without_api = origin("c", "1");
+    rtc_without_api.rtc = vec!["10.0.0.1:8000".into()];
+    let mut webrtc = origin("d", "1");
+    webrtc.http.clear();
+    webrtc.api = vec!["10.0.0.1:1985".into()];
+    webrtc.rtc = vec!["10.0.0.1:8000".into()];
+    for o in [&rtmp_only, &origin("b", "1"), &rtc_without_api, &webrtc] {
+        store.register(o.clone()).await.unwrap();
+    }
+    for i in 0..6 {
+        let id = pick_id(&*store, &format!("h{i}"), Protocol::Http).await;
+        assert!(id == "b/svc/1" || id == "c/svc/1", "{id} has no http");
+    }
+    for i in 0..3 {
+        assert_eq!(
+            pick_id(&*store, &format!("w{i}"), Protocol::Rtc).await,
+            "d/svc/1"
+        );
+    }
+    assert_eq!(
+        store.pick(&stream("x"), Protocol::Srt).await,
+        Err(StoreError::NoOrigin {
+            protocol: Protocol::Srt
+        })
+    );
+}
+
+async fn owner_lacking_protocol(backend: Backend) {
+    let store = backend.open(config()).await;
+    let mut rtmp_only = origin("a", "1");
+    rtmp_only.http.clear();
+    store.register(rtmp_only).await.unwrap();
+    assert_eq!(pick_id(&*store, "s", Protocol::Rtmp).await, "a/svc/1");
+    store.register(origin("b", "1")).await.unwrap();
+    assert_eq!(
+        store.pick(&stream("s"), Protocol::Http).await,
+        Err(StoreError::OwnerLacksProtocol {
+            owner: "a/svc/1".into(),
+            protocol: Protocol::Http
+        })
+    );
+    // The stream did not move.
+    assert_eq!(pick_id(&*store, "s", Protocol::Rtmp).await, "a/svc/1");
+}
+
+async fn fewest_streams_spreads_evenly(backend: Backend) {
+    let store = backend.open(config()).await;
+    store.register(origin("a", "1")).await.unwrap();
+    store.register(origin("b", "1")).await.unwrap();
+    for i in 0..10 {
+        pick_id(&*store, &format!("s{i}"), Protocol::Rtmp).await;
+    }
+    assert_eq!(
+        loads(&*store).await,
+        [("a/svc/1".to_string(), 5), ("b/svc/1".to_string(), 5)]
+    );
+    // A newcomer takes the next streams until it catches up.
+    store.register(origin("c", "1")).await.unwrap();
+    for i in 10..15 {
+        assert_eq!(
+            pick_id(&*store, &format!("s{i}"), Protocol::Rtmp).await,
+            "c/svc/1"
+        );
+    }
+    // Re-picking owned streams does not change the counts.
+    for i in 0..15 {
+        pick_id(&*store, &format!("s{i}"), Protocol::Rtmp).await;
+    }
+    let counts: Vec<usize> = loads(&*store).await.into_iter().map(|(_, n)| n).collect();
+    assert_eq!(counts, [5, 5, 5]);
+}
+
+async fn dead_owner_is_replaced(backend: Backend) {
+    let alive = Duration::from_millis(1000);
+    let store = backend.open(StoreConfig { alive, ..config() }).await;
+    store.register(origin("a", "1")).await.unwrap();
+    for name in ["s", "t"] {
+        assert_eq!(pick_id(&*store, name, Protocol::Rtmp).await, "a/svc/1");
+    }
+    store.register(origin("b", "1")).await.unwrap();
+    // Still alive: sticky, although b is emptier.
+    assert_eq!(pick_id(&*store, "s", Protocol::Rtmp).await, "a/svc/1");
+    // Only b keeps heartbeating.
+    for _ in 0..3 {
+        sleep(Duration::from_millis(450)).await;
+        store.register(origin("b", "1")).await.unwrap();
+    }
+    assert_eq!(pick_id(&*store, "s", Protocol::Rtmp).await, "b/svc/1");
+    assert_eq!(loads(&*store).await, [("b/svc/1".to_string(), 1)]);
+    assert_eq!(pick_id(&*store, "t", Protocol::Rtmp).await, "b/svc/1");
+}
+
+async fn restart_reassigns(backend: Backend) {
+    let store = backend.open(config()).await;
+    store.register(origin("a", "1")).await.unwrap();
+    store.register(origin("b", "1")).await.unwrap();
+    let mut on_a = None;
+    for i in 0..4 {
+        let name = format!("s{i}");
+        if pick_id(&*store, &name, Protocol::Rtmp).await == "a/svc/1" {
+            on_a = Some(name);
+        }
+    }
+    let on_a = on_a.expect("fewest-streams puts two of four streams on a");
+    store.register(origin("a", "2")).await.unwrap();
+    let listed: Vec<String> = loads(&*store).await.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(listed, ids(&["a/svc/2", "b/svc/1"]));
+    // b holds 2 streams, the restarted a none: the orphan goes to the new a.
+    assert_eq!(pick_id(&*store, &on_a, Protocol::Rtmp).await, "a/svc/2");
+}
+
+async fn set_aside_reassigns_and_expires(backend: Backend) {
+    let store = backend.open(config()).await;
+    let (a, b) = (origin("a", "1"), origin("b", "1"));
+    store.register(a.clone()).await.unwrap();
+    store.register(b.clone()).await.unwrap();
+    let first = pick_id(&*store, "s", Protocol::Rtmp).await;
+    let (first, other) = if first == a.id { (&a, &b) } else { (&b, &a) };
+    store
+        .set_aside(&first.id, Duration::from_millis(1000))
+        .await
+        .unwrap();
+    // Unknown ids are ignored.
+    store.set_aside("nobody/svc/1", LONG).await.unwrap();
+    // Still heartbeating, but aside: the stream moves now, and new streams avoid it.
+    store.register(first.clone()).await.unwrap();
+    assert_eq!(pick_id(&*store, "s", Protocol::Rtmp).await, other.id);
+    for i in 0..4 {
+        assert_eq!(
+            pick_id(&*store, &format!("n{i}"), Protocol::Rtmp).await,
+            other.id
+        );
+    }
+    let list = store.origins().await.unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert!(list.iter().any(|s| s.info.id == first.id && s.aside));
+    assert!(list.iter().any(|s| s.info.id == other.id && !s.aside));
+    sleep(Duration::from_millis(1250)).await;
+    // Quarantine over: the fewest-streams choice prefers the emptied origin again.
+    assert_eq!(pick_id(&*store, "later", Protocol::Rtmp).await, first.id);
+}
+
+async fn restarted_origin_is_not_aside(backend: Backend) {
+    let store = backend.open(config()).await;
+    store.register(origin("a", "1")).await.unwrap();
+    store.set_aside("a/svc/1", LONG).await.unwrap();
+    assert!(matches!(
+        store.pick(&stream("s"), Protocol::Rtmp).await,
+        Err(StoreError::NoOrigin { .. })
+    ));
+    store.register(origin("a", "2")).await.unwrap();
+    assert_eq!(pick_id(&*store, "s", Protocol::Rtmp).await, "a/svc/2");
+}
+
+async fn leases_expire_unless_refreshed(backend: Backend) {
+    let lease = Duration::from_millis(1000);
+    let store = backend.open(StoreConfig { lease, ..config() }).await;
+    store.register(origin("a", "1")).await.unwrap();
+    for name in ["picked", "refreshed", "idle", "moved"] {
+        assert_eq!(pick_id(&*store, name, Protocol::Rtmp).await, "a/svc/1");
+    }
+    sleep(Duration::from_millis(500)).await;
+    pick_id(&*store, "picked", Protocol::Rtmp).await;
+    let refresh = [
+        (stream("refreshed"), "a/svc/1".to_string()),
+        // Not the owner: ignored.
+        (stream("moved"), "b/svc/1".to_string()),
+        // No lease (e.g. lost with a Redis restart) but a live origin: taken again.
+        (stream("vanished"), "a/svc/1".to_string()),
+        // No lease and an unknown origin: ignored.
+        (stream("ghost"), "z/svc/1".to_string()),
+    ];
+    store.refresh_leases(&refresh).await.unwrap();
+    store.refresh_leases(&[]).await.unwrap();
+    // `idle` and `moved` ended at 1 s; the others last until 1.5 s.
+    sleep(Duration::from_millis(750)).await;
+    assert_eq!(loads(&*store).await, [("a/svc/1".to_string(), 3)]);
+    store.register(origin("b", "1")).await.unwrap();
+    // Owned streams stay; unowned ones go by fewest streams (b: 0, a: 3).
+    assert_eq!(
+        pick_id(&*store, "vanished", Protocol::Rtmp).await,
+        "a/svc/1"
+    );
+    assert_eq!(pick_id(&*store, "picked", Protocol::Rtmp).await, "a/svc/1");
+    assert_eq!(
+        pick_id(&*store, "refreshed", Protocol::Rtmp).await,
+        "a/svc/1"
+    );
+    assert_eq!(pick_id(&*store, "idle", Protocol::Rtmp).await, "b/svc/1");
+    assert_eq!(pick_id(&*store, "moved", Protocol::Rtmp).await, "b/svc/1");
+}
+
+async fn expired_leases_stop_counting(backend: Backend) {
+    let lease = Duration::from_millis(1000);
+    let store = backend.open(StoreConfig { lease, ..config() }).await;
+    store.register(origin("a", "1")).await.unwrap();
+    store.register(origin("b", "1")).await.unwrap();
+    let mut on_b = Vec::new();
+    for i in 0..4 {
+        let name = format!("s{i}");
+        if pick_id(&*store, &name, Protocol::Rtmp).await == "b/svc/1" {
+            on_b.push((stream(&name), "b/svc/1".to_string()));
+        }
+    }
+    assert_eq!(on_b.len(), 2);
+    // Only b's sessions stay active.
+    for _ in 0..3 {
+        sleep(Duration::from_millis(450)).await;
+        store.refresh_leases(&on_b).await.unwrap();
+    }
+    assert_eq!(
+        loads(&*store).await,
+        [("a/svc/1".to_string(), 0), ("b/svc/1".to_string(), 2)]
+    );
+    for i in 0..2 {
+        assert_eq!(
+            pick_id(&*store, &format!("new{i}"), Protocol::Rtmp).await,
+            "a/svc/1"
+        );
+    }
+}
+
+async fn hls_sessions(backend: Backend) {
+    let hls_alive = Duration::from_millis(1000);
+    let store = backend
+        .open(StoreConfig {
+            hls_alive,
+            ..config()
+        })
+        .await;
+    let session = |origin: &str| HlsSession {
+        key: stream("s"),
+        origin_id: format!("{origin}/svc/1"),
+        origin_http: "10.0.0.1:8080".into(),
+    };
+    assert_eq!(store.get_hls("read").await.unwrap(), None);
+    store.put_hls("read", &session("x")).await.unwrap();
+    store.put_hls("read", &session("a")).await.unwrap();
+    store.put_hls("unread", &session("b")).await.unwrap();
+    sleep(Duration::from_millis(500)).await;
+    assert_eq!(store.get_hls("read").await.unwrap(), Some(session("a")));
+    // `unread` ended at 1 s; `read` was refreshed until 1.5 s.
+    sleep(Duration::from_millis(750)).await;
+    assert_eq!(store.get_hls("read").await.unwrap(), Some(session("a")));
+    assert_eq!(store.get_hls("unread").await.unwrap(), None);
+    assert_eq!(store.get_rtc("read").await.unwrap(), None);
+}
+
+async fn rtc_sessions(backend: Backend) {
+    let rtc_alive = Duration::from_millis(1000);
+    let store = backend
+        .open(StoreConfig {
+            rtc_alive,
+            ..config()
+        })
+        .await;
+    let session = |origin: &str| RtcSession {
+        key: stream("s"),
+        origin_id: format!("{origin}/svc/1"),
+        origin_rtc: "10.0.0.1:8000".into(),
+    };
+    assert_eq!(store.get_rtc("read").await.unwrap(), None);
+    store.put_rtc("read", &session("a")).await.unwrap();
+    store.put_rtc("unread", &session("b")).await.unwrap();
+    sleep(Duration::from_millis(500)).await;
+    assert_eq!(store.get_rtc("read").await.unwrap(), Some(session("a")));
+    sleep(Duration::from_millis(750)).await;
+    assert_eq!(store.get_rtc("read").await.unwrap(), Some(session("a")));
+    assert_eq!(store.get_rtc("unread").await.unwrap(), None);
+    assert_eq!(store.get_hls("read").await.unwrap(), None);
+}
+
+async fn default_backend(backend: Backend) {
+    let default = origin("default", "0");
+    let store = backend
+        .open(StoreConfig {
+            alive: Duration::from_millis(500),
+            default_backend: Some(default.clone()),
+            ..config()
+        })
+        .await;
+    // Always alive, with no registration.
+    sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        store.pick(&stream("s"), Protocol::Http).await,
+        Ok(default.clone())
+    );
+    assert!(matches!(
+        store.pick(&stream("t"), Protocol::Srt).await,
+        Err(StoreError::NoOrigin { .. })
+    ));
+    // It competes like any origin: a newcomer gets the next stream.
+    store.register(origin("a", "1")).await.unwrap();
+    assert_eq!(pick_id(&*store, "t", Protocol::Rtmp).await, "a/svc/1");
+    let list = store.origins().await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert!(list[0].is_default && list[0].alive && list[0].streams == 1 && list[0].age_ms == 0);
+    assert_eq!(list[0].info, default);
+    assert!(!list[1].is_default);
+    // It can be set aside like any origin.
+    store.set_aside(&default.id, LONG).await.unwrap();
+    assert_eq!(pick_id(&*store, "s", Protocol::Rtmp).await, "a/svc/1");
+}
+
+/// Tests of what only a shared store has: several proxies, a server that goes away, settings.
+mod redis_only {
+    use super::*;
+
+    async fn connect(server: &RedisServer) -> RedisStore {
+        RedisStore::connect(server.settings(), config())
+            .await
+            .expect("connect to the test redis-server")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_first_picks_agree() {
+        let server = RedisServer::start();
+        let proxies = [
+            Arc::new(connect(&server).await),
+            Arc::new(connect(&server).await),
+        ];
+        for name in ["a", "b", "c"] {
+            proxies[0].register(origin(name, "1")).await.unwrap();
+        }
+        for round in 0..5 {
+            let key = stream(&format!("race{round}"));
+            let picks: Vec<_> = (0..50)
+                .map(|i| {
+                    let store = Arc::clone(&proxies[i % 2]);
+                    let key = key.clone();
+                    tokio::spawn(async move { store.pick(&key, Protocol::Rtmp).await })
+                })
+                .collect();
+            let mut winners = std::collections::BTreeSet::new();
+            for pick in picks {
+                winners.insert(pick.await.expect("task").expect("pick").id);
+            }
+            assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        }
+        // One lease per stream, spread by fewest streams.
+        let counts: Vec<usize> = loads(&*proxies[1])
+            .await
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
+        assert_eq!(counts.iter().sum::<usize>(), 5);
+        assert!(counts.iter().all(|n| (1..=2).contains(n)), "{counts:?}");
+    }
+
+    #[tokio::test]
+    async fn unavailable_while_down_then_recovers() {
+        let mut server = RedisServer::start();
+        let port = server.port;
+        let store = connect(&server).await;
+        store.register(origin("a", "1")).await.unwrap();
+        assert_eq!(pick_id(&store, "s", Protocol::Rtmp).await, "a/svc/1");
+
+        server.stop();
+        let started = Instant::now();
+        let outcomes = [
+            store.pick(&stream("s"), Protocol::Rtmp).await.map(|_| ()),
+            store.register(origin("a", "1")).await,
+            store.get_hls("h").await.map(|_| ()),
+            store
+                .refresh_leases(&[(stream("s"), "a/svc/1".into())])
+                .await,
+        ];
+        for outcome in outcomes {
+            match outcome {
+                Err(StoreError::Unavailable(why)) => {
+                    assert!(why.contains(&format!("127.0.0.1:{port}")), "{why}")
+                }
+                other => panic!("expected Unavailable, got {other:?}"),
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+
+        // Same store, new server (empty: no persistence, scripts not loaded).
+        let mut server = RedisServer::start_on(port);
+        store.register(origin("a", "1")).await.unwrap();
+        assert_eq!(pick_id(&store, "s", Protocol::Rtmp).await, "a/svc/1");
+        assert_eq!(loads(&store).await, [("a/svc/1".to_string(), 1)]);
+
+        // A restart between two calls is not seen by the next call.
+        server.stop();
+        let _server = RedisServer::start_on(port);
+        store.register(origin("a", "1")).await.unwrap();
+        assert_eq!(pick_id(&store, "s", Protocol::Rtmp).await, "a/svc/1");
+    }
+
+    #[tokio::test]
+    async fn connect_to_closed_port_names_the_address() {
+        let port = redis_server::free_port();
+        let settings = srs_lb::RedisSettings {
+            port,
+            ..srs_lb::RedisSettings::default()
+        };
+        let started = Instant::now();
+        let err = match RedisStore::connect(settings, config()).await {
+            Ok(_) => panic!("nothing listens on {port}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains(&format!("cannot reach Redis at 127.0.0.1:{port}: ")),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn password_and_db_are_honoured() {
+        let server = RedisServer::start_with(&["--requirepass", "s3cret"]);
+        let err = match RedisStore::connect(server.settings(), config()).await {
+            Ok(_) => panic!("connected without the password"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(&format!("127.0.0.1:{}", server.port)), "{err}");
+
+        let settings = srs_lb::RedisSettings {
+            password: "s3cret".into(),
+            db: 3,
+            ..server.settings()
+        };
+        let store = RedisStore::connect(settings, config())
+            .await
+            .expect("connect");
+        store.register(origin("a", "1")).await.unwrap();
+
+        let url = format!("redis://:s3cret@127.0.0.1:{}/", server.port);
+        let mut raw = redis::Client::open(url)
+            .and_then(|c| c.get_connection())
+            .expect("raw connection");
+        let key = "srs-proxy:origin:a/svc/1";
+        let in_db0: bool = redis::cmd("EXISTS").arg(key).query(&mut raw).unwrap();
+        redis::cmd("SELECT").arg(3).query::<()>(&mut raw).unwrap();
+        let in_db3: bool = redis::cmd("EXISTS").arg(key).query(&mut raw).unwrap();
+        assert!(!in_db0 && in_db3);
+    }
+
+    #[tokio::test]
+    async fn prefixes_separate_fleets() {
+        let server = RedisServer::start();
+        let open = |prefix: &str| {
+            let settings = srs_lb::RedisSettings {
+                prefix: prefix.into(),
+                ..server.settings()
+            };
+            RedisStore::connect(settings, config())
+        };
+        let (one, two) = (open("one:").await.unwrap(), open("two:").await.unwrap());
+        one.register(origin("a", "1")).await.unwrap();
+        assert_eq!(loads(&one).await.len(), 1);
+        assert!(loads(&two).await.is_empty());
+        assert!(matches!(
+            two.pick(&stream("s"), Protocol::Rtmp).await,
+            Err(StoreError::NoOrigin { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn key_layout() {
+        let server = RedisServer::start();
+        let store = RedisStore::connect(
+            server.settings(),
+            StoreConfig {
+                alive: Duration::from_secs(30),
+                lease: Duration::from_secs(15),
+                ..config()
+            },
+        )
+        .await
+        .unwrap();
+        store.register(origin("a", "1")).await.unwrap();
+        pick_id(&store, "s", Protocol::Rtmp).await;
+        store
+            .set_aside("a/svc/1", Duration::from_secs(5))
+            .await
+            .unwrap();
+        let session = HlsSession {
+            key: stream("s"),
+            origin_id: "a/svc/1".into(),
+            origin_http: "10.0.0.1:8080".into(),
+        };
+        store.put_hls("h", &session).await.unwrap();
+
+        let mut raw = redis::Client::open(format!("redis://127.0.0.1:{}/", server.port))
+            .and_then(|c| c.get_connection())
+            .expect("raw connection");
+        let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut raw).unwrap();
+        keys.sort();
+        // The stream's lease went with the set-aside origin.
+        assert_eq!(
+            keys,
+            ids(&[
+                "srs-proxy:aside:a/svc/1",
+                "srs-proxy:hls:h",
+                "srs-proxy:origin:a/svc/1",
+                "srs-proxy:origins",
+                "srs-proxy:server:a",
+            ])
+        );
+        let mut ttl = |key: &str| -> i64 { redis::cmd("PTTL").arg(key).query(&mut raw).unwrap() };
+        assert!((29_000..=30_000).contains(&ttl("srs-proxy:origin:a/svc/1")));
+        assert!((4_000..=5_000).contains(&ttl("srs-proxy:aside:a/svc/1")));
+        assert_eq!(ttl("srs-proxy:origins"), -1);
+
+        store.register(origin("b", "1")).await.unwrap();
+        pick_id(&store, "t", Protocol::Rtmp).await;
+        assert!((14_000..=15_000).contains(&ttl("srs-proxy:owner:__defaultVhost__/live/t")));
+        assert!((14_000..=15_000).contains(&ttl("srs-proxy:streams:b/svc/1")));
+
+        let mut get = |key: &str| -> String { redis::cmd("GET").arg(key).query(&mut raw).unwrap() };
+        let record = get("srs-proxy:origin:a/svc/1");
+        assert_eq!(
+            serde_json::from_str::<OriginInfo>(&record).unwrap(),
+            origin("a", "1")
+        );
+        assert_eq!(get("srs-proxy:owner:__defaultVhost__/live/t"), "b/svc/1");
+    }
+}
