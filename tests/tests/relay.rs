@@ -193,3 +193,46 @@ fn republish_lands_on_surviving_origin_after_kill() {
     );
     assert_played(&played, 50, "play after failover");
 }
+
+#[test]
+fn tcurl_vhost_and_query_reach_the_origin_unchanged() {
+    let dir = temp_dir("tcurl");
+    let proxy = Proxy::start(&dir, "proxy", &[]);
+    let origin = Origin::start(&dir, "origin", &proxy.register_url(), &[]);
+    proxy.wait_origins(1);
+
+    // A domain-name host (a vhost) and auth tokens on both the tcUrl and the stream name.
+    let tc_url = format!(
+        "rtmp://live.example.com:{}/live?token=abc",
+        proxy.rtmp.port()
+    );
+    let mut cmd = std::process::Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "warning", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=160x120:rate=25"])
+        .args([
+            "-t",
+            "30",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+        ])
+        .args(["-f", "flv", "-rtmp_tcurl", &tc_url])
+        .arg(proxy.rtmp_url("live/vh?auth=xyz"));
+    let _publisher = Proc::spawn("publisher", cmd, &dir);
+    let mut stream = None;
+    wait_until(Duration::from_secs(20), "stream on the origin", || {
+        stream = origin.stream("live", "vh");
+        stream.is_some()
+    });
+    let stream = stream.unwrap_or_default();
+    assert_eq!(stream["tcUrl"], tc_url.as_str(), "{stream}");
+    assert_eq!(stream["vhost"], "live.example.com", "{stream}");
+    let log = proxy.proc.log_text();
+    assert!(
+        log.contains("live.example.com/live/vh"),
+        "the proxy's stream key must carry the vhost:\n{log}"
+    );
+}
