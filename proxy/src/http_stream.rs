@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
 use tracing::{info, info_span, warn, Span};
 
-use crate::api::json_error;
+use crate::api::{json_error, serve_router};
 use crate::leases::LeaseGuard;
 use crate::state::{OriginBody, State, MAX_DIAL_ATTEMPTS, SET_ASIDE};
 
@@ -315,14 +315,5 @@ impl Drop for CountingBody {
 /// Serves the HTTP stream listener until shutdown starts.
 pub async fn serve(state: State, listener: TcpListener) {
     let app = Router::new().fallback(handle).with_state(state.clone());
-    let result = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(state.lifecycle.stopping_owned())
-    .await;
-    match result {
-        Ok(()) => info!("HTTP stream server stopped"),
-        Err(e) => warn!(error = %e, "HTTP stream server stopped with an error"),
-    }
+    serve_router("HTTP stream server", &state, listener, app).await;
 }

@@ -249,3 +249,38 @@ fn http_flv_without_origin_is_503_with_reason() {
     );
     assert!(proxy.proc.log_text().contains("no origin"));
 }
+
+#[test]
+fn slow_http_headers_are_cut_off() {
+    let dir = temp_dir("slowloris");
+    let proxy = Proxy::start(&dir, "proxy", &[]);
+    let started = std::time::Instant::now();
+    let partial = b"GET /live/x.flv HTTP/1.1\r\nHost: a\r\nX-Slow: 1\r\n";
+    let held: Vec<_> = [proxy.http, proxy.system, proxy.api]
+        .into_iter()
+        .map(|addr| {
+            use std::io::Write;
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(partial).unwrap();
+            s
+        })
+        .collect();
+    // Other clients are served meanwhile.
+    let (status, _) = http(
+        "GET",
+        &format!("http://{}/api/v1/versions", proxy.api),
+        None,
+    );
+    assert_eq!(status, 200);
+    for s in held {
+        assert!(
+            closes(s, Duration::from_secs(20)),
+            "a client that never finishes its headers must be closed"
+        );
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "closed too early: {:?}",
+        started.elapsed()
+    );
+}
