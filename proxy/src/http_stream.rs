@@ -1,5 +1,5 @@
-//! The HTTP stream listener: HTTP-FLV and HTTP-TS relayed from the owner origin (SPEC §6), and
-//! static files.
+//! The HTTP stream listener: HTTP-FLV and HTTP-TS relayed from the owner origin (SPEC §6), HLS
+//! (see [`crate::hls`]), and static files.
 //!
 //! A relayed response keeps the origin's status and headers (hop-by-hop headers dropped, CORS
 //! added); its body streams with backpressure: the origin body is polled only as fast as the
@@ -19,17 +19,18 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use srs_lb::key::StreamKey;
+use srs_lb::register::OriginInfo;
 use srs_lb::store::Protocol;
 use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
-use tracing::{info, info_span, warn, Span};
+use tracing::{debug, info, info_span, warn, Span};
 
 use crate::api::{json_error, serve_router};
 use crate::leases::LeaseGuard;
 use crate::state::{OriginBody, State, MAX_DIAL_ATTEMPTS, SET_ASIDE};
 
 /// Time allowed for the origin to answer with response headers.
-const ORIGIN_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const ORIGIN_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Headers that belong to one hop and are never copied (RFC 9110 7.6.1).
 const HOP_BY_HOP: &[&str] = &[
@@ -44,7 +45,8 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+/// Whether a header belongs to one hop only ([`HOP_BY_HOP`]).
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str())
 }
 
@@ -105,11 +107,18 @@ async fn handle(AxumState(state): AxumState<State>, request: Request) -> Respons
     if request.method() == Method::OPTIONS {
         return with_cors(StatusCode::NO_CONTENT.into_response());
     }
+    let readable = request.method() == Method::GET || request.method() == Method::HEAD;
+    // Checked first: a `.ts` with an HLS session id is a segment, not the HTTP-TS stream.
+    if crate::hls::is_hls(request.uri()) {
+        return with_cors(if readable {
+            crate::hls::serve(state, request).await
+        } else {
+            json_error(StatusCode::METHOD_NOT_ALLOWED, "HLS is read with GET")
+        });
+    }
     let kind = StreamKind::from_path(request.uri().path());
     match kind {
-        Some(kind) if request.method() == Method::GET || request.method() == Method::HEAD => {
-            with_cors(relay(state, kind, request).await)
-        }
+        Some(kind) if readable => with_cors(relay(state, kind, request).await),
         Some(_) => with_cors(json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "streams are read with GET",
@@ -141,75 +150,137 @@ async fn relay(state: State, kind: StreamKind, request: Request) -> Response {
         Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("bad stream URL: {e}")),
     };
     let span = info_span!("session", id, proto = kind.name(), stream = %key);
-    let client_addr = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.to_string())
-        .unwrap_or_default();
+    let client_addr = client_addr(&request);
     let (parts, _body) = request.into_parts();
     let started = Instant::now();
-    let mut attempt = 0;
-    let (origin, addr, response) = loop {
-        attempt += 1;
-        let origin = match state.store.pick(&key, Protocol::Http).await {
-            Ok(origin) => origin,
-            Err(e) => {
-                let _guard = span.enter();
-                warn!(error = %e, "no origin for request");
-                return json_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("no origin available for {key}: {e}"),
-                );
-            }
-        };
-        let Some(addr) = origin.endpoint(Protocol::Http).map(str::to_string) else {
-            return json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("origin {} has no http endpoint", origin.id),
-            );
-        };
-        let origin_request = match origin_request(&addr, &parts) {
-            Ok(r) => r,
-            Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
-        };
-        let sent =
-            tokio::time::timeout(ORIGIN_RESPONSE_TIMEOUT, state.http.request(origin_request));
-        match sent.await {
-            Ok(Ok(r)) => break (origin, addr, r),
-            Ok(Err(e)) if e.is_connect() => {
-                let _guard = span.enter();
-                warn!(origin = %origin.id, %addr, error = %e, "origin unreachable; setting it aside");
-                let _ = state.store.set_aside(&origin.id, SET_ASIDE).await;
-                if attempt >= MAX_DIAL_ATTEMPTS {
-                    return json_error(
-                        StatusCode::BAD_GATEWAY,
-                        format!("origin {addr} unreachable: {e}"),
-                    );
-                }
-            }
-            Ok(Err(e)) => {
-                let _guard = span.enter();
-                warn!(origin = %origin.id, %addr, error = %e, "origin request failed");
-                return json_error(
-                    StatusCode::BAD_GATEWAY,
-                    format!("origin {addr} failed: {e}"),
-                );
-            }
-            Err(_) => {
-                let _guard = span.enter();
-                warn!(origin = %origin.id, %addr, "origin did not answer in time");
-                return json_error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    format!("origin {addr} did not answer within {ORIGIN_RESPONSE_TIMEOUT:?}"),
-                );
-            }
-        }
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let build = |addr: &str| origin_request(addr, &parts.method, pq, &parts.headers);
+    let (origin, addr, response) = match request_owner(&state, &key, &span, build).await {
+        Ok(answered) => answered,
+        Err(response) => return response,
     };
-
     {
         let _guard = span.enter();
         info!(client = %client_addr, origin = %origin.id, %addr, status = response.status().as_u16(), "session started");
     }
+    let lease = state.leases.hold(key, origin.id.clone());
+    stream_response(response, lease, started, span, false)
+}
+
+/// The client's address, for logs (empty when unknown).
+pub(crate) fn client_addr(request: &Request) -> String {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default()
+}
+
+/// Why an origin request got no response.
+#[derive(Debug)]
+pub(crate) enum OriginFailure {
+    /// The TCP dial was refused or timed out: evidence the origin is down (SPEC §5).
+    Unreachable(String),
+    /// The connection failed after the dial.
+    Failed(String),
+    /// No response head within [`ORIGIN_RESPONSE_TIMEOUT`].
+    Timeout,
+}
+
+impl OriginFailure {
+    /// The client's answer: 502, or 504 for a timeout, with a reason naming the origin.
+    pub(crate) fn response(&self, addr: &str) -> Response {
+        match self {
+            OriginFailure::Unreachable(e) => json_error(
+                StatusCode::BAD_GATEWAY,
+                format!("origin {addr} unreachable: {e}"),
+            ),
+            OriginFailure::Failed(e) => json_error(
+                StatusCode::BAD_GATEWAY,
+                format!("origin {addr} failed: {e}"),
+            ),
+            OriginFailure::Timeout => json_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("origin {addr} did not answer within {ORIGIN_RESPONSE_TIMEOUT:?}"),
+            ),
+        }
+    }
+}
+
+/// Sends one request to an origin and waits at most [`ORIGIN_RESPONSE_TIMEOUT`] for the
+/// response head.
+pub(crate) async fn send_to_origin(
+    state: &State,
+    request: hyper::Request<OriginBody>,
+) -> Result<hyper::Response<Incoming>, OriginFailure> {
+    match tokio::time::timeout(ORIGIN_RESPONSE_TIMEOUT, state.http.request(request)).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) if e.is_connect() => Err(OriginFailure::Unreachable(e.to_string())),
+        Ok(Err(e)) => Err(OriginFailure::Failed(e.to_string())),
+        Err(_) => Err(OriginFailure::Timeout),
+    }
+}
+
+/// Picks the owner of `key` and sends it the request `build` makes for the owner's `host:port`.
+/// An unreachable owner is set aside and the stream picked again at once (SPEC §5), up to
+/// [`MAX_DIAL_ATTEMPTS`] origins. Returns the origin, its address and its response head, or the
+/// error response for the client (503 no origin, 502/504 origin failures, 400 bad URL).
+pub(crate) async fn request_owner(
+    state: &State,
+    key: &StreamKey,
+    span: &Span,
+    build: impl Fn(&str) -> Result<hyper::Request<OriginBody>, String>,
+) -> Result<(OriginInfo, String, hyper::Response<Incoming>), Response> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let origin = match state.store.pick(key, Protocol::Http).await {
+            Ok(origin) => origin,
+            Err(e) => {
+                let _guard = span.enter();
+                warn!(error = %e, "no origin for request");
+                return Err(json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("no origin available for {key}: {e}"),
+                ));
+            }
+        };
+        let Some(addr) = origin.endpoint(Protocol::Http).map(str::to_string) else {
+            return Err(json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("origin {} has no http endpoint", origin.id),
+            ));
+        };
+        let request = build(&addr).map_err(|e| json_error(StatusCode::BAD_REQUEST, e))?;
+        match send_to_origin(state, request).await {
+            Ok(response) => return Ok((origin, addr, response)),
+            Err(OriginFailure::Unreachable(e)) => {
+                let _guard = span.enter();
+                warn!(origin = %origin.id, %addr, error = %e, "origin unreachable; setting it aside");
+                let _ = state.store.set_aside(&origin.id, SET_ASIDE).await;
+                if attempt >= MAX_DIAL_ATTEMPTS {
+                    return Err(OriginFailure::Unreachable(e).response(&addr));
+                }
+            }
+            Err(failure) => {
+                let _guard = span.enter();
+                warn!(origin = %origin.id, %addr, error = ?failure, "origin request failed");
+                return Err(failure.response(&addr));
+            }
+        }
+    }
+}
+
+/// The client's response for an origin response: status and end-to-end headers kept, body
+/// streamed with backpressure, holding `lease` until the body ends or the client goes away. The
+/// end is logged in `span` at info, or at debug when `quiet` (HLS segments).
+pub(crate) fn stream_response(
+    response: hyper::Response<Incoming>,
+    lease: LeaseGuard,
+    started: Instant,
+    span: Span,
+    quiet: bool,
+) -> Response {
     let (parts, body) = response.into_parts();
     let mut out = Response::builder().status(parts.status);
     for (name, value) in parts.headers.iter() {
@@ -218,34 +289,31 @@ async fn relay(state: State, kind: StreamKind, request: Request) -> Response {
         }
     }
     let body = CountingBody {
-        _lease: state.leases.hold(key, origin.id.clone()),
+        _lease: lease,
         inner: body,
         bytes: 0,
         started,
         span,
+        quiet,
         ended: None,
     };
     out.body(Body::new(body))
         .unwrap_or_else(|e| json_error(StatusCode::BAD_GATEWAY, e))
 }
 
-/// The request sent to the origin: same method, path, query and end-to-end headers.
-fn origin_request(
+/// The request sent to an origin at `addr`: `method`, `path_and_query` and the end-to-end
+/// `headers` (the client's `Host` included).
+pub(crate) fn origin_request(
     addr: &str,
-    parts: &http::request::Parts,
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
 ) -> Result<hyper::Request<OriginBody>, String> {
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let target = format!("http://{addr}{pq}")
+    let target = format!("http://{addr}{path_and_query}")
         .parse::<Uri>()
         .map_err(|e| format!("bad URL: {e}"))?;
-    let mut builder = hyper::Request::builder()
-        .method(parts.method.clone())
-        .uri(target);
-    for (name, value) in parts.headers.iter() {
+    let mut builder = hyper::Request::builder().method(method.clone()).uri(target);
+    for (name, value) in headers.iter() {
         if !is_hop_by_hop(name) {
             builder = builder.header(name, value);
         }
@@ -263,6 +331,8 @@ struct CountingBody {
     bytes: u64,
     started: Instant,
     span: Span,
+    /// Log the end at debug rather than info.
+    quiet: bool,
     ended: Option<String>,
 }
 
@@ -301,14 +371,33 @@ impl HttpBody for CountingBody {
 impl Drop for CountingBody {
     fn drop(&mut self) {
         let _guard = self.span.enter();
-        let reason = self.ended.as_deref().unwrap_or("client went away");
-        info!(
-            duration_ms = self.started.elapsed().as_millis() as u64,
-            bytes_to_client = self.bytes,
-            bytes_from_client = 0u64,
-            reason,
-            "session ended"
-        );
+        // hyper stops polling a body once its Content-Length is sent, so `ended` may be unset.
+        let complete = self
+            .inner
+            .is_end_stream()
+            .then_some("origin ended the stream");
+        let reason = self
+            .ended
+            .as_deref()
+            .or(complete)
+            .unwrap_or("client went away");
+        let duration_ms = self.started.elapsed().as_millis() as u64;
+        if self.quiet {
+            debug!(
+                duration_ms,
+                bytes_to_client = self.bytes,
+                reason,
+                "relay ended"
+            );
+        } else {
+            info!(
+                duration_ms,
+                bytes_to_client = self.bytes,
+                bytes_from_client = 0u64,
+                reason,
+                "session ended"
+            );
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod config;
+pub mod hls;
 pub mod http_stream;
 pub mod leases;
 pub mod lifecycle;

@@ -585,3 +585,101 @@ pub fn origins_in_log(log: &str, stream: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// A reply read whole: status, headers (names lowercase) and body bytes.
+#[derive(Debug)]
+pub struct HttpReply {
+    /// The status code.
+    pub status: u16,
+    /// Every header, names lowercase, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl HttpReply {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// GETs `url` and reads the whole reply, whatever its status; panics on transport errors.
+pub fn get_reply(url: &str) -> HttpReply {
+    let response = match ureq::get(url).timeout(Duration::from_secs(10)).call() {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("GET {url}: {e}"),
+    };
+    let status = response.status();
+    let headers = response
+        .headers_names()
+        .into_iter()
+        .filter_map(|n| {
+            let value = response.header(&n)?.to_string();
+            Some((n.to_ascii_lowercase(), value))
+        })
+        .collect();
+    let mut body = Vec::new();
+    response
+        .into_reader()
+        .read_to_end(&mut body)
+        .unwrap_or_else(|e| panic!("GET {url}: reading the body: {e}"));
+    HttpReply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A static file server (`python3 -m http.server`) on a free loopback port; its access log is
+/// its log file.
+pub struct StaticServer {
+    /// The process (stderr: one access-log line per request).
+    pub proc: Proc,
+    /// Its port.
+    pub port: u16,
+}
+
+impl StaticServer {
+    /// Serves `root` on a free port, logging to `<dir>/<name>.log`; waits until it accepts.
+    pub fn start(dir: &Path, name: &str, root: &Path) -> StaticServer {
+        let port = free_port();
+        let mut cmd = Command::new("python3");
+        cmd.args(["-u", "-m", "http.server", &port.to_string()])
+            .args(["--bind", "127.0.0.1", "--directory"])
+            .arg(root);
+        let proc = Proc::spawn(name, cmd, dir);
+        wait_until(Duration::from_secs(10), "static server accepting", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        StaticServer { proc, port }
+    }
+
+    /// The request lines logged so far (`GET /path HTTP/1.1`).
+    pub fn requests(&self) -> Vec<String> {
+        self.proc
+            .log_text()
+            .lines()
+            .filter_map(|l| l.split('"').nth(1).map(str::to_string))
+            .collect()
+    }
+
+    /// Registers this server with `proxy` as an origin (id `server`/1/1) offering only HTTP.
+    pub fn register(&self, proxy: &Proxy, server: &str) {
+        let body = format!(
+            r#"{{"ip":"127.0.0.1","server":"{server}","service":"1","pid":"1","rtmp":["1"],"http":["{}"]}}"#,
+            self.port
+        );
+        let (status, reply) = http("POST", &proxy.register_url(), Some(&body));
+        assert_eq!(status, 200, "register {server}: {reply}");
+    }
+}
