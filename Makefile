@@ -31,3 +31,39 @@ fuzz:
 
 clean:
 	$(CARGO) clean
+
+## Benchmarks (docs/benchmarks.md): srs-proxy vs srs-origin direct vs haproxy, same run.
+## Options: BENCH_SCENARIOS=1x100,10x100,100x1,flv10k,throughput BENCH_SECONDS=20 BENCH_WARMUP=5
+.PHONY: bench bench-alloc bench-build bench-media
+BENCH_MEDIA_DIR := target/bench-media
+
+bench-build:
+	$(CARGO) build --release -p srs-proxy -p srs-origin -p srs-bench
+
+bench-media: $(BENCH_MEDIA_DIR)/hd.flv $(BENCH_MEDIA_DIR)/low.flv
+
+# 720p H.264 + AAC at ~2.5 Mbit/s, 10 s, GOP 2 s (noise keeps the encoder at its bit rate).
+$(BENCH_MEDIA_DIR)/hd.flv:
+	mkdir -p $(@D)
+	ffmpeg -hide_banner -loglevel error -y -f lavfi -i "testsrc2=size=1280x720:rate=25" \
+	  -f lavfi -i "sine=frequency=440:sample_rate=44100" -t 10 -vf "noise=alls=12:allf=t" \
+	  -c:v libx264 -preset veryfast -pix_fmt yuv420p -b:v 2300k -maxrate 2300k -bufsize 2300k \
+	  -g 50 -keyint_min 50 -sc_threshold 0 -c:a aac -b:a 128k -ar 44100 -f flv $@.tmp
+	mv $@.tmp $@
+
+# Low bit rate for the 10,000-player scenario: 320x180 at 5 fps, 64 kbit/s, GOP 2 s, no audio.
+$(BENCH_MEDIA_DIR)/low.flv:
+	mkdir -p $(@D)
+	ffmpeg -hide_banner -loglevel error -y -f lavfi -i "testsrc2=size=320x180:rate=5" -t 10 \
+	  -c:v libx264 -preset veryfast -pix_fmt yuv420p -b:v 64k -maxrate 64k -bufsize 128k \
+	  -g 10 -keyint_min 10 -sc_threshold 0 -an -f flv $@.tmp
+	mv $@.tmp $@
+
+## Every scenario, direct / through srs-proxy / through haproxy; prints and saves the table.
+## The servers inherit the raised descriptor limit (10,000 players need ~20,000 in srs-proxy).
+bench: bench-build bench-media
+	ulimit -n $$(ulimit -Hn) && ./target/release/srs-bench suite
+
+## Heap allocations per relayed message in srs-proxy (heaptrack; apt-get install heaptrack).
+bench-alloc: bench-build bench-media
+	ulimit -n $$(ulimit -Hn) && ./target/release/srs-bench alloc

@@ -19,7 +19,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "ORIGIN_HTTP_SERVER",
         "8080",
-        "HTTP stream listener (HTTP-FLV): port or ip:port",
+        "HTTP stream listener (HTTP-FLV, HTTP-TS, HLS): port or ip:port",
     ),
     (
         "ORIGIN_HTTP_API",
@@ -54,12 +54,27 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "ORIGIN_PLAY_WAIT",
         "5s",
-        "how long an RTMP player waits for a publisher before StreamNotFound",
+        "how long an RTMP player waits for a publisher (StreamNotFound), and an HLS playlist for a new stream's first segment",
     ),
     (
         "ORIGIN_PUBLISH_TIMEOUT",
         "30s",
         "an RTMP publisher that sends nothing for this long is closed",
+    ),
+    (
+        "ORIGIN_HLS_FRAGMENT",
+        "2s",
+        "HLS segment length: segments are cut at the first keyframe after this long",
+    ),
+    (
+        "ORIGIN_HLS_WINDOW",
+        "10s",
+        "HLS playlist length: the newest segments covering about this long are listed",
+    ),
+    (
+        "ORIGIN_HLS_CTX",
+        "on",
+        "on: as SRS, .m3u8 without hls_ctx gets a master naming a session; off: the media playlist",
     ),
 ];
 
@@ -86,6 +101,12 @@ pub struct Config {
     pub play_wait: Duration,
     /// Idle time after which a silent RTMP publisher is closed.
     pub publish_timeout: Duration,
+    /// Target HLS segment length.
+    pub hls_fragment: Duration,
+    /// Time span of the segments an HLS playlist lists.
+    pub hls_window: Duration,
+    /// Whether HLS playlists use SRS's `hls_ctx` session query.
+    pub hls_ctx: bool,
 }
 
 /// A variable that failed validation.
@@ -123,6 +144,9 @@ struct Raw {
     heartbeat_interval: Option<String>,
     play_wait: Option<String>,
     publish_timeout: Option<String>,
+    hls_fragment: Option<String>,
+    hls_window: Option<String>,
+    hls_ctx: Option<String>,
 }
 
 impl Config {
@@ -170,6 +194,9 @@ impl Config {
             )?,
             play_wait: duration("ORIGIN_PLAY_WAIT", raw.play_wait, "5s")?,
             publish_timeout: duration("ORIGIN_PUBLISH_TIMEOUT", raw.publish_timeout, "30s")?,
+            hls_fragment: duration("ORIGIN_HLS_FRAGMENT", raw.hls_fragment, "2s")?,
+            hls_window: duration("ORIGIN_HLS_WINDOW", raw.hls_window, "10s")?,
+            hls_ctx: on_off("ORIGIN_HLS_CTX", raw.hls_ctx, true)?,
         })
     }
 }
@@ -185,7 +212,7 @@ pub fn unknown_variables() -> Vec<String> {
 /// The `--help` text: usage and the variable table.
 pub fn help_text() -> String {
     let mut out = String::from(
-        "srs-origin: a small live-media origin (RTMP publish/play, HTTP-FLV, SRS-style API and heartbeat)\n\n\
+        "srs-origin: a small live-media origin (RTMP publish/play, HTTP-FLV, HTTP-TS, HLS, SRS-style API and heartbeat)\n\n\
          Usage: srs-origin [--help | --version]\n\n\
          Configured by environment variables (a .env file in the working directory fills in unset ones):\n\n",
     );
@@ -197,6 +224,14 @@ pub fn help_text() -> String {
         };
         out.push_str(&format!("  {name:<26} default {default:<14} {meaning}\n"));
     }
+    out.push_str(
+        "\nHTTP routes (ORIGIN_HTTP_SERVER):\n  \
+         GET /app/stream.flv          live HTTP-FLV\n  \
+         GET /app/stream.ts           live HTTP-TS (MPEG-TS: H.264 + AAC)\n  \
+         GET /app/stream.m3u8         HLS: master playlist -> /app/stream.m3u8?hls_ctx=ID (media playlist)\n  \
+         GET /app/stream-SEQ.ts       HLS segment SEQ of stream `stream` (when it has one; else the live\n  \
+         \x20                            stream named `stream-SEQ`, unless the query has hls_ctx)\n",
+    );
     out.push_str(
         "\nLogging: RUST_LOG (default info), to stderr. On start, one line is printed to stdout:\n  \
          srs-origin listening rtmp=<addr> http=<addr> api=<addr>\n",
@@ -254,6 +289,21 @@ fn duration(name: &str, value: Option<String>, default: &str) -> Result<Duration
     Ok(parsed)
 }
 
+/// Parses a switch: `on` or `off` (also `true`/`false`, `1`/`0`, any case).
+fn on_off(name: &str, value: Option<String>, default: bool) -> Result<bool, ConfigError> {
+    let Some(value) = value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(default);
+    };
+    match value.to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        _ => Err(ConfigError::new(name, &value, "expected on or off")),
+    }
+}
+
 /// Validates the register URL: an absolute `http://` URL (the heartbeat client speaks plain HTTP).
 fn register_url(name: &str, value: &str) -> Result<http::Uri, ConfigError> {
     let uri: http::Uri = value
@@ -286,6 +336,9 @@ mod tests {
         assert!(c.register_url.is_none());
         assert_eq!(c.heartbeat_interval, Duration::from_secs(9));
         assert_eq!(c.play_wait, Duration::from_secs(5));
+        assert_eq!(c.hls_fragment, Duration::from_secs(2));
+        assert_eq!(c.hls_window, Duration::from_secs(10));
+        assert!(c.hls_ctx);
     }
 
     #[test]
@@ -301,6 +354,9 @@ mod tests {
                 "http://127.0.0.1:12025/api/v1/srs/register",
             ),
             ("ORIGIN_HEARTBEAT_INTERVAL", "500ms"),
+            ("ORIGIN_HLS_FRAGMENT", "1s"),
+            ("ORIGIN_HLS_WINDOW", "4s"),
+            ("ORIGIN_HLS_CTX", "OFF"),
         ])
         .unwrap();
         assert_eq!(c.rtmp_server, "127.0.0.1:0".parse().unwrap());
@@ -310,6 +366,9 @@ mod tests {
         assert_eq!(c.server_id, "vid-abc");
         assert_eq!(c.register_url.unwrap().port_u16(), Some(12025));
         assert_eq!(c.heartbeat_interval, Duration::from_millis(500));
+        assert_eq!(c.hls_fragment, Duration::from_secs(1));
+        assert_eq!(c.hls_window, Duration::from_secs(4));
+        assert!(!c.hls_ctx);
     }
 
     #[test]
@@ -323,5 +382,9 @@ mod tests {
         assert_eq!(e.name, "ORIGIN_REGISTER_URL");
         let e = Config::from_pairs(&[("ORIGIN_HTTP_API", "70000")]).unwrap_err();
         assert_eq!(e.name, "ORIGIN_HTTP_API");
+        let e = Config::from_pairs(&[("ORIGIN_HLS_CTX", "maybe")]).unwrap_err();
+        assert_eq!(e.name, "ORIGIN_HLS_CTX");
+        let e = Config::from_pairs(&[("ORIGIN_HLS_FRAGMENT", "0s")]).unwrap_err();
+        assert_eq!(e.name, "ORIGIN_HLS_FRAGMENT");
     }
 }

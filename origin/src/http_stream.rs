@@ -1,9 +1,22 @@
-//! The HTTP stream listener: `GET /app/stream.flv` serves HTTP-FLV.
+//! The HTTP stream listener, dispatching on the path's extension:
 //!
-//! Requests are dispatched on the path's extension so other formats (`.ts`, `.m3u8`) can be
-//! added beside `.flv`; unknown extensions get a 404 with a short text body.
+//! - `GET /app/stream.flv`: live HTTP-FLV.
+//! - `GET /app/stream.ts`: live HTTP-TS, the same fan-out remuxed to MPEG-TS.
+//! - `GET /app/stream.m3u8`: HLS. With `hls_ctx` on (SRS's default shape), a request without an
+//!   `hls_ctx` query gets a one-variant master playlist pointing at
+//!   `/app/stream.m3u8?hls_ctx=<id>`, which gets the media playlist; with it off, the media
+//!   playlist comes at once.
+//! - `GET /app/stream-<seq>.ts`: HLS segment `<seq>` of `app/stream`.
+//!
+//! `.ts` names are ambiguous: `live/x-1.ts` is segment 1 of `live/x` or the live stream
+//! `live/x-1`. The rule: a name of the form `<stream>-<digits>` is a segment when `<stream>` is
+//! published and still has that segment; otherwise it is the live stream of that whole name.
+//! A `.ts` request carrying `hls_ctx` is always a segment request (404 once the segment is gone).
+//!
+//! Unknown extensions, and streams nobody publishes, get a 404 with a short text body.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -13,20 +26,36 @@ use axum::Router;
 use bytes::{Bytes, BytesMut};
 use tracing::Instrument;
 
+use crate::hls::{self, HlsSettings};
 use crate::hub::{Hub, Player};
-use crate::media::Media;
-use srs_lb::key::StreamKey;
+use crate::media::{Media, MediaKind};
+use srs_lb::key::{query_param, StreamKey};
+use srs_ts::Remuxer;
 
 /// Flush a response chunk once this many bytes are batched.
 const CHUNK_BYTES: usize = 64 * 1024;
 
+/// Length of the random `hls_ctx` session ids, as SRS's.
+const HLS_CTX_LEN: usize = 8;
+
+/// What the HTTP stream handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The streams.
+    pub hub: Hub,
+    /// HLS serving settings (`hls_ctx`).
+    pub hls: HlsSettings,
+    /// How long a playlist request waits for a published stream's first segment.
+    pub hls_wait: Duration,
+}
+
 /// The router of the HTTP stream listener.
-pub fn router(hub: Hub) -> Router {
-    Router::new().fallback(dispatch).with_state(hub)
+pub fn router(state: HttpState) -> Router {
+    Router::new().fallback(dispatch).with_state(state)
 }
 
 async fn dispatch(
-    State(hub): State<Hub>,
+    State(state): State<HttpState>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -48,9 +77,187 @@ async fn dispatch(
             "not found: expected /app/stream.ext\n",
         );
     };
+    let head_only = method == Method::HEAD;
     match ext {
-        "flv" => serve_flv(&hub, key, method == Method::HEAD),
+        "flv" => serve_flv(&state.hub, key, head_only),
+        "m3u8" => serve_m3u8(&state, key, path, uri.query()).await,
+        "ts" => serve_ts(&state.hub, key, uri.query(), head_only),
         _ => text(StatusCode::NOT_FOUND, "not found: unsupported extension\n"),
+    }
+}
+
+/// Serves an HLS playlist: SRS's master playlist for a new `hls_ctx` session, or the media
+/// playlist. A published stream without a finished segment yet is waited for, up to
+/// `hls_wait`, so players that start right after the publisher do not fail.
+async fn serve_m3u8(
+    state: &HttpState,
+    key: StreamKey,
+    path: &str,
+    query: Option<&str>,
+) -> Response {
+    if !state.hub.hls_ready(&key, state.hls_wait).await {
+        return text(
+            StatusCode::NOT_FOUND,
+            "stream not found or no HLS segment yet\n",
+        );
+    }
+    let query = query.unwrap_or("");
+    let ctx = query_param(query, "hls_ctx").filter(|c| !c.is_empty());
+    let others = without_param(query, "hls_ctx");
+    if state.hls.ctx && ctx.is_none() {
+        let ctx = crate::config::random_id(HLS_CTX_LEN);
+        return playlist_response(hls::master_playlist(path, &ctx, others.as_deref()));
+    }
+    // Segment URIs keep the session id and the other parameters (vhost, tokens).
+    let segment_query = match (ctx, others) {
+        (Some(ctx), Some(o)) => Some(format!("hls_ctx={ctx}&{o}")),
+        (Some(ctx), None) => Some(format!("hls_ctx={ctx}")),
+        (None, o) => o,
+    };
+    // The stream's name as sent (still percent-encoded), so relative segment URIs resolve
+    // next to the playlist.
+    let name = path
+        .rsplit('/')
+        .next()
+        .and_then(|last| last.strip_suffix(".m3u8"))
+        .unwrap_or(&key.stream);
+    match state
+        .hub
+        .with_hls(&key, |h| h.media_playlist(name, segment_query.as_deref()))
+    {
+        Some(body) => playlist_response(body),
+        None => text(StatusCode::NOT_FOUND, "stream not found\n"),
+    }
+}
+
+/// `query` without its `name=` parameters, `None` when nothing is left.
+fn without_param(query: &str, name: &str) -> Option<String> {
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some(name))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
+}
+
+fn playlist_response(body: String) -> Response {
+    let mut response = whole_body("application/vnd.apple.mpegurl", Bytes::from(body));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Serves a `.ts` request: an HLS segment or the live HTTP-TS stream (see the module docs for
+/// the naming rule).
+fn serve_ts(hub: &Hub, key: StreamKey, query: Option<&str>, head_only: bool) -> Response {
+    let segment_only = query.is_some_and(|q| query_param(q, "hls_ctx").is_some());
+    if let Some((stream, seq)) = hls::parse_segment_name(&key.stream) {
+        let owner = StreamKey {
+            stream: stream.to_string(),
+            ..key.clone()
+        };
+        if let Some(data) = hub.with_hls(&owner, |h| h.segment(seq)).flatten() {
+            return whole_body("video/mp2t", data);
+        }
+    }
+    if segment_only {
+        return text(StatusCode::NOT_FOUND, "HLS segment not found\n");
+    }
+    serve_live_ts(hub, key, head_only)
+}
+
+/// A 200 response with a whole body: its type, Content-Length and CORS `*`.
+fn whole_body(content_type: &'static str, body: Bytes) -> Response {
+    let len = body.len();
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
+}
+
+/// Streams live MPEG-TS: PAT/PMT, then the player's start sequence and live messages remuxed.
+fn serve_live_ts(hub: &Hub, key: StreamKey, head_only: bool) -> Response {
+    let Some(player) = hub.play(&key) else {
+        return text(StatusCode::NOT_FOUND, "stream not found\n");
+    };
+    let body = if head_only {
+        Body::empty()
+    } else {
+        let cid = crate::config::random_id(8);
+        let span = tracing::info_span!("http-ts", id = %cid, stream = %key);
+        span.in_scope(|| tracing::info!("player joined"));
+        Body::from_stream(ts_stream(player, span))
+    };
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp2t"));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The MPEG-TS byte stream of one player, pulled like [`flv_stream`] so a slow client falls
+/// behind and is dropped by the hub, and a client that goes away drops the player.
+fn ts_stream(
+    player: Player,
+    span: tracing::Span,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
+    struct State {
+        player: Player,
+        remuxer: Remuxer,
+        warned: bool,
+        guard: LeaveLog,
+    }
+    let state = State {
+        player,
+        remuxer: Remuxer::new(),
+        warned: false,
+        guard: LeaveLog(span),
+    };
+    futures_util::stream::unfold(state, |mut state| {
+        let span = state.guard.0.clone();
+        async move {
+            let mut out = Vec::new();
+            // Messages that produce no bytes (headers, frames before the first keyframe) must
+            // not end up as empty chunks.
+            while out.is_empty() {
+                let first = state.player.recv().await?;
+                remux(&mut state.remuxer, &first, &mut out, &mut state.warned);
+                while out.len() < CHUNK_BYTES {
+                    match state.player.try_recv() {
+                        Some(m) => remux(&mut state.remuxer, &m, &mut out, &mut state.warned),
+                        None => break,
+                    }
+                }
+            }
+            Some((Ok(Bytes::from(out)), state))
+        }
+        .instrument(span)
+    })
+}
+
+fn remux(remuxer: &mut Remuxer, m: &Media, out: &mut Vec<u8>, warned: &mut bool) {
+    let result = match m.kind {
+        MediaKind::Video => remuxer.push_video(m.timestamp, &m.payload, out),
+        MediaKind::Audio => remuxer.push_audio(m.timestamp, &m.payload, out),
+        MediaKind::Data => return,
+    };
+    if let Err(e) = result {
+        // An unsupported codec would otherwise log every frame.
+        if *warned {
+            tracing::debug!(error = %e, "message skipped");
+        } else {
+            *warned = true;
+            tracing::warn!(error = %e, "message skipped (further ones logged at debug)");
+        }
     }
 }
 
@@ -120,7 +327,7 @@ fn flv_stream(
     })
 }
 
-/// Logs, in the player's span, when an HTTP-FLV player's stream ends, whatever the reason.
+/// Logs, in the player's span, when an HTTP-FLV or HTTP-TS player's stream ends, whatever the reason.
 struct LeaveLog(tracing::Span);
 
 impl Drop for LeaveLog {

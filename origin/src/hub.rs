@@ -1,6 +1,9 @@
 //! The stream hub: one publisher per stream, fan-out to many players, and a GOP cache so a late
 //! player starts with metadata, sequence headers and the current GOP and decodes at once.
 //!
+//! Each stream also feeds its HLS segmenter ([`crate::hls`]) as messages arrive, so playlists
+//! and segments are ready in memory whenever a client asks.
+//!
 //! The hub is plain data behind short-held locks; it never awaits while holding one. Each player
 //! has a bounded queue: a player that falls too far behind is dropped, so it can never slow the
 //! publisher or the other players.
@@ -13,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::Notify;
 
+use crate::hls::{Hls, HlsSettings};
 use crate::media::{self, Media, MediaKind};
 use srs_lb::key::StreamKey;
 
@@ -93,6 +97,7 @@ struct HubInner {
     published: Notify,
     next_id: AtomicU64,
     limits: HubLimits,
+    hls: HlsSettings,
 }
 
 /// One live stream's state.
@@ -113,6 +118,7 @@ struct Stream {
     video_codec: Option<&'static str>,
     audio_codec: Option<&'static str>,
     limits: HubLimits,
+    hls: Hls,
 }
 
 struct PlayerSlot {
@@ -155,11 +161,12 @@ impl GopCache {
 }
 
 impl Hub {
-    /// A hub with the given limits.
-    pub fn new(limits: HubLimits) -> Self {
+    /// A hub with the given limits, making HLS with the given settings.
+    pub fn new(limits: HubLimits, hls: HlsSettings) -> Self {
         Self {
             inner: Arc::new(HubInner {
                 limits,
+                hls,
                 ..HubInner::default()
             }),
         }
@@ -189,6 +196,7 @@ impl Hub {
             video_codec: None,
             audio_codec: None,
             limits: self.inner.limits,
+            hls: Hls::new(self.inner.hls),
         }));
         streams.insert(key.clone(), stream.clone());
         drop(streams);
@@ -236,6 +244,36 @@ impl Hub {
         }
     }
 
+    /// Runs `f` on the HLS state of `key`, when the stream is published.
+    pub fn with_hls<R>(&self, key: &StreamKey, f: impl FnOnce(&Hls) -> R) -> Option<R> {
+        let stream = lock(&self.inner.streams).get(key)?.clone();
+        let s = lock(&stream);
+        Some(f(&s.hls))
+    }
+
+    /// Waits up to `wait` for `key` to have a finished HLS segment. False when the stream is not
+    /// published, stops, or has none by then.
+    pub async fn hls_ready(&self, key: &StreamKey, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let Some(ready) = self.with_hls(key, Hls::ready) else {
+                return false;
+            };
+            // Register for the wake-up before looking, so a segment finished in between counts.
+            let notified = ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.with_hls(key, Hls::has_segments) {
+                None => return false,
+                Some(true) => return true,
+                Some(false) => {}
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+
     /// Snapshots of all live streams, sorted by key.
     pub fn stats(&self) -> Vec<StreamStats> {
         let streams: Vec<_> = lock(&self.inner.streams).values().cloned().collect();
@@ -267,8 +305,11 @@ impl Hub {
             streams.remove(key);
         }
         drop(streams);
+        let mut s = lock(stream);
         // Dropping the senders ends every player once it has drained its queue.
-        lock(stream).players.clear();
+        s.players.clear();
+        // Playlist requests waiting for a first segment learn at once that none will come.
+        s.hls.ready().notify_waiters();
     }
 }
 
@@ -301,6 +342,7 @@ impl Stream {
 
     fn push(&mut self, m: Media) {
         self.recv_bytes += m.payload.len() as u64;
+        self.hls.push(&m);
         self.last_timestamp = m.timestamp;
         match m.kind {
             MediaKind::Video if m.is_video_sequence_header() => {
@@ -506,11 +548,14 @@ mod tests {
 
     #[test]
     fn gop_cache_is_bounded_and_waits_for_next_keyframe() {
-        let hub = Hub::new(HubLimits {
-            player_queue: 16,
-            gop_max_bytes: 1 << 20,
-            gop_max_messages: 3,
-        });
+        let hub = Hub::new(
+            HubLimits {
+                player_queue: 16,
+                gop_max_bytes: 1 << 20,
+                gop_max_messages: 3,
+            },
+            HlsSettings::default(),
+        );
         let publisher = hub.publish(key("s"), PublishInfo::default()).unwrap();
         publisher.push(video(0, false));
         assert!(
@@ -569,10 +614,13 @@ mod tests {
 
     #[tokio::test]
     async fn slow_player_is_dropped_without_affecting_others() {
-        let hub = Hub::new(HubLimits {
-            player_queue: 4,
-            ..HubLimits::default()
-        });
+        let hub = Hub::new(
+            HubLimits {
+                player_queue: 4,
+                ..HubLimits::default()
+            },
+            HlsSettings::default(),
+        );
         let publisher = hub.publish(key("s"), PublishInfo::default()).unwrap();
         let mut slow = hub.play(&key("s")).unwrap();
         let mut fast = hub.play(&key("s")).unwrap();
@@ -611,6 +659,51 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let _publisher = hub.publish(key("s"), PublishInfo::default()).unwrap();
         assert!(waiter.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn hls_ready_waits_for_the_first_segment() {
+        let hub = Hub::new(
+            HubLimits::default(),
+            HlsSettings {
+                fragment: Duration::from_millis(100),
+                ..HlsSettings::default()
+            },
+        );
+        let wait = Duration::from_secs(5);
+        assert!(
+            !hub.hls_ready(&key("none"), wait).await,
+            "not published: at once"
+        );
+        let publisher = hub.publish(key("s"), PublishInfo::default()).unwrap();
+        // An AVC sequence header with SPS 67 and PPS 68, then one-NAL frames.
+        let sh = [
+            0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 1, 0x67, 1, 0, 1, 0x68,
+        ];
+        publisher.push(Media::new(MediaKind::Video, 0, Bytes::copy_from_slice(&sh)));
+        let frame = |ts| {
+            Media::new(
+                MediaKind::Video,
+                ts,
+                Bytes::from_static(&[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]),
+            )
+        };
+        publisher.push(frame(0));
+        let h = hub.clone();
+        let waiter = tokio::spawn(async move { h.hls_ready(&key("s"), wait).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        publisher.push(frame(100));
+        assert!(waiter.await.unwrap());
+        assert!(hub.with_hls(&key("s"), |h| h.segment(0).is_some()).unwrap());
+
+        let other = hub.publish(key("t"), PublishInfo::default()).unwrap();
+        let h = hub.clone();
+        let waiter = tokio::spawn(async move { h.hls_ready(&key("t"), wait).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = tokio::time::Instant::now();
+        drop(other);
+        assert!(!waiter.await.unwrap(), "unpublished: no segment will come");
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[test]

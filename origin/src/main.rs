@@ -1,11 +1,12 @@
 //! `srs-origin`: a small live-media origin server.
 //!
-//! RTMP publish and play, HTTP-FLV out, an SRS-compatible HTTP API, and an SRS-style heartbeat
+//! RTMP publish and play, HTTP-FLV, HTTP-TS and HLS out, an SRS-compatible HTTP API, and an SRS-style heartbeat
 //! to the proxy's register API. Configured by `ORIGIN_*` environment variables (`--help`).
 
 mod api;
 mod config;
 mod heartbeat;
+mod hls;
 mod http_stream;
 mod hub;
 mod media;
@@ -110,14 +111,24 @@ async fn run(config: Config) -> anyhow::Result<()> {
         "srs-origin started"
     );
 
-    let hub = Hub::new(HubLimits::default());
+    let hls = hls::HlsSettings {
+        fragment: config.hls_fragment,
+        window: config.hls_window,
+        ctx: config.hls_ctx,
+    };
+    let hub = Hub::new(HubLimits::default(), hls);
     let rtmp_settings = rtmp_server::Settings {
         play_wait: config.play_wait,
         publish_timeout: config.publish_timeout,
     };
     let mut rtmp_task = tokio::spawn(rtmp_server::serve(rtmp, hub.clone(), rtmp_settings));
+    let http_state = http_stream::HttpState {
+        hub: hub.clone(),
+        hls,
+        hls_wait: config.play_wait,
+    };
     let mut http_task =
-        tokio::spawn(axum::serve(http, http_stream::router(hub.clone())).into_future());
+        tokio::spawn(axum::serve(http, http_stream::router(http_state)).into_future());
     let mut api_task =
         tokio::spawn(axum::serve(api, api::router(hub.clone(), identity.clone())).into_future());
 

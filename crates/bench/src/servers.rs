@@ -1,0 +1,206 @@
+//! Starting the servers under test on free loopback ports: srs-origin, srs-proxy (optionally
+//! under heaptrack) and haproxy as the plain TCP relay floor.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::procs::{self, Proc};
+
+/// Time a server gets to print its listening line or accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where the binaries and logs are.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// Directory holding `srs-origin` and `srs-proxy`.
+    pub bin_dir: PathBuf,
+    /// Directory for this run's logs and config files.
+    pub log_dir: PathBuf,
+}
+
+/// A running srs-origin.
+pub struct Origin {
+    /// The process.
+    pub proc: Proc,
+    /// RTMP listener.
+    pub rtmp: SocketAddr,
+    /// HTTP-FLV listener.
+    pub http: SocketAddr,
+}
+
+/// A running srs-proxy.
+pub struct Proxy {
+    /// The process (heaptrack's wrapper script when profiled).
+    pub proc: Proc,
+    /// Pid of srs-proxy itself.
+    pub pid: u32,
+    /// RTMP listener.
+    pub rtmp: SocketAddr,
+    /// HTTP stream listener.
+    pub http: SocketAddr,
+    /// System API (register, origins).
+    pub system: SocketAddr,
+}
+
+/// A running haproxy in TCP mode in front of an origin.
+pub struct Haproxy {
+    /// The process.
+    pub proc: Proc,
+    /// Relays to the origin's RTMP listener.
+    pub rtmp: SocketAddr,
+    /// Relays to the origin's HTTP listener.
+    pub http: SocketAddr,
+}
+
+/// Starts srs-origin; it heartbeats every second to `register_url` when given.
+pub fn start_origin(paths: &Paths, register_url: Option<&str>) -> anyhow::Result<Origin> {
+    let mut cmd = Command::new(paths.bin_dir.join("srs-origin"));
+    cmd.current_dir(&paths.log_dir)
+        .env("ORIGIN_RTMP_SERVER", "127.0.0.1:0")
+        .env("ORIGIN_HTTP_SERVER", "127.0.0.1:0")
+        .env("ORIGIN_HTTP_API", "127.0.0.1:0")
+        .env("ORIGIN_IP", "127.0.0.1")
+        .env("ORIGIN_DEVICE_ID", "bench-origin")
+        .env("ORIGIN_HEARTBEAT_INTERVAL", "1s");
+    if let Some(url) = register_url {
+        cmd.env("ORIGIN_REGISTER_URL", url);
+    }
+    let (proc, stdout) = Proc::spawn("srs-origin", cmd, &paths.log_dir)?;
+    let pairs = procs::read_listening(stdout, "srs-origin listening", START_TIMEOUT)
+        .with_context(|| format!("srs-origin did not start:\n{}", proc.log_tail()))?;
+    Ok(Origin {
+        rtmp: procs::addr(&pairs, "rtmp")?,
+        http: procs::addr(&pairs, "http")?,
+        proc,
+    })
+}
+
+/// Starts srs-proxy with the memory store, under `heaptrack -o <prefix>` when given.
+pub fn start_proxy(paths: &Paths, heaptrack: Option<&Path>) -> anyhow::Result<Proxy> {
+    let binary = paths.bin_dir.join("srs-proxy");
+    let mut cmd = match heaptrack {
+        Some(prefix) => {
+            let mut c = Command::new("heaptrack");
+            c.arg("-o").arg(prefix).arg(&binary);
+            c
+        }
+        None => Command::new(&binary),
+    };
+    cmd.current_dir(&paths.log_dir)
+        .env("PROXY_LOAD_BALANCER_TYPE", "memory")
+        .env("PROXY_RTMP_SERVER", "127.0.0.1:0")
+        .env("PROXY_HTTP_SERVER", "127.0.0.1:0")
+        .env("PROXY_HTTP_API", "127.0.0.1:0")
+        .env("PROXY_SYSTEM_API", "127.0.0.1:0")
+        .env("PROXY_WEBRTC_SERVER", "127.0.0.1:0")
+        .env("PROXY_SRT_SERVER", "127.0.0.1:0")
+        // The benchmark stops it with SIGTERM only under heaptrack, after its clients left.
+        .env("PROXY_GRACE_QUIT_TIMEOUT", "1s")
+        .env("PROXY_FORCE_QUIT_TIMEOUT", "2s");
+    let (proc, stdout) = Proc::spawn("srs-proxy", cmd, &paths.log_dir)?;
+    let pairs = procs::read_listening(stdout, "srs-proxy listening", START_TIMEOUT)
+        .with_context(|| format!("srs-proxy did not start:\n{}", proc.log_tail()))?;
+    let pid = match heaptrack {
+        Some(_) => procs::child_named(proc.pid(), "srs-proxy")
+            .ok_or_else(|| anyhow!("srs-proxy not found under heaptrack"))?,
+        None => proc.pid(),
+    };
+    Ok(Proxy {
+        pid,
+        rtmp: procs::addr(&pairs, "rtmp")?,
+        http: procs::addr(&pairs, "http")?,
+        system: procs::addr(&pairs, "system")?,
+        proc,
+    })
+}
+
+impl Proxy {
+    /// The register URL origins heartbeat to.
+    pub fn register_url(&self) -> String {
+        format!("http://{}/api/v1/srs/register", self.system)
+    }
+
+    /// Waits until one live origin is registered.
+    pub async fn wait_origin(&self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(body) = http_get(self.system, "/api/v1/origins").await {
+                let v: serde_json::Value = serde_json::from_slice(&body)?;
+                let live = v["origins"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|o| o["alive"] == true));
+                if live {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("no origin registered with srs-proxy within {START_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Starts haproxy (mode tcp, one process, its default thread count) relaying two free ports to
+/// the origin's RTMP and HTTP listeners.
+pub async fn start_haproxy(paths: &Paths, origin: &Origin) -> anyhow::Result<Haproxy> {
+    let rtmp = SocketAddr::from(([127, 0, 0, 1], procs::free_port()?));
+    let http = SocketAddr::from(([127, 0, 0, 1], procs::free_port()?));
+    let config = format!(
+        "global\n  maxconn 9500\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  \
+         timeout client 60s\n  timeout server 60s\n\n\
+         listen rtmp\n  bind {rtmp}\n  server origin {}\n\n\
+         listen http\n  bind {http}\n  server origin {}\n",
+        origin.rtmp, origin.http
+    );
+    let file = paths.log_dir.join("haproxy.cfg");
+    std::fs::write(&file, config)?;
+    let mut cmd = Command::new("haproxy");
+    cmd.arg("-db").arg("-f").arg(&file);
+    let (proc, stdout) = Proc::spawn("haproxy", cmd, &paths.log_dir)?;
+    procs::drain(stdout);
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    // haproxy prints no address line: wait until its HTTP port accepts.
+    while TcpStream::connect(http).await.is_err() {
+        if tokio::time::Instant::now() >= deadline {
+            bail!("haproxy did not start:\n{}", proc.log_tail());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(Haproxy { proc, rtmp, http })
+}
+
+/// GETs `path` from `addr` and returns the body of a 200 response (at most 1 MiB).
+pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<Bytes> {
+    let exchange = async {
+        let sock = TcpStream::connect(addr).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(sock)).await?;
+        let conn = tokio::spawn(conn);
+        let request = hyper::Request::get(path)
+            .header(hyper::header::HOST, addr.to_string())
+            .body(Empty::<Bytes>::new())?;
+        let response = sender.send_request(request).await?;
+        if response.status() != hyper::StatusCode::OK {
+            bail!("GET {path}: HTTP {}", response.status());
+        }
+        let body = Limited::new(response.into_body(), 1 << 20)
+            .collect()
+            .await
+            .map_err(|e| anyhow!("GET {path}: {e}"))?
+            .to_bytes();
+        conn.abort();
+        Ok(body)
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| anyhow!("GET {path}: timed out"))?
+}

@@ -1,0 +1,530 @@
+//! `srs-bench suite` (what `make bench` runs): every scenario against srs-origin directly,
+//! through srs-proxy, and (RTMP) through haproxy as the floor, each with fresh processes; then
+//! a table and the targets, met or missed, with ratios measured in the same run.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::load::{Load, Outcome, Pacing, PublishSpec};
+use crate::media::Media;
+use crate::procs;
+use crate::servers::{self, Haproxy, Origin, Paths, Proxy};
+
+/// Descriptors a server keeps besides its client connections (listeners, logs, epoll, ...).
+const FD_MARGIN: u64 = 200;
+
+/// Which server the clients talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// srs-origin itself.
+    Direct,
+    /// srs-proxy in front of srs-origin.
+    Proxy,
+    /// haproxy (mode tcp) in front of srs-origin: the floor for relaying bytes.
+    Floor,
+}
+
+impl Via {
+    fn label(self) -> &'static str {
+        match self {
+            Via::Direct => "direct",
+            Via::Proxy => "srs-proxy",
+            Via::Floor => "haproxy",
+        }
+    }
+}
+
+/// One load shape.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Name used by `BENCH_SCENARIOS`.
+    pub name: &'static str,
+    /// Publishers, one per stream.
+    pub streams: usize,
+    /// RTMP players per stream.
+    pub rtmp_per_stream: usize,
+    /// HTTP-FLV players in all (spread over the streams).
+    pub flv_players: usize,
+    /// Replay the low-bitrate file instead of the 720p one.
+    pub low_bitrate: bool,
+    /// Publisher pacing.
+    pub pacing: Pacing,
+    /// Marker interval.
+    pub marker_every: Option<Duration>,
+    /// Servers to run it against.
+    pub vias: &'static [Via],
+}
+
+const ALL_VIAS: &[Via] = &[Via::Direct, Via::Proxy, Via::Floor];
+
+/// The scenarios, in run order; `flv_players` is the wanted count of `flv10k`.
+pub fn scenarios(flv_players: usize) -> Vec<Scenario> {
+    let paced = |name, streams, rtmp_per_stream| Scenario {
+        name,
+        streams,
+        rtmp_per_stream,
+        flv_players: 0,
+        low_bitrate: false,
+        pacing: Pacing::RealTime,
+        marker_every: Some(Duration::from_millis(100)),
+        vias: ALL_VIAS,
+    };
+    vec![
+        paced("1x100", 1, 100),
+        paced("10x100", 10, 100),
+        paced("100x1", 100, 1),
+        Scenario {
+            name: "flv10k",
+            streams: 1,
+            rtmp_per_stream: 0,
+            flv_players,
+            low_bitrate: true,
+            pacing: Pacing::RealTime,
+            marker_every: Some(Duration::from_millis(1000)),
+            vias: &[Via::Direct, Via::Proxy],
+        },
+        Scenario {
+            name: "throughput",
+            streams: 1,
+            rtmp_per_stream: 0,
+            flv_players: 0,
+            low_bitrate: false,
+            pacing: Pacing::None,
+            marker_every: None,
+            vias: ALL_VIAS,
+        },
+    ]
+}
+
+/// Settings of a suite run (from `BENCH_*` variables).
+pub struct Settings {
+    /// Scenario names to run.
+    pub scenarios: Vec<String>,
+    /// Measured window per run.
+    pub seconds: u64,
+    /// Time between all clients playing and the window.
+    pub warmup: u64,
+    /// Wanted HTTP-FLV players of `flv10k`.
+    pub flv_players: usize,
+    /// The 720p file.
+    pub hd: PathBuf,
+    /// The low-bitrate file.
+    pub low: PathBuf,
+    /// Directory with srs-proxy and srs-origin.
+    pub bin_dir: PathBuf,
+    /// Directory for results and logs.
+    pub out_dir: PathBuf,
+    /// RLIMIT_NOFILE (soft = hard) of this process and the servers it starts.
+    pub nofile: u64,
+}
+
+/// What one run measured.
+#[derive(Debug)]
+struct RunResult {
+    scenario: &'static str,
+    via: Via,
+    clients: usize,
+    secs: f64,
+    relay_cpu: Option<f64>,
+    relay_hwm_kib: Option<u64>,
+    /// Relay RSS growth from before the players joined to the end of the window.
+    relay_rss_delta_kib: Option<i64>,
+    origin_cpu: f64,
+    origin_rss_delta_kib: i64,
+    other_cores: f64,
+    players: usize,
+    outcome: Outcome,
+}
+
+impl RunResult {
+    fn bytes(&self) -> u64 {
+        self.outcome.counters.pub_bytes + self.outcome.counters.play_bytes
+    }
+
+    fn gbps(&self) -> f64 {
+        self.bytes() as f64 * 8.0 / self.secs / 1e9
+    }
+
+    fn msgs_per_sec(&self) -> f64 {
+        let c = &self.outcome.counters;
+        (c.pub_msgs + c.play_msgs) as f64 / self.secs
+    }
+
+    /// Relay CPU seconds per Gbit relayed.
+    fn cpu_per_gbit(&self) -> Option<f64> {
+        let gbit = self.bytes() as f64 * 8.0 / 1e9;
+        self.relay_cpu.filter(|_| gbit > 0.0).map(|c| c / gbit)
+    }
+
+    fn percentile_ms(&self, p: f64) -> Option<f64> {
+        self.outcome.percentile_ms(p)
+    }
+}
+
+/// The server a run's clients use, kept alive for the run.
+enum Relay {
+    Proxy(Proxy),
+    Haproxy(Haproxy),
+}
+
+/// Runs the selected scenarios and prints (and saves) the report.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let hd = Arc::new(Media::load(&settings.hd)?);
+    let low = Arc::new(Media::load(&settings.low)?);
+    let fd_players = usize::try_from(settings.nofile.saturating_sub(FD_MARGIN) / 2).unwrap_or(0);
+    let flv_players = settings.flv_players.min(fd_players);
+    let mut notes = Vec::new();
+    if flv_players < settings.flv_players && settings.scenarios.iter().any(|s| s == "flv10k") {
+        notes.push(format!(
+            "flv10k runs {flv_players} players, not {}: RLIMIT_NOFILE is {} and srs-proxy needs \
+             two descriptors per player (client + origin). Raise the hard limit (as root: \
+             `ulimit -Hn 65536`, or LimitNOFILE in systemd) to run more.",
+            settings.flv_players, settings.nofile
+        ));
+    }
+    let all = scenarios(flv_players);
+    for wanted in &settings.scenarios {
+        if !all.iter().any(|s| s.name == wanted) {
+            let names: Vec<_> = all.iter().map(|s| s.name).collect();
+            bail!("unknown scenario {wanted:?} in BENCH_SCENARIOS; known: {names:?}");
+        }
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let log_root = settings.out_dir.join(format!("logs-{stamp}"));
+    let mut report = machine_header(&settings, &hd, &low)?;
+    print!("{report}");
+    for note in &notes {
+        println!("note: {note}");
+    }
+    let mut results = Vec::new();
+    for sc in all.iter().filter(|s| settings.scenarios.iter().any(|n| n == s.name)) {
+        for &via in sc.vias {
+            println!("running {} via {} ...", sc.name, via.label());
+            let media = if sc.low_bitrate { &low } else { &hd };
+            let dir = log_root.join(format!("{}-{}", sc.name, via.label()));
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let paths = Paths {
+                bin_dir: settings.bin_dir.clone(),
+                log_dir: dir,
+            };
+            let r = run_one(&settings, &paths, sc, via, media.clone()).await?;
+            println!("  {}", summary_line(&r));
+            results.push(r);
+        }
+    }
+    report.push_str(&table(&results));
+    report.push_str(&targets(&results));
+    for note in &notes {
+        let _ = writeln!(report, "\nNote: {note}");
+    }
+    let _ = writeln!(report, "\nload average after the run: {}", loadavg());
+    let file = settings.out_dir.join(format!("bench-{stamp}.md"));
+    std::fs::write(&file, &report).with_context(|| format!("cannot write {}", file.display()))?;
+    println!("\n{}", &report[report.find("| scenario").unwrap_or(0)..]);
+    println!("report saved to {} (logs in {})", file.display(), log_root.display());
+    Ok(())
+}
+
+async fn run_one(
+    settings: &Settings,
+    paths: &Paths,
+    sc: &Scenario,
+    via: Via,
+    media: Arc<Media>,
+) -> anyhow::Result<RunResult> {
+    let (origin, relay): (Origin, Option<Relay>) = match via {
+        Via::Direct => (servers::start_origin(paths, None)?, None),
+        Via::Proxy => {
+            let proxy = servers::start_proxy(paths, None)?;
+            let origin = servers::start_origin(paths, Some(&proxy.register_url()))?;
+            proxy.wait_origin().await?;
+            (origin, Some(Relay::Proxy(proxy)))
+        }
+        Via::Floor => {
+            let origin = servers::start_origin(paths, None)?;
+            let haproxy = servers::start_haproxy(paths, &origin).await?;
+            (origin, Some(Relay::Haproxy(haproxy)))
+        }
+    };
+    let (rtmp, http, relay_pid): (SocketAddr, SocketAddr, Option<u32>) = match &relay {
+        None => (origin.rtmp, origin.http, None),
+        Some(Relay::Proxy(p)) => (p.rtmp, p.http, Some(p.pid)),
+        Some(Relay::Haproxy(h)) => (h.rtmp, h.http, Some(h.proc.pid())),
+    };
+    let origin_pid = origin.proc.pid();
+    let names: Vec<String> = (0..sc.streams).map(|i| format!("bench{i}")).collect();
+    let spec = PublishSpec {
+        media,
+        pacing: sc.pacing,
+        marker_every: sc.marker_every,
+    };
+    let mut load = Load::default();
+    let publishing = load.publish(rtmp, &names, &spec).await;
+    if publishing == 0 {
+        let outcome = load.finish(Default::default()).await;
+        bail!(
+            "{} via {}: no publisher started: {:?}",
+            sc.name,
+            via.label(),
+            outcome.error_samples
+        );
+    }
+    let relay_rss_before = relay_pid.map(|p| procs::status_kib(p, "VmRSS")).transpose()?;
+    let origin_rss_before = procs::status_kib(origin_pid, "VmRSS")?;
+
+    let rtmp_names: Vec<String> = (0..sc.streams * sc.rtmp_per_stream)
+        .map(|i| names[i % sc.streams].clone())
+        .collect();
+    let flv_names: Vec<String> = (0..sc.flv_players)
+        .map(|i| names[i % sc.streams].clone())
+        .collect();
+    load.play_rtmp(rtmp, &rtmp_names);
+    load.play_flv(http, &flv_names);
+    let players = rtmp_names.len() + flv_names.len();
+    let playing = load
+        .wait_playing(players, Duration::from_secs(60 + players as u64 / 100))
+        .await;
+    if playing < players {
+        println!("  only {playing} of {players} players got media");
+    }
+    tokio::time::sleep(Duration::from_secs(settings.warmup)).await;
+
+    let me = std::process::id();
+    let cpu = |pid: Option<u32>| pid.map(procs::cpu_seconds).transpose();
+    let (relay0, origin0, self0) = (cpu(relay_pid)?, procs::cpu_seconds(origin_pid)?, procs::cpu_seconds(me)?);
+    let busy0 = procs::machine_busy_seconds()?;
+    let started = Instant::now();
+    load.begin_window();
+    tokio::time::sleep(Duration::from_secs(settings.seconds)).await;
+    let counters = load.end_window();
+    let secs = started.elapsed().as_secs_f64();
+    let (relay1, origin1, self1) = (cpu(relay_pid)?, procs::cpu_seconds(origin_pid)?, procs::cpu_seconds(me)?);
+    let busy1 = procs::machine_busy_seconds()?;
+    let relay_rss_after = relay_pid.map(|p| procs::status_kib(p, "VmRSS")).transpose()?;
+    let relay_hwm_kib = relay_pid.map(|p| procs::status_kib(p, "VmHWM")).transpose()?;
+    let origin_rss_after = procs::status_kib(origin_pid, "VmRSS")?;
+    let outcome = load.finish(counters).await;
+    drop(relay);
+    drop(origin);
+
+    let relay_cpu = relay0.zip(relay1).map(|(a, b)| b - a);
+    let origin_cpu = origin1 - origin0;
+    let other = (busy1 - busy0) - relay_cpu.unwrap_or(0.0) - origin_cpu - (self1 - self0);
+    Ok(RunResult {
+        scenario: sc.name,
+        via,
+        clients: sc.streams + players,
+        secs,
+        relay_cpu,
+        relay_hwm_kib,
+        relay_rss_delta_kib: relay_rss_before
+            .zip(relay_rss_after)
+            .map(|(a, b)| b as i64 - a as i64),
+        origin_cpu,
+        origin_rss_delta_kib: origin_rss_after as i64 - origin_rss_before as i64,
+        other_cores: (other / secs).max(0.0),
+        players,
+        outcome,
+    })
+}
+
+fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
+}
+
+fn summary_line(r: &RunResult) -> String {
+    format!(
+        "relay cpu {} s, origin cpu {:.2} s, {:.3} Gbit/s, p50/p99 {}/{} ms, errors {}{}",
+        fmt_opt(r.relay_cpu, 2),
+        r.origin_cpu,
+        r.gbps(),
+        fmt_opt(r.percentile_ms(0.5), 2),
+        fmt_opt(r.percentile_ms(0.99), 2),
+        r.outcome.errors,
+        r.outcome
+            .error_samples
+            .first()
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default()
+    )
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Machine, settings and media, as the report's head.
+fn machine_header(settings: &Settings, hd: &Media, low: &Media) -> anyhow::Result<String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, m)| m.trim()))
+        .unwrap_or("unknown");
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut s = String::new();
+    writeln!(s, "# srs-bench results\n")?;
+    writeln!(
+        s,
+        "- machine: {cores} cores (nproc), {model}, Linux {}",
+        kernel.trim()
+    )?;
+    writeln!(s, "- load average before the run: {}", loadavg())?;
+    writeln!(
+        s,
+        "- window {} s per run after {} s warm-up; RLIMIT_NOFILE {}",
+        settings.seconds, settings.warmup, settings.nofile
+    )?;
+    writeln!(
+        s,
+        "- media: {} ({:.2} Mbit/s payload, {} ms lap), {} ({:.0} kbit/s)\n",
+        settings.hd.display(),
+        hd.bits_per_second / 1e6,
+        hd.lap_ms,
+        settings.low.display(),
+        low.bits_per_second / 1e3
+    )?;
+    Ok(s)
+}
+
+fn table(results: &[RunResult]) -> String {
+    let mut s = String::from(
+        "| scenario | via | clients | relay CPU s | relay peak RSS MiB | origin CPU s \
+         | relayed MB | Gbit/s | msgs/s | delay p50 ms | delay p99 ms | errors | other load (cores) |\n\
+         |---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+    );
+    for r in results {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {:.2} | {:.0} | {:.3} | {:.0} | {} | {} | {} | {:.2} |",
+            r.scenario,
+            r.via.label(),
+            r.clients,
+            fmt_opt(r.relay_cpu, 2),
+            fmt_opt(r.relay_hwm_kib.map(|k| k as f64 / 1024.0), 1),
+            r.origin_cpu,
+            r.bytes() as f64 / 1e6,
+            r.gbps(),
+            r.msgs_per_sec(),
+            fmt_opt(r.percentile_ms(0.5), 2),
+            fmt_opt(r.percentile_ms(0.99), 2),
+            r.outcome.errors,
+            r.other_cores,
+        );
+    }
+    s.push_str(
+        "\nrelay = srs-proxy or haproxy; CPU = user+sys seconds in the window; relayed = payload \
+         bytes publishers sent + players received in the window; delay = onBenchTime marker \
+         receive − send time; other load = busy cores not used by the relay, the origin or srs-bench.\n",
+    );
+    let errors: Vec<String> = results
+        .iter()
+        .flat_map(|r| {
+            r.outcome
+                .error_samples
+                .iter()
+                .map(move |e| format!("- {} via {}: {e}", r.scenario, r.via.label()))
+        })
+        .collect();
+    if !errors.is_empty() {
+        let _ = writeln!(s, "\nFirst errors:\n{}", errors.join("\n"));
+    }
+    s
+}
+
+fn find<'a>(results: &'a [RunResult], scenario: &str, via: Via) -> Option<&'a RunResult> {
+    results
+        .iter()
+        .find(|r| r.scenario == scenario && r.via == via)
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "MET"
+    } else {
+        "MISSED"
+    }
+}
+
+/// The issue's targets, each met or missed with the ratio measured in this run.
+fn targets(results: &[RunResult]) -> String {
+    let mut s = String::from("\n## Targets\n\n");
+    for sc in ["1x100", "10x100", "100x1", "throughput"] {
+        let (Some(p), Some(f)) = (find(results, sc, Via::Proxy), find(results, sc, Via::Floor))
+        else {
+            continue;
+        };
+        let (Some(pc), Some(fc)) = (p.cpu_per_gbit(), f.cpu_per_gbit()) else {
+            continue;
+        };
+        let ratio = pc / fc;
+        let _ = writeln!(
+            s,
+            "- {sc}: srs-proxy CPU ≤ 2× haproxy (per Gbit relayed): {} — {ratio:.2}× \
+             ({pc:.3} vs {fc:.3} CPU s/Gbit){}",
+            verdict(ratio <= 2.0),
+            if ratio > 2.0 {
+                format!(", {:.0}% over the target", (ratio / 2.0 - 1.0) * 100.0)
+            } else {
+                String::new()
+            }
+        );
+    }
+    if let (Some(p), Some(d)) = (find(results, "10x100", Via::Proxy), find(results, "10x100", Via::Direct)) {
+        if let (Some(pp), Some(dp)) = (p.percentile_ms(0.99), d.percentile_ms(0.99)) {
+            let added = pp - dp;
+            let _ = writeln!(
+                s,
+                "- 10x100 ({} players): added p99 delay ≤ 1 ms: {} — {added:.2} ms \
+                 (p99 {pp:.2} through srs-proxy vs {dp:.2} direct)",
+                p.players,
+                verdict(added <= 1.0)
+            );
+        }
+    }
+    if let Some(p) = find(results, "flv10k", Via::Proxy) {
+        if let Some(delta) = p.relay_rss_delta_kib {
+            let per = delta as f64 / p.players.max(1) as f64;
+            let _ = writeln!(
+                s,
+                "- flv10k ({} HTTP-FLV players): no errors and < 64 KiB proxy RSS per connection: \
+                 {} — {} errors, {per:.1} KiB per connection ({:.1} MiB RSS growth); origin \
+                 {:.1} KiB per connection",
+                p.players,
+                verdict(p.outcome.errors == 0 && per < 64.0),
+                p.outcome.errors,
+                delta as f64 / 1024.0,
+                p.origin_rss_delta_kib as f64 / p.players.max(1) as f64,
+            );
+        }
+    }
+    for via in [Via::Direct, Via::Proxy, Via::Floor] {
+        if let Some(r) = find(results, "throughput", via) {
+            let _ = writeln!(
+                s,
+                "- throughput via {}: {:.0} msgs/s, {:.3} Gbit/s, relay {} CPU s per Gbit, \
+                 origin {:.3} CPU s per Gbit",
+                via.label(),
+                r.msgs_per_sec(),
+                r.gbps(),
+                fmt_opt(r.cpu_per_gbit(), 3),
+                r.origin_cpu / (r.bytes() as f64 * 8.0 / 1e9).max(f64::MIN_POSITIVE),
+            );
+        }
+    }
+    s.push_str("- allocation per relayed message: see `make bench-alloc`.\n");
+    s
+}
