@@ -49,6 +49,7 @@ use crate::http_stream::{
     client_addr, is_hop_by_hop, origin_request, request_owner, send_to_origin, stream_response,
     OriginFailure, ORIGIN_RESPONSE_TIMEOUT,
 };
+use crate::leases::Role;
 use crate::state::{State, SET_ASIDE};
 use rewrite::{clean_request_path, rewrite_playlist, without_param, CleanPath, SESSION_PARAM};
 
@@ -192,7 +193,9 @@ async fn new_session(state: State, request: HlsRequest) -> Response {
         Ok(answered) => answered,
         Err(response) => return response,
     };
-    let lease = state.leases.hold(key.clone(), origin.id.clone());
+    let lease = state
+        .leases
+        .hold(key.clone(), origin.id.clone(), Role::Play);
     let status = response.status();
     if !status.is_success() {
         span.in_scope(|| {
@@ -256,7 +259,7 @@ async fn existing_session(state: State, request: HlsRequest, id: &str) -> Respon
     };
     let lease = state
         .leases
-        .hold(session.key.clone(), session.origin_id.clone());
+        .hold(session.key.clone(), session.origin_id.clone(), Role::Play);
     let response = match send_to_origin(&state, origin_request).await {
         Ok(response) => response,
         Err(failure) => {

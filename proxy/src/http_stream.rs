@@ -27,6 +27,7 @@ use tracing::{debug, info, info_span, warn, Span};
 
 use crate::api::{json_error, serve_router};
 use crate::leases::LeaseGuard;
+use crate::leases::Role;
 use crate::state::{OriginBody, State, MAX_DIAL_ATTEMPTS, SET_ASIDE};
 
 /// Time allowed for the origin to answer with response headers.
@@ -163,7 +164,7 @@ async fn relay(state: State, kind: StreamKind, request: Request) -> Response {
         let _guard = span.enter();
         info!(client = %client_addr, origin = %origin.id, %addr, status = response.status().as_u16(), "session started");
     }
-    let lease = state.leases.hold(key, origin.id.clone());
+    let lease = state.leases.hold(key, origin.id.clone(), Role::Play);
     stream_response(response, lease, started, span, false)
 }
 

@@ -3,7 +3,9 @@
 //! A stream's owner is a lease in the store (SPEC §5): taken by `pick`, kept while any session of
 //! the stream is active on any proxy, and gone soon after the last one ends, so that an idle
 //! stream can move to a less loaded origin next time. Each session holds a [`LeaseGuard`]; one
-//! task per proxy refreshes every held lease in one batch every third of the lease.
+//! task per proxy refreshes every held lease in one batch every third of the lease. Publisher
+//! sessions *claim* their leases instead: the stream is wherever its publisher is, even if the
+//! store lost its data and a player's pick meanwhile chose another origin.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,16 +16,27 @@ use tracing::{info, warn};
 
 use crate::state::State;
 
-/// The leases this proxy's sessions hold: (stream, origin id) → number of sessions.
+/// What a session does with its stream, which decides how its lease is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Publishes the stream: its origin claims the lease.
+    Publish,
+    /// Plays the stream: the lease is refreshed while the origin still holds it.
+    Play,
+}
+
+type Entry = (StreamKey, String, Role);
+
+/// The leases this proxy's sessions hold: (stream, origin id, role) → number of sessions.
 #[derive(Default)]
 pub struct Leases {
-    held: Mutex<HashMap<(StreamKey, String), usize>>,
+    held: Mutex<HashMap<Entry, usize>>,
 }
 
 impl Leases {
     /// Marks one more session of `key` relaying to `origin_id`; released when the guard drops.
-    pub fn hold(self: &Arc<Self>, key: StreamKey, origin_id: String) -> LeaseGuard {
-        let entry = (key, origin_id);
+    pub fn hold(self: &Arc<Self>, key: StreamKey, origin_id: String, role: Role) -> LeaseGuard {
+        let entry = (key, origin_id, role);
         *self.lock().entry(entry.clone()).or_default() += 1;
         LeaseGuard {
             leases: Arc::clone(self),
@@ -31,12 +44,16 @@ impl Leases {
         }
     }
 
-    /// Every (stream, origin id) pair with at least one active session.
-    pub fn snapshot(&self) -> Vec<(StreamKey, String)> {
-        self.lock().keys().cloned().collect()
+    /// Every (stream, origin id) pair with at least one active session in `role`.
+    pub fn snapshot(&self, role: Role) -> Vec<(StreamKey, String)> {
+        self.lock()
+            .keys()
+            .filter(|(_, _, r)| *r == role)
+            .map(|(k, id, _)| (k.clone(), id.clone()))
+            .collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(StreamKey, String), usize>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Entry, usize>> {
         // The map stays consistent even if a holder panicked: each update is one entry.
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -45,7 +62,7 @@ impl Leases {
 /// One session's hold on its stream's lease.
 pub struct LeaseGuard {
     leases: Arc<Leases>,
-    entry: Option<(StreamKey, String)>,
+    entry: Option<Entry>,
 }
 
 impl Drop for LeaseGuard {
@@ -71,19 +88,25 @@ pub async fn keep_alive(state: State) {
     let mut failing = false;
     loop {
         ticker.tick().await;
-        let held = state.leases.snapshot();
-        if held.is_empty() {
+        let publishing = state.leases.snapshot(Role::Publish);
+        let playing = state.leases.snapshot(Role::Play);
+        if publishing.is_empty() && playing.is_empty() {
             continue;
         }
-        match state.store.refresh_leases(&held).await {
+        let mut result = state.store.claim_leases(&publishing).await;
+        if result.is_ok() {
+            result = state.store.refresh_leases(&playing).await;
+        }
+        let held = publishing.len() + playing.len();
+        match result {
             Ok(()) if failing => {
                 failing = false;
-                info!(leases = held.len(), "lease refresh works again");
+                info!(leases = held, "lease refresh works again");
             }
             Ok(()) => {}
             Err(e) if !failing => {
                 failing = true;
-                warn!(error = %e, leases = held.len(), "cannot refresh stream leases");
+                warn!(error = %e, leases = held, "cannot refresh stream leases");
             }
             Err(_) => {}
         }
@@ -105,15 +128,25 @@ mod tests {
     #[test]
     fn held_while_any_guard_lives() {
         let leases = Arc::new(Leases::default());
-        let a = leases.hold(key("s"), "o1".into());
-        let b = leases.hold(key("s"), "o1".into());
-        let c = leases.hold(key("t"), "o2".into());
-        assert_eq!(leases.snapshot().len(), 2);
+        let a = leases.hold(key("s"), "o1".into(), Role::Play);
+        let b = leases.hold(key("s"), "o1".into(), Role::Play);
+        let c = leases.hold(key("t"), "o2".into(), Role::Play);
+        let p = leases.hold(key("s"), "o1".into(), Role::Publish);
+        assert_eq!(leases.snapshot(Role::Play).len(), 2);
+        assert_eq!(
+            leases.snapshot(Role::Publish),
+            vec![(key("s"), "o1".to_string())]
+        );
         drop(a);
-        assert_eq!(leases.snapshot().len(), 2);
+        assert_eq!(leases.snapshot(Role::Play).len(), 2);
         drop(b);
-        assert_eq!(leases.snapshot(), vec![(key("t"), "o2".to_string())]);
+        assert_eq!(
+            leases.snapshot(Role::Play),
+            vec![(key("t"), "o2".to_string())]
+        );
         drop(c);
-        assert!(leases.snapshot().is_empty());
+        assert!(leases.snapshot(Role::Play).is_empty());
+        drop(p);
+        assert!(leases.snapshot(Role::Publish).is_empty());
     }
 }

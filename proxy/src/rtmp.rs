@@ -19,6 +19,7 @@ use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::leases::Role;
 use crate::state::{State, MAX_DIAL_ATTEMPTS, ORIGIN_DIAL_TIMEOUT, SET_ASIDE};
 
 /// Stop reading a leg while the other leg has this much output not yet written.
@@ -128,7 +129,11 @@ async fn relay_session(
             }
         }
     };
-    let _lease = state.leases.hold(key.clone(), origin.id.clone());
+    let role = match request.kind {
+        RequestKind::Publish => Role::Publish,
+        RequestKind::Play => Role::Play,
+    };
+    let _lease = state.leases.hold(key.clone(), origin.id.clone(), role);
     info!(client = %peer, origin = %origin.id, %addr, kind = ?request.kind, "session started");
     let started = Instant::now();
     if let Err(e) = client.flush().await {

@@ -217,6 +217,14 @@ pub trait Store: Send + Sync + 'static {
     /// Errors: [`StoreError::Unavailable`] when the backend is down.
     async fn refresh_leases(&self, leases: &[(StreamKey, String)]) -> Result<(), StoreError>;
 
+    /// Like [`Store::refresh_leases`], for the streams of active *publisher* sessions: a
+    /// publisher's session is proof of where its stream is, so each origin takes the stream's
+    /// lease even from another owner (e.g. one a player's pick chose while the store had lost its
+    /// data), when that origin is live and not set aside.
+    ///
+    /// Errors: [`StoreError::Unavailable`] when the backend is down.
+    async fn claim_leases(&self, leases: &[(StreamKey, String)]) -> Result<(), StoreError>;
+
     /// Stores the HLS session `id` (the `spbhid` of SPEC §6) for [`StoreConfig::hls_alive`].
     ///
     /// Errors: [`StoreError::Unavailable`] when the backend is down.
@@ -585,6 +593,21 @@ impl Store for MemoryStore {
                     inner.assign(key.clone(), id, until)
                 }
                 None => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn claim_leases(&self, leases: &[(StreamKey, String)]) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let until = now + self.config.lease;
+        let mut inner = self.lock();
+        inner.expire(now);
+        for (key, id) in leases {
+            if inner.owners.get(key).is_some_and(|l| l.owner == *id) {
+                inner.extend(key, until);
+            } else if self.live(&inner, id, now).is_some() {
+                inner.assign(key.clone(), id, until);
             }
         }
         Ok(())

@@ -148,6 +148,7 @@ contract!(
     restarted_origin_is_not_aside,
     leases_expire_unless_refreshed,
     expired_leases_stop_counting,
+    publisher_claims_override_a_wrong_owner,
     hls_sessions,
     rtc_sessions,
     default_backend,
@@ -721,4 +722,45 @@ mod redis_only {
         );
         assert_eq!(get("srs-proxy:owner:__defaultVhost__/live/t"), "b/svc/1");
     }
+}
+
+async fn publisher_claims_override_a_wrong_owner(backend: Backend) {
+    let store = backend.open(config()).await;
+    store.register(origin("a", "1")).await.unwrap();
+    store.register(origin("b", "1")).await.unwrap();
+    let first = pick_id(&*store, "s", Protocol::Rtmp).await;
+    let other = if first == "a/svc/1" {
+        "b/svc/1"
+    } else {
+        "a/svc/1"
+    };
+    // The publisher is on `other`: its claim moves the stream and the load with it.
+    store
+        .claim_leases(&[(stream("s"), other.to_string())])
+        .await
+        .unwrap();
+    assert_eq!(pick_id(&*store, "s", Protocol::Rtmp).await, other);
+    let mut l = loads(&*store).await;
+    l.sort();
+    let expected_a = usize::from(other == "a/svc/1");
+    assert_eq!(
+        l,
+        [
+            ("a/svc/1".to_string(), expected_a),
+            ("b/svc/1".to_string(), 1 - expected_a)
+        ]
+    );
+    // Claims for an origin set aside, or unknown, change nothing.
+    store
+        .set_aside(&first, Duration::from_secs(60))
+        .await
+        .unwrap();
+    store
+        .claim_leases(&[
+            (stream("s"), first.clone()),
+            (stream("s"), "z/svc/1".to_string()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(pick_id(&*store, "s", Protocol::Rtmp).await, other);
 }

@@ -107,6 +107,7 @@ struct Scripts {
     register: Script,
     pick: Script,
     refresh: Script,
+    claim: Script,
     set_aside: Script,
     origins: Script,
 }
@@ -123,6 +124,7 @@ impl Scripts {
             register: script!("register.lua"),
             pick: script!("pick.lua"),
             refresh: script!("refresh.lua"),
+            claim: script!("claim.lua"),
             set_aside: script!("set_aside.lua"),
             origins: script!("origins.lua"),
         }
@@ -215,6 +217,33 @@ impl RedisStore {
     fn lock_shared(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
         // A plain slot: a panicking holder cannot leave it half-written.
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs a lease script (prefix, lease ms, default id, then stream/origin pairs) in one round
+    /// trip for the whole batch.
+    async fn lease_batch(
+        &self,
+        what: &str,
+        script: &Script,
+        leases: &[(StreamKey, String)],
+    ) -> Result<(), StoreError> {
+        if leases.is_empty() {
+            return Ok(());
+        }
+        let _count: i64 = self
+            .call(what, |mut c| async move {
+                let mut invocation = script.prepare_invoke();
+                invocation
+                    .arg(&self.prefix)
+                    .arg(millis(self.config.lease))
+                    .arg(self.default_id());
+                for (key, id) in leases {
+                    invocation.arg(key.to_string()).arg(id);
+                }
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
+        Ok(())
     }
 
     /// Runs `op` on a connection within [`OP_TIMEOUT`]; any failure drops the shared
@@ -458,23 +487,13 @@ impl Store for RedisStore {
     }
 
     async fn refresh_leases(&self, leases: &[(StreamKey, String)]) -> Result<(), StoreError> {
-        if leases.is_empty() {
-            return Ok(());
-        }
-        let _extended: i64 = self
-            .call("refresh_leases", |mut c| async move {
-                let mut invocation = self.scripts.refresh.prepare_invoke();
-                invocation
-                    .arg(&self.prefix)
-                    .arg(millis(self.config.lease))
-                    .arg(self.default_id());
-                for (key, id) in leases {
-                    invocation.arg(key.to_string()).arg(id);
-                }
-                invocation.invoke_async(&mut c).await
-            })
-            .await?;
-        Ok(())
+        self.lease_batch("refresh_leases", &self.scripts.refresh, leases)
+            .await
+    }
+
+    async fn claim_leases(&self, leases: &[(StreamKey, String)]) -> Result<(), StoreError> {
+        self.lease_batch("claim_leases", &self.scripts.claim, leases)
+            .await
     }
 
     async fn put_hls(&self, id: &str, session: &HlsSession) -> Result<(), StoreError> {
