@@ -4,6 +4,8 @@
 //! in the ones that are not already set. Every value is validated here, so a bad one stops
 //! start-up with a message naming the variable and the value.
 
+pub use srs_common::env::ConfigError;
+use srs_common::env::{parse_duration, parse_listen, parse_switch};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -107,28 +109,6 @@ pub struct Config {
     pub hls_window: Duration,
     /// Whether HLS playlists use SRS's `hls_ctx` session query.
     pub hls_ctx: bool,
-}
-
-/// A variable that failed validation.
-#[derive(Debug, thiserror::Error)]
-#[error("{name}={value:?}: {reason}")]
-pub struct ConfigError {
-    /// Variable name.
-    pub name: String,
-    /// Offending value.
-    pub value: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-impl ConfigError {
-    fn new(name: &str, value: &str, reason: impl Into<String>) -> Self {
-        Self {
-            name: name.to_string(),
-            value: value.to_string(),
-            reason: reason.into(),
-        }
-    }
 }
 
 /// The raw variables as strings; `envy` fills it from `ORIGIN_*`.
@@ -249,58 +229,32 @@ pub fn random_id(len: usize) -> String {
         .collect()
 }
 
-/// Parses a listen address: `1935` or `:1935` (all interfaces) or `ip:port`.
+/// A value, or `None` when unset or empty.
+fn given(value: Option<String>) -> Option<String> {
+    value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Parses a listen address (see [`srs_common::env::parse_listen`]); unset means all
+/// interfaces on `default`.
 fn listen_addr(name: &str, value: Option<String>, default: u16) -> Result<SocketAddr, ConfigError> {
-    let Some(value) = value
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-    else {
-        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), default));
-    };
-    let port_only = value.strip_prefix(':').unwrap_or(&value);
-    if let Ok(port) = port_only.parse::<u16>() {
-        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+    match given(value) {
+        Some(v) => parse_listen(name, &v),
+        None => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), default)),
     }
-    value.parse::<SocketAddr>().map_err(|_| {
-        ConfigError::new(
-            name,
-            &value,
-            "expected a port (1935) or ip:port (127.0.0.1:1935)",
-        )
-    })
 }
 
-/// Parses a Go-style duration such as `9s`, `500ms` or `2m`.
+/// Parses a Go-style duration such as `9s`, `500ms` or `2m`; unset means `default`.
 fn duration(name: &str, value: Option<String>, default: &str) -> Result<Duration, ConfigError> {
-    let value = value
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_string());
-    let parsed = humantime::parse_duration(&value).map_err(|e| {
-        ConfigError::new(
-            name,
-            &value,
-            format!("expected a duration like 9s, 500ms or 2m ({e})"),
-        )
-    })?;
-    if parsed.is_zero() {
-        return Err(ConfigError::new(name, &value, "must be greater than zero"));
-    }
-    Ok(parsed)
+    parse_duration(name, &given(value).unwrap_or_else(|| default.to_string()))
 }
 
-/// Parses a switch: `on` or `off` (also `true`/`false`, `1`/`0`, any case).
+/// Parses a switch: `on` or `off` (also `true`/`false`, `1`/`0`, any case); unset means `default`.
 fn on_off(name: &str, value: Option<String>, default: bool) -> Result<bool, ConfigError> {
-    let Some(value) = value
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-    else {
-        return Ok(default);
-    };
-    match value.to_ascii_lowercase().as_str() {
-        "on" | "true" | "1" => Ok(true),
-        "off" | "false" | "0" => Ok(false),
-        _ => Err(ConfigError::new(name, &value, "expected on or off")),
+    match given(value) {
+        Some(v) => parse_switch(name, &v),
+        None => Ok(default),
     }
 }
 

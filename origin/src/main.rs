@@ -12,7 +12,6 @@ mod hub;
 mod media;
 mod rtmp_server;
 
-use std::future::IntoFuture;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -127,10 +126,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         hls,
         hls_wait: config.play_wait,
     };
-    let mut http_task =
-        tokio::spawn(axum::serve(http, http_stream::router(http_state)).into_future());
-    let mut api_task =
-        tokio::spawn(axum::serve(api, api::router(hub.clone(), identity.clone())).into_future());
+    let mut http_task = tokio::spawn(serve_http("HTTP", http, http_stream::router(http_state)));
+    let mut api_task = tokio::spawn(serve_http(
+        "API",
+        api,
+        api::router(hub.clone(), identity.clone()),
+    ));
 
     if let Some(url) = config.register_url.clone() {
         let body = heartbeat::HeartbeatBody {
@@ -154,9 +155,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         r = &mut rtmp_task => server_ended("RTMP", r.map(|r| r.map_err(anyhow::Error::from))),
-        r = &mut http_task => server_ended("HTTP", r.map(|r| r.map_err(anyhow::Error::from))),
-        r = &mut api_task => server_ended("API", r.map(|r| r.map_err(anyhow::Error::from))),
+        r = &mut http_task => server_ended("HTTP", r.map(Ok)),
+        r = &mut api_task => server_ended("API", r.map(Ok)),
     }
+}
+
+/// Serves an HTTP router for the life of the process, with bounded request heads.
+async fn serve_http(name: &'static str, listener: TcpListener, app: axum::Router) {
+    srs_common::http::serve(name, listener, app, std::future::pending(), |task| {
+        tokio::spawn(task);
+    })
+    .await;
 }
 
 fn server_ended(

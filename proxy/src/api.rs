@@ -1,21 +1,14 @@
 //! The system API (origin registration, health, origins) and the HTTP API (versions) — SPEC §3.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State as AxumState};
+use axum::extract::{DefaultBodyLimit, State as AxumState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::state::State;
 
@@ -106,55 +99,16 @@ pub async fn serve_http_api(state: State, listener: TcpListener) {
     serve_router("HTTP API", &state, listener, app).await;
 }
 
-/// Longest time a client may take to send a request's headers (also bounds idle keep-alive).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest request head buffered per connection.
-const MAX_HEAD_SIZE: usize = 64 * 1024;
-
-/// Runs an axum router on a listener until shutdown starts, then lets in-flight requests
-/// (including streaming responses) finish under the lifecycle's drain.
-///
-/// Every connection is served by hyper with a timer, so a client that sends headers too slowly
-/// or idles between requests is closed after [`HEADER_READ_TIMEOUT`]; each handler is given the
-/// peer address as `ConnectInfo<SocketAddr>`.
+/// Runs an axum router on a listener until shutdown starts; connections are tracked by the
+/// lifecycle so the drain waits for in-flight responses (see [`srs_common::http::serve`]).
 pub async fn serve_router(name: &str, state: &State, listener: TcpListener, app: Router) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEAD_SIZE);
-    let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
-    loop {
-        let (socket, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!(error = %e, "{name}: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = state.lifecycle.stopping() => break,
-        };
-        let _ = socket.set_nodelay(true);
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            tower::ServiceExt::oneshot(app.clone(), request)
-        });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(socket), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        state.lifecycle.spawn(async move {
-            if let Err(e) = connection.await {
-                debug!(%peer, error = %e, "HTTP connection ended with an error");
-            }
-        });
-    }
-    // Tell keep-alive connections to close after their current response.
-    tokio::spawn(graceful.shutdown());
-    info!("{name} stopped accepting");
+    let lifecycle = state.lifecycle.clone();
+    srs_common::http::serve(
+        name,
+        listener,
+        app,
+        state.lifecycle.stopping_owned(),
+        move |fut| lifecycle.spawn(fut),
+    )
+    .await;
 }

@@ -4,10 +4,12 @@
 //! in variables that are not already set. Every value is validated here so that a bad one stops
 //! start-up with a message naming the variable and the value.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde::Deserialize;
+pub use srs_common::env::ConfigError;
+use srs_common::env::{parse_duration, parse_listen, parse_port, parse_switch};
 use srs_lb::register::OriginInfo;
 
 /// One row of the variable table printed by `--help`: name, default, meaning.
@@ -185,18 +187,6 @@ pub struct Config {
     pub stream_lease: Duration,
 }
 
-/// A variable that failed validation.
-#[derive(Debug, thiserror::Error)]
-#[error("{name}={value:?}: {reason}")]
-pub struct ConfigError {
-    /// Variable name.
-    pub name: String,
-    /// Offending value.
-    pub value: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
 /// The raw variables as strings; `envy` fills it from `PROXY_*`.
 #[derive(Debug, Deserialize, Default)]
 struct Raw {
@@ -237,68 +227,11 @@ fn default_of(name: &str) -> &'static str {
         .unwrap_or("")
 }
 
-fn err(name: &str, value: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        name: name.to_string(),
-        value: value.to_string(),
-        reason: reason.into(),
-    }
-}
-
 /// Returns the value, or the variable's default when unset.
 fn value_or_default(name: &str, v: &Option<String>) -> String {
     match v {
         Some(s) => s.trim().to_string(),
         None => default_of(name).to_string(),
-    }
-}
-
-/// Parses a listen address: `1935` (all interfaces), `ip:port`, `[v6]:port` or `:port`.
-pub fn parse_listen(name: &str, value: &str) -> Result<SocketAddr, ConfigError> {
-    if let Ok(port) = value.parse::<u16>() {
-        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
-    }
-    if let Some(port) = value.strip_prefix(':') {
-        if let Ok(port) = port.parse::<u16>() {
-            return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
-        }
-    }
-    value.parse::<SocketAddr>().map_err(|_| {
-        err(
-            name,
-            value,
-            "expected a port (1935) or ip:port (127.0.0.1:1935)",
-        )
-    })
-}
-
-/// Parses a Go-style duration (`30s`, `500ms`, `2m`, `1h30m`); must be positive.
-pub fn parse_duration(name: &str, value: &str) -> Result<Duration, ConfigError> {
-    let d = humantime::parse_duration(value).map_err(|e| {
-        err(
-            name,
-            value,
-            format!("expected a duration like 30s, 500ms or 2m ({e})"),
-        )
-    })?;
-    if d.is_zero() {
-        return Err(err(name, value, "must be greater than zero"));
-    }
-    Ok(d)
-}
-
-fn parse_port(name: &str, value: &str) -> Result<u16, ConfigError> {
-    match value.parse::<u16>() {
-        Ok(p) if p != 0 => Ok(p),
-        _ => Err(err(name, value, "expected a port number 1-65535")),
-    }
-}
-
-fn parse_switch(name: &str, value: &str) -> Result<bool, ConfigError> {
-    match value {
-        "on" | "true" | "1" => Ok(true),
-        "off" | "false" | "0" | "" => Ok(false),
-        _ => Err(err(name, value, "expected on or off")),
     }
 }
 
@@ -365,7 +298,7 @@ impl Config {
             "memory" => LoadBalancerType::Memory,
             "redis" => LoadBalancerType::Redis,
             _ => {
-                return Err(err(
+                return Err(ConfigError::new(
                     "PROXY_LOAD_BALANCER_TYPE",
                     &lb_value,
                     "expected memory or redis",
@@ -379,9 +312,9 @@ impl Config {
             host: value_or_default("PROXY_REDIS_HOST", &raw.redis_host),
             port: parse_port("PROXY_REDIS_PORT", &redis_port)?,
             password: value_or_default("PROXY_REDIS_PASSWORD", &raw.redis_password),
-            db: redis_db
-                .parse()
-                .map_err(|_| err("PROXY_REDIS_DB", &redis_db, "expected a database number"))?,
+            db: redis_db.parse().map_err(|_| {
+                ConfigError::new("PROXY_REDIS_DB", &redis_db, "expected a database number")
+            })?,
         };
 
         let enabled = value_or_default(
@@ -391,7 +324,7 @@ impl Config {
         let default_backend = if parse_switch("PROXY_DEFAULT_BACKEND_ENABLED", &enabled)? {
             let ip = value_or_default("PROXY_DEFAULT_BACKEND_IP", &raw.default_backend_ip);
             if ip.parse::<IpAddr>().is_err() {
-                return Err(err(
+                return Err(ConfigError::new(
                     "PROXY_DEFAULT_BACKEND_IP",
                     &ip,
                     "expected an IP address",
@@ -433,7 +366,11 @@ impl Config {
             .map(str::to_string);
         if let Some(dir) = &static_files {
             if !std::path::Path::new(dir).is_dir() {
-                return Err(err("PROXY_STATIC_FILES", dir, "not a directory"));
+                return Err(ConfigError::new(
+                    "PROXY_STATIC_FILES",
+                    dir,
+                    "not a directory",
+                ));
             }
         }
 
@@ -511,35 +448,6 @@ mod tests {
         assert!(c.default_backend.is_none());
         assert_eq!(c.redis.port, 6379);
         assert_eq!(c.stream_lease, Duration::from_secs(15));
-    }
-
-    #[test]
-    fn listen_forms() {
-        let a = parse_listen("X", "1935").unwrap();
-        assert_eq!(a, "0.0.0.0:1935".parse().unwrap());
-        let a = parse_listen("X", "127.0.0.1:1935").unwrap();
-        assert_eq!(a, "127.0.0.1:1935".parse().unwrap());
-        let a = parse_listen("X", "[::1]:1935").unwrap();
-        assert_eq!(a, "[::1]:1935".parse().unwrap());
-        let a = parse_listen("X", ":1935").unwrap();
-        assert_eq!(a.port(), 1935);
-        assert!(parse_listen("X", "70000").is_err());
-        assert!(parse_listen("X", "abc").is_err());
-    }
-
-    #[test]
-    fn durations_go_style() {
-        assert_eq!(
-            parse_duration("X", "500ms").unwrap(),
-            Duration::from_millis(500)
-        );
-        assert_eq!(parse_duration("X", "2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(
-            parse_duration("X", "1h30m").unwrap(),
-            Duration::from_secs(5400)
-        );
-        assert!(parse_duration("X", "30").is_err());
-        assert!(parse_duration("X", "0s").is_err());
     }
 
     #[test]

@@ -1,0 +1,87 @@
+//! Serving an axum router with bounded request heads and graceful connection shutdown.
+//!
+//! `axum::serve` sets no timer, so hyper's header-read timeout never fires there: a client that
+//! sends its headers slowly, or idles between requests, would hold a connection forever. This
+//! accept loop gives hyper a timer.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tracing::{debug, info, warn};
+
+/// Longest time a client may take to send a request's headers (also bounds idle keep-alive).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head buffered per connection, in bytes.
+pub const MAX_HEAD_SIZE: usize = 64 * 1024;
+
+/// A connection task handed to the caller's spawner.
+pub type ConnectionTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Serves `app` on `listener` until `stop` resolves; each connection runs as a task given to
+/// `spawn` (so the caller can track and drain them). After `stop`, keep-alive connections close
+/// after their current response; streaming responses run on until they end or the caller exits.
+///
+/// Each request carries the peer address as `ConnectInfo<SocketAddr>`; a client that takes
+/// longer than [`HEADER_READ_TIMEOUT`] to send a request head is disconnected.
+pub async fn serve<S>(
+    name: &str,
+    listener: TcpListener,
+    app: Router,
+    stop: impl Future<Output = ()>,
+    spawn: S,
+) where
+    S: Fn(ConnectionTask),
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_SIZE);
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(stop);
+    loop {
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors or similar: back off instead of spinning.
+                    warn!(error = %e, "{name}: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let _ = socket.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request
+                .extensions_mut()
+                .insert(ConnectInfo::<SocketAddr>(peer));
+            tower::ServiceExt::oneshot(app.clone(), request)
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(socket), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        spawn(Box::pin(async move {
+            if let Err(e) = connection.await {
+                debug!(%peer, error = %e, "HTTP connection ended with an error");
+            }
+        }));
+    }
+    tokio::spawn(graceful.shutdown());
+    info!("{name} stopped accepting");
+}
