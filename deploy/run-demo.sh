@@ -37,6 +37,8 @@ srs-proxy is up (RTMP 1935, HTTP 8080, API 1985, system API 12025) with two orig
   # play it through the proxy
   ffplay rtmp://127.0.0.1/live/livestream
   ffplay http://127.0.0.1:8080/live/livestream.flv
+  ffplay http://127.0.0.1:8080/live/livestream.m3u8
+  ffplay http://127.0.0.1:8080/live/livestream.ts
   ffprobe -v error -show_streams http://127.0.0.1:8080/live/livestream.flv
 
   # which origin owns what
