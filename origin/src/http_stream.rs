@@ -182,6 +182,27 @@ fn whole_body(content_type: &'static str, body: Bytes) -> Response {
 
 /// Streams live MPEG-TS: PAT/PMT, then the player's start sequence and live messages remuxed.
 fn serve_live_ts(hub: &Hub, key: StreamKey, head_only: bool) -> Response {
+    serve_live(
+        hub,
+        key,
+        head_only,
+        "video/mp2t",
+        "http-ts",
+        |player, span| Body::from_stream(ts_stream(player, span)),
+    )
+}
+
+/// Answers a live-stream request: 404 when nobody publishes `key`, else the streaming response
+/// (`Content-Type`, CORS, no caching) whose body, unless `head_only`, `body` builds from a new
+/// player of the stream and its tracing span.
+fn serve_live(
+    hub: &Hub,
+    key: StreamKey,
+    head_only: bool,
+    content_type: &'static str,
+    protocol: &'static str,
+    body: impl FnOnce(Player, tracing::Span) -> Body,
+) -> Response {
     let Some(player) = hub.play(&key) else {
         return text(StatusCode::NOT_FOUND, "stream not found\n");
     };
@@ -189,13 +210,13 @@ fn serve_live_ts(hub: &Hub, key: StreamKey, head_only: bool) -> Response {
         Body::empty()
     } else {
         let cid = crate::config::random_id(8);
-        let span = tracing::info_span!("http-ts", id = %cid, stream = %key);
+        let span = tracing::info_span!("player", protocol, id = %cid, stream = %key);
         span.in_scope(|| tracing::info!("player joined"));
-        Body::from_stream(ts_stream(player, span))
+        body(player, span)
     };
     let mut response = Response::new(body);
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp2t"));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
@@ -263,29 +284,14 @@ fn remux(remuxer: &mut Remuxer, m: &Media, out: &mut Vec<u8>, warned: &mut bool)
 
 /// Streams a live FLV: header, then the player's start sequence and live tags.
 fn serve_flv(hub: &Hub, key: StreamKey, head_only: bool) -> Response {
-    let Some(player) = hub.play(&key) else {
-        return text(StatusCode::NOT_FOUND, "stream not found\n");
-    };
-    let body = if head_only {
-        Body::empty()
-    } else {
-        let cid = crate::config::random_id(8);
-        let span = tracing::info_span!("http-flv", id = %cid, stream = %key);
-        span.in_scope(|| tracing::info!("player joined"));
-        Body::from_stream(flv_stream(player, span))
-    };
-    let mut response = Response::new(body);
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("video/x-flv"),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+    serve_live(
+        hub,
+        key,
+        head_only,
+        "video/x-flv",
+        "http-flv",
+        |player, span| Body::from_stream(flv_stream(player, span)),
+    )
 }
 
 /// The FLV byte stream of one player. It pulls from the player's bounded hub queue only as fast

@@ -1,8 +1,7 @@
 //! End-to-end: runs the `srs-origin` binary on free ports and talks to it as real clients do,
 //! with the srs-rtmp client side, HTTP-FLV over hyper, the API, and a fake proxy register API.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command as Process, Stdio};
+use std::process::Command as Process;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,56 +15,10 @@ use srs_rtmp::io::{open_session, RequestKind, RtmpStream};
 use srs_rtmp::message::{csid, Message, UserControl};
 use tokio::net::TcpStream;
 
+mod support;
+use support::start_origin;
+
 const T: Duration = Duration::from_secs(5);
-
-/// A running origin, killed on drop.
-struct Origin {
-    child: Child,
-    rtmp: u16,
-    http: u16,
-    api: u16,
-}
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn port_of(line: &str, name: &str) -> u16 {
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no {name}= in {line:?}"));
-    addr.rsplit_once(':').unwrap().1.parse().unwrap()
-}
-
-fn start_origin(env: &[(&str, &str)]) -> Origin {
-    let mut cmd = Process::new(env!("CARGO_BIN_EXE_srs-origin"));
-    cmd.current_dir(std::env::temp_dir())
-        .env("ORIGIN_RTMP_SERVER", "127.0.0.1:0")
-        .env("ORIGIN_HTTP_SERVER", "127.0.0.1:0")
-        .env("ORIGIN_HTTP_API", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("srs-origin listening "), "{line:?}");
-    Origin {
-        rtmp: port_of(&line, "rtmp"),
-        http: port_of(&line, "http"),
-        api: port_of(&line, "api"),
-        child,
-    }
-}
 
 async fn rtmp_session(port: u16, stream: &str, kind: RequestKind) -> (RtmpStream<TcpStream>, u32) {
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();

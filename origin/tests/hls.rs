@@ -1,7 +1,6 @@
 //! End-to-end HLS and HTTP-TS: runs the `srs-origin` binary with a real ffmpeg publishing over
 //! RTMP, then reads playlists and segments over HTTP and decodes them with real ffmpeg/ffprobe.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,6 +8,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+
+mod support;
+use support::start_origin;
 
 const T: Duration = Duration::from_secs(15);
 
@@ -19,46 +21,6 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-struct Origin {
-    _child: Proc,
-    rtmp: u16,
-    http: u16,
-}
-
-fn port_of(line: &str, name: &str) -> u16 {
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no {name}= in {line:?}"));
-    addr.rsplit_once(':').unwrap().1.parse().unwrap()
-}
-
-fn start_origin(env: &[(&str, &str)]) -> Origin {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_srs-origin"));
-    cmd.current_dir(std::env::temp_dir())
-        .env("ORIGIN_RTMP_SERVER", "127.0.0.1:0")
-        .env("ORIGIN_HTTP_SERVER", "127.0.0.1:0")
-        .env("ORIGIN_HTTP_API", "127.0.0.1:0")
-        .env("ORIGIN_PLAY_WAIT", "10s")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("srs-origin listening "), "{line:?}");
-    Origin {
-        rtmp: port_of(&line, "rtmp"),
-        http: port_of(&line, "http"),
-        _child: Proc(child),
     }
 }
 
@@ -217,7 +179,11 @@ fn decoded_video_frames(url: &str, frames: u32) -> usize {
 
 #[tokio::test]
 async fn hls_master_media_segments_and_sliding_window() {
-    let origin = start_origin(&[("ORIGIN_HLS_FRAGMENT", "1s"), ("ORIGIN_HLS_WINDOW", "4s")]);
+    let origin = start_origin(&[
+        ("ORIGIN_PLAY_WAIT", "10s"),
+        ("ORIGIN_HLS_FRAGMENT", "1s"),
+        ("ORIGIN_HLS_WINDOW", "4s"),
+    ]);
     let base = format!("http://127.0.0.1:{}", origin.http);
     let (status, _, _) = fetch(&format!("{base}/live/nobody.m3u8")).await;
     assert_eq!(status, 404, "a stream nobody publishes");
@@ -321,7 +287,11 @@ async fn hls_master_media_segments_and_sliding_window() {
 
 #[tokio::test]
 async fn ffmpeg_decodes_hls_and_http_ts() {
-    let origin = start_origin(&[("ORIGIN_HLS_FRAGMENT", "1s"), ("ORIGIN_HLS_WINDOW", "4s")]);
+    let origin = start_origin(&[
+        ("ORIGIN_PLAY_WAIT", "10s"),
+        ("ORIGIN_HLS_FRAGMENT", "1s"),
+        ("ORIGIN_HLS_WINDOW", "4s"),
+    ]);
     let _publisher = publish(origin.rtmp, "dec");
     let base = format!("http://127.0.0.1:{}", origin.http);
 
@@ -355,7 +325,11 @@ async fn ffmpeg_decodes_hls_and_http_ts() {
 
 #[tokio::test]
 async fn hls_ctx_off_and_segment_names_versus_live_ts() {
-    let origin = start_origin(&[("ORIGIN_HLS_FRAGMENT", "1s"), ("ORIGIN_HLS_CTX", "off")]);
+    let origin = start_origin(&[
+        ("ORIGIN_PLAY_WAIT", "10s"),
+        ("ORIGIN_HLS_FRAGMENT", "1s"),
+        ("ORIGIN_HLS_CTX", "off"),
+    ]);
     let base = format!("http://127.0.0.1:{}", origin.http);
     let _cam = publish(origin.rtmp, "cam");
     // A stream whose name has the segment form, with no stream `y` to own such a segment.
