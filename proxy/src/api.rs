@@ -73,6 +73,25 @@ async fn origins(AxumState(state): AxumState<State>) -> Response {
     }
 }
 
+/// `GET /metrics`: Prometheus metrics (OpenMetrics text).
+async fn metrics(AxumState(state): AxumState<State>) -> Response {
+    let origins = match state.store.origins().await {
+        Ok(list) => list,
+        Err(e) => {
+            warn!(error = %e, "metrics: cannot list origins");
+            Vec::new()
+        }
+    };
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(&origins),
+    )
+        .into_response()
+}
+
 async fn health() -> Json<serde_json::Value> {
     Json(json!({"code": 0, "status": "ok"}))
 }
@@ -84,6 +103,7 @@ pub async fn serve_system(state: State, listener: TcpListener) {
         .route("/api/v1/versions", get(get_versions))
         .route("/api/v1/origins", get(origins))
         .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_REGISTER_BODY))
         .with_state(state.clone());

@@ -50,7 +50,8 @@ use crate::http_stream::{
     OriginFailure, ORIGIN_RESPONSE_TIMEOUT,
 };
 use crate::leases::Role;
-use crate::state::{State, SET_ASIDE};
+use crate::metrics::SessionKind;
+use crate::state::State;
 use rewrite::{clean_request_path, rewrite_playlist, without_param, CleanPath, SESSION_PARAM};
 
 /// Largest playlist the proxy rewrites; a bigger one is answered with 502.
@@ -201,7 +202,14 @@ async fn new_session(state: State, request: HlsRequest) -> Response {
         span.in_scope(|| {
             info!(client = %request.client, origin = %origin.id, %addr, status = status.as_u16(), "playlist refused by the origin");
         });
-        return stream_response(response, lease, request.started, span, false);
+        return stream_response(
+            response,
+            lease,
+            state.metrics.session(SessionKind::Hls),
+            request.started,
+            span,
+            false,
+        );
     }
     let playlist = match rewritten(response, &request, &addr, &hls_id, &span).await {
         Ok(playlist) => playlist,
@@ -265,7 +273,7 @@ async fn existing_session(state: State, request: HlsRequest, id: &str) -> Respon
         Err(failure) => {
             span.in_scope(|| warn!(origin = %session.origin_id, %addr, error = ?failure, "HLS origin request failed"));
             if matches!(failure, OriginFailure::Unreachable(_)) {
-                let _ = state.store.set_aside(&session.origin_id, SET_ASIDE).await;
+                state.origin_unreachable(&session.origin_id).await;
             }
             return failure.response(addr);
         }
@@ -281,7 +289,14 @@ async fn existing_session(state: State, request: HlsRequest, id: &str) -> Respon
         drop(lease);
         return result.unwrap_or_else(|response| response);
     }
-    stream_response(response, lease, request.started, span, true)
+    stream_response(
+        response,
+        lease,
+        state.metrics.session(SessionKind::Hls),
+        request.started,
+        span,
+        true,
+    )
 }
 
 /// The client's headers minus [`PLAYLIST_REQUEST_DROP`].

@@ -28,7 +28,8 @@ use tracing::{debug, info, info_span, warn, Span};
 use crate::api::{json_error, serve_router};
 use crate::leases::LeaseGuard;
 use crate::leases::Role;
-use crate::state::{OriginBody, State, MAX_DIAL_ATTEMPTS, SET_ASIDE};
+use crate::metrics::{SessionGuard, SessionKind};
+use crate::state::{OriginBody, State, MAX_DIAL_ATTEMPTS};
 
 /// Time allowed for the origin to answer with response headers.
 pub(crate) const ORIGIN_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,6 +88,13 @@ impl StreamKind {
             Some(StreamKind::Ts)
         } else {
             None
+        }
+    }
+
+    fn metrics_kind(self) -> SessionKind {
+        match self {
+            StreamKind::Flv => SessionKind::HttpFlv,
+            StreamKind::Ts => SessionKind::HttpTs,
         }
     }
 
@@ -165,7 +173,8 @@ async fn relay(state: State, kind: StreamKind, request: Request) -> Response {
         info!(client = %client_addr, origin = %origin.id, %addr, status = response.status().as_u16(), "session started");
     }
     let lease = state.leases.hold(key, origin.id.clone(), Role::Play);
-    stream_response(response, lease, started, span, false)
+    let session = state.metrics.session(kind.metrics_kind());
+    stream_response(response, lease, session, started, span, false)
 }
 
 /// The client's address, for logs (empty when unknown).
@@ -235,7 +244,7 @@ pub(crate) async fn request_owner(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let origin = match state.store.pick(key, Protocol::Http).await {
+        let origin = match state.pick(key, Protocol::Http).await {
             Ok(origin) => origin,
             Err(e) => {
                 let _guard = span.enter();
@@ -258,7 +267,7 @@ pub(crate) async fn request_owner(
             Err(OriginFailure::Unreachable(e)) => {
                 let _guard = span.enter();
                 warn!(origin = %origin.id, %addr, error = %e, "origin unreachable; setting it aside");
-                let _ = state.store.set_aside(&origin.id, SET_ASIDE).await;
+                state.origin_unreachable(&origin.id).await;
                 if attempt >= MAX_DIAL_ATTEMPTS {
                     return Err(OriginFailure::Unreachable(e).response(&addr));
                 }
@@ -278,6 +287,7 @@ pub(crate) async fn request_owner(
 pub(crate) fn stream_response(
     response: hyper::Response<Incoming>,
     lease: LeaseGuard,
+    session: SessionGuard,
     started: Instant,
     span: Span,
     quiet: bool,
@@ -291,6 +301,7 @@ pub(crate) fn stream_response(
     }
     let body = CountingBody {
         _lease: lease,
+        session,
         inner: body,
         bytes: 0,
         started,
@@ -328,6 +339,8 @@ pub(crate) fn origin_request(
 struct CountingBody {
     /// Keeps the stream's lease while the response streams.
     _lease: LeaseGuard,
+    /// Counts the session in the metrics.
+    session: SessionGuard,
     inner: Incoming,
     bytes: u64,
     started: Instant,
@@ -383,6 +396,7 @@ impl Drop for CountingBody {
             .or(complete)
             .unwrap_or("client went away");
         let duration_ms = self.started.elapsed().as_millis() as u64;
+        self.session.add_bytes(self.bytes, 0);
         if self.quiet {
             debug!(
                 duration_ms,

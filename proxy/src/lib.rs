@@ -8,5 +8,6 @@ pub mod hls;
 pub mod http_stream;
 pub mod leases;
 pub mod lifecycle;
+pub mod metrics;
 pub mod rtmp;
 pub mod state;

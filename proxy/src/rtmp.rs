@@ -20,7 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::leases::Role;
-use crate::state::{State, MAX_DIAL_ATTEMPTS, ORIGIN_DIAL_TIMEOUT, SET_ASIDE};
+use crate::metrics::SessionKind;
+use crate::state::{State, MAX_DIAL_ATTEMPTS, ORIGIN_DIAL_TIMEOUT};
 
 /// Stop reading a leg while the other leg has this much output not yet written.
 const HIGH_WATER: usize = 1024 * 1024;
@@ -103,7 +104,7 @@ async fn relay_session(
     let mut attempt = 0;
     let (origin, mut upstream, origin_msid, addr) = loop {
         attempt += 1;
-        let origin = match state.store.pick(&key, Protocol::Rtmp).await {
+        let origin = match state.pick(&key, Protocol::Rtmp).await {
             Ok(o) => o,
             Err(e) => {
                 warn!(error = %e, "no origin");
@@ -116,11 +117,11 @@ async fn relay_session(
             Ok((upstream, msid, addr)) => break (origin, upstream, msid, addr),
             Err(OpenError::Dial(e)) if attempt < MAX_DIAL_ATTEMPTS => {
                 warn!(origin = %origin.id, error = %e, "origin unreachable; setting it aside and re-picking");
-                let _ = state.store.set_aside(&origin.id, SET_ASIDE).await;
+                state.origin_unreachable(&origin.id).await;
             }
             Err(e) => {
                 if let OpenError::Dial(_) = e {
-                    let _ = state.store.set_aside(&origin.id, SET_ASIDE).await;
+                    state.origin_unreachable(&origin.id).await;
                 }
                 warn!(origin = %origin.id, error = %e, "cannot open the origin session");
                 refuse(&mut client, &request, &format!("origin unavailable: {e}")).await;
@@ -129,11 +130,12 @@ async fn relay_session(
             }
         }
     };
-    let role = match request.kind {
-        RequestKind::Publish => Role::Publish,
-        RequestKind::Play => Role::Play,
+    let (role, kind) = match request.kind {
+        RequestKind::Publish => (Role::Publish, SessionKind::RtmpPublish),
+        RequestKind::Play => (Role::Play, SessionKind::RtmpPlay),
     };
     let _lease = state.leases.hold(key.clone(), origin.id.clone(), role);
+    let session = state.metrics.session(kind);
     info!(client = %peer, origin = %origin.id, %addr, kind = ?request.kind, "session started");
     let started = Instant::now();
     if let Err(e) = client.flush().await {
@@ -152,6 +154,10 @@ async fn relay_session(
         pending: VecDeque::new(),
     };
     let reason = relay.run().await;
+    session.add_bytes(
+        relay.client.conn.bytes_sent(),
+        relay.client.conn.bytes_received(),
+    );
     info!(
         duration_ms = started.elapsed().as_millis() as u64,
         bytes_from_client = relay.client.conn.bytes_received(),

@@ -7,11 +7,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use srs_lb::store::Store;
+use srs_lb::key::StreamKey;
+use srs_lb::register::OriginInfo;
+use srs_lb::store::{Protocol, Store, StoreError};
 
 use crate::config::Config;
 use crate::leases::Leases;
 use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
 
 /// Timeout of a TCP dial to an origin.
 pub const ORIGIN_DIAL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -35,6 +38,8 @@ pub struct Inner {
     pub http: Client<HttpConnector, OriginBody>,
     /// Stream leases held by active sessions.
     pub leases: Arc<Leases>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
     next_session: AtomicU64,
 }
 
@@ -56,8 +61,31 @@ impl Inner {
             lifecycle,
             http,
             leases: Arc::new(Leases::default()),
+            metrics: Arc::new(Metrics::default()),
             next_session: AtomicU64::new(1),
         })
+    }
+
+    /// The stream's owner origin ([`Store::pick`]), counting store outages in the metrics.
+    pub async fn pick(
+        &self,
+        key: &StreamKey,
+        protocol: Protocol,
+    ) -> Result<OriginInfo, StoreError> {
+        let picked = self.store.pick(key, protocol).await;
+        if let Err(StoreError::Unavailable(_)) = &picked {
+            self.metrics.store_failed();
+        }
+        picked
+    }
+
+    /// A dial to the origin was refused or timed out: counts it and sets the origin aside for
+    /// [`SET_ASIDE`] (SPEC §5), so this and every other proxy re-pick at once.
+    pub async fn origin_unreachable(&self, origin_id: &str) {
+        self.metrics.dial_failed();
+        if let Err(e) = self.store.set_aside(origin_id, SET_ASIDE).await {
+            tracing::warn!(origin = %origin_id, error = %e, "cannot set the origin aside");
+        }
     }
 
     /// A process-unique session id for logs.

@@ -683,3 +683,12 @@ impl StaticServer {
         assert_eq!(status, 200, "register {server}: {reply}");
     }
 }
+
+/// The value of one Prometheus sample (`name{labels}`) in a proxy's `/metrics`, 0 when absent.
+pub fn metric(proxy: &Proxy, sample: &str) -> f64 {
+    let (_, text) = http("GET", &format!("http://{}/metrics", proxy.system), None);
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}

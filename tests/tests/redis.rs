@@ -218,6 +218,7 @@ fn killed_origin_is_set_aside_and_publisher_moves_at_once() {
         survivor.publishing("live", "kill")
     });
     assert!(second.running(), "first republish attempt must succeed");
+    assert_eq!(metric(&b, "srs_proxy_origin_dial_failures_total"), 1.0);
     // Players on either proxy follow, without waiting for the heartbeat to expire.
     let played = play(
         &dir,

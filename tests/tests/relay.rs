@@ -79,6 +79,26 @@ fn publish_and_play_by_rtmp_and_http_flv() {
         Duration::from_secs(30),
     );
     assert_played(&flv, 50, "HTTP-FLV through the proxy");
+
+    // What the proxy's metrics say about all this.
+    assert_eq!(
+        metric(
+            &proxy,
+            r#"srs_proxy_sessions_total{protocol="rtmp_publish"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &proxy,
+            r#"srs_proxy_sessions_active{protocol="rtmp_publish"}"#
+        ),
+        1.0
+    );
+    assert!(metric(&proxy, r#"srs_proxy_sessions_total{protocol="rtmp_play"}"#) >= 1.0);
+    assert!(metric(&proxy, r#"srs_proxy_sessions_total{protocol="http_flv"}"#) >= 2.0);
+    assert!(metric(&proxy, r#"srs_proxy_client_bytes_total{direction="out"}"#) > 100_000.0);
+    assert_eq!(metric(&proxy, r#"srs_proxy_origins{state="alive"}"#), 2.0);
 }
 
 #[test]
