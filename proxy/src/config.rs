@@ -42,7 +42,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "PROXY_SYSTEM_API",
         "12025",
-        "system API: origin registration, health, origins",
+        "system API: origin registration, health, origins, metrics",
     ),
     (
         "PROXY_STATIC_FILES",

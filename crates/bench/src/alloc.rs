@@ -20,8 +20,8 @@ use crate::servers::{self, Paths};
 
 /// Players per run.
 const PLAYERS: usize = 10;
-/// Lines of heaptrack's top allocation sites kept in the report.
-const SITE_LINES: usize = 60;
+/// Allocation sites listed in the report.
+const SITES: usize = 8;
 
 /// Settings of an allocation run (from `BENCH_*` variables).
 pub struct Settings {
@@ -104,7 +104,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             d_alloc,
             d_msgs
         )?;
-        let sites = top_sites(&long.file, &short.file)?;
+        let sites = top_sites(&long.file, &short.file, d_msgs.max(1.0))?;
         writeln!(
             report,
             "Top allocation sites (long run minus short run, `heaptrack_print -d`):\n\n```\n{sites}\n```\n"
@@ -170,7 +170,9 @@ async fn one(
     };
     // heaptrack writes its file when srs-proxy exits; its wrapper script exits after that.
     let pid = proxy.pid;
-    proxy.proc.terminate(pid, Duration::from_secs(120));
+    proxy
+        .proc
+        .stop(pid, libc::SIGTERM, Duration::from_secs(120));
     drop(origin);
     let file = output_file(&prefix)?;
     let text = heaptrack_print(&["-f".as_ref(), file.as_os_str()])?;
@@ -209,8 +211,10 @@ fn heaptrack_print(args: &[&std::ffi::OsStr]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The start of heaptrack's "most calls to allocation functions" list for `long` minus `short`.
-fn top_sites(long: &Path, short: &Path) -> anyhow::Result<String> {
+/// The top allocation sites of `long` minus `short`, one line each with its calls per relayed
+/// message (`messages` is the difference in messages), plus heaptrack's full listing saved
+/// next to `long`.
+fn top_sites(long: &Path, short: &Path, messages: f64) -> anyhow::Result<String> {
     let text = heaptrack_print(&[
         "-f".as_ref(),
         long.as_os_str(),
@@ -220,14 +224,173 @@ fn top_sites(long: &Path, short: &Path) -> anyhow::Result<String> {
         "--print-temporary=0".as_ref(),
         "--print-leaks=0".as_ref(),
         "-n".as_ref(),
-        "8".as_ref(),
+        "10".as_ref(),
         "-s".as_ref(),
-        "1".as_ref(),
+        "10".as_ref(),
     ])?;
+    let listing = long.with_extension("diff.txt");
+    std::fs::write(&listing, &text)?;
+    let mut sites: Vec<(u64, String)> = Vec::new();
+    for (count, frames) in backtraces(&text) {
+        let line = describe(&frames);
+        match sites.iter_mut().find(|(_, l)| *l == line) {
+            Some(site) => site.0 += count,
+            None => sites.push((count, line)),
+        }
+    }
+    sites.sort_by_key(|s| std::cmp::Reverse(s.0));
+    let mut out: Vec<String> = sites
+        .iter()
+        .take(SITES)
+        .map(|(n, l)| format!("{n:>6} calls ({:.3}/msg)  {l}", *n as f64 / messages))
+        .collect();
+    out.push(format!("(full listing: {})", listing.display()));
+    Ok(out.join("\n"))
+}
+
+/// The merged backtraces of heaptrack_print's "most calls" list: `N calls with ... from:` at
+/// column 0, then frames (`    symbol`, `      at file:line`, `      in binary`).
+fn backtraces(text: &str) -> Vec<(u64, Vec<(String, String)>)> {
     let start = text.find("MOST CALLS TO ALLOCATION FUNCTIONS").unwrap_or(0);
-    Ok(text[start..]
-        .lines()
-        .take(SITE_LINES)
-        .collect::<Vec<_>>()
-        .join("\n"))
+    let mut out: Vec<(u64, Vec<(String, String)>)> = Vec::new();
+    let mut current: Option<(u64, Vec<(String, String)>)> = None;
+    for line in text[start..].lines() {
+        if let Some(at) = line.strip_prefix("      at ") {
+            if let Some(frame) = current.as_mut().and_then(|(_, f)| f.last_mut()) {
+                frame.1 = at.to_string();
+            }
+        } else if line.starts_with("      ") {
+            continue;
+        } else if let Some(symbol) = line.strip_prefix("    ") {
+            if let Some((_, frames)) = current.as_mut() {
+                frames.push((clean_symbol(symbol), String::new()));
+            }
+        } else {
+            out.extend(current.take());
+            let sub_entry = line
+                .split_once(" calls with ")
+                .filter(|(_, rest)| rest.ends_with("from:"));
+            current = sub_entry.and_then(|(n, _)| Some((n.trim().parse().ok()?, Vec::new())));
+        }
+    }
+    out.extend(current);
+    out
+}
+
+/// One line for a backtrace: the library call made from the project's code, then the first
+/// project frames with their locations.
+fn describe(frames: &[(String, String)]) -> String {
+    let ours = |(_, at): &(String, String)| {
+        ["crates/", "proxy/", "origin/"]
+            .iter()
+            .any(|p| at.starts_with(p))
+    };
+    let Some(first) = frames.iter().position(ours) else {
+        let leaf = frames.iter().find(|(s, _)| {
+            !["alloc::", "core::", "std::", "_RNv"]
+                .iter()
+                .any(|p| s.starts_with(p))
+        });
+        return leaf.map_or_else(
+            || "(unknown)".into(),
+            |(s, _)| format!("{s} (outside the project)"),
+        );
+    };
+    let mut parts = Vec::new();
+    if let Some((callee, _)) = first.checked_sub(1).and_then(|i| frames.get(i)) {
+        parts.push(callee.clone());
+    }
+    for (symbol, at) in frames[first..].iter().filter(|f| ours(f)).take(3) {
+        parts.push(format!("{symbol} ({at})"));
+    }
+    parts.join(" <- ")
+}
+
+/// A readable Rust symbol: legacy-mangling escapes decoded, the hash suffix dropped.
+fn clean_symbol(symbol: &str) -> String {
+    let mut s = symbol.trim().to_string();
+    if let Some((head, hash)) = s.rsplit_once("::h") {
+        if hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()) {
+            s = head.to_string();
+        }
+    }
+    for (from, to) in [
+        ("$LT$", "<"),
+        ("$GT$", ">"),
+        ("$u7b$", "{"),
+        ("$u7d$", "}"),
+        ("$C$", ","),
+        ("$RF$", "&"),
+        ("$u20$", " "),
+        ("$LP$", "("),
+        ("$RP$", ")"),
+        ("..", "::"),
+        ("_$", "$"),
+    ] {
+        s = s.replace(from, to);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shape of `heaptrack_print -d` output (heaptrack 1.4), trimmed.
+    const SAMPLE: &str = "\
+MOST CALLS TO ALLOCATION FUNCTIONS
+3589 calls to allocation functions with -59.98K peak consumption from
+_RNvNtCslNYArtu3iFV_5alloc5alloc5alloc
+  at /rustc/x/library/alloc/src/alloc.rs:95
+3065 calls with -60.00K peak consumption from:
+    alloc::raw_vec::RawVecInner$LT$A$GT$::grow_amortized::ha4a0f463812e6ede
+      at /rustc/x/library/alloc/src/raw_vec/mod.rs:527
+      in /work/main/target/release/srs-proxy
+    bytes::bytes_mut::BytesMut::extend_from_slice::h9026180305a4d480
+      at /root/.cargo/registry/src/bytes-1.12.1/src/bytes_mut.rs:889
+    srs_rtmp::chunk::ChunkDecoder::decode::h96a46996b6c7ed2f
+      at crates/rtmp/src/chunk.rs:242
+    srs_proxy::rtmp::Relay::forward::hf08e71a45eb59137
+      at proxy/src/rtmp.rs:362
+307 calls with 0B peak consumption from:
+    bytes::bytes_mut::BytesMut::extend_from_slice::h9026180305a4d480
+      at /root/.cargo/registry/src/bytes-1.12.1/src/bytes_mut.rs:889
+    srs_rtmp::chunk::ChunkDecoder::decode::h96a46996b6c7ed2f
+      at crates/rtmp/src/chunk.rs:242
+    srs_proxy::rtmp::Relay::forward::hf08e71a45eb59137
+      at proxy/src/rtmp.rs:362
+12 calls with 0B peak consumption from:
+    tokio::runtime::task::spawn::h0123456789abcdef
+      at /root/.cargo/registry/src/tokio/src/task.rs:1
+
+calls to allocation functions: 3706 (950/s)
+";
+
+    #[test]
+    fn backtraces_are_read_and_described() {
+        let traces = backtraces(SAMPLE);
+        assert_eq!(traces.len(), 3);
+        assert_eq!(traces[0].0, 3065);
+        let line = describe(&traces[0].1);
+        assert_eq!(
+            line,
+            "bytes::bytes_mut::BytesMut::extend_from_slice <- \
+             srs_rtmp::chunk::ChunkDecoder::decode (crates/rtmp/src/chunk.rs:242) <- \
+             srs_proxy::rtmp::Relay::forward (proxy/src/rtmp.rs:362)"
+        );
+        // Same site through another caller line merges into the same description.
+        assert_eq!(describe(&traces[1].1), line);
+        assert_eq!(
+            describe(&traces[2].1),
+            "tokio::runtime::task::spawn (outside the project)"
+        );
+    }
+
+    #[test]
+    fn symbols_are_cleaned() {
+        assert_eq!(
+            clean_symbol("alloc::raw_vec::RawVecInner$LT$A$GT$::grow::ha4a0f463812e6ede"),
+            "alloc::raw_vec::RawVecInner<A>::grow"
+        );
+    }
 }

@@ -151,7 +151,12 @@ impl Default for Load {
 impl Load {
     /// Starts one publisher per name at `rtmp` and waits until each publishes or failed.
     /// Returns how many publish.
-    pub async fn publish(&mut self, rtmp: SocketAddr, names: &[String], spec: &PublishSpec) -> usize {
+    pub async fn publish(
+        &mut self,
+        rtmp: SocketAddr,
+        names: &[String],
+        spec: &PublishSpec,
+    ) -> usize {
         let before = self.shared.publishing.load(Ordering::Relaxed);
         let failed_before = self.shared.publish_failed.load(Ordering::Relaxed);
         for name in names {
@@ -212,8 +217,7 @@ impl Load {
     pub async fn wait_playing(&self, n: usize, limit: Duration) -> usize {
         let shared = self.shared.clone();
         wait_for(limit, || {
-            shared.playing.load(Ordering::Relaxed) + shared.play_failed.load(Ordering::Relaxed)
-                >= n
+            shared.playing.load(Ordering::Relaxed) + shared.play_failed.load(Ordering::Relaxed) >= n
         })
         .await;
         self.shared.playing.load(Ordering::Relaxed)

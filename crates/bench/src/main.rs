@@ -42,6 +42,7 @@ ENVIRONMENT (suite, alloc):
   BENCH_LOW_MEDIA     low-bitrate file (default target/bench-media/low.flv)
   BENCH_BIN_DIR       directory with srs-proxy and srs-origin (default: next to srs-bench)
   BENCH_OUT_DIR       results and logs (default target/bench-results)
+  BENCH_PERF=1        suite: `perf record` srs-proxy during each window (perf.txt in the run's logs)
 ";
 
 fn main() -> ExitCode {
@@ -95,7 +96,10 @@ async fn run(command: &str, args: &[String]) -> anyhow::Result<()> {
         "suite" => {
             let scenarios = env_or("BENCH_SCENARIOS", String::new())?;
             let scenarios = if scenarios.trim().is_empty() {
-                suite::scenarios(0).iter().map(|s| s.name.to_string()).collect()
+                suite::scenarios(0)
+                    .iter()
+                    .map(|s| s.name.to_string())
+                    .collect()
             } else {
                 scenarios.split(',').map(|s| s.trim().to_string()).collect()
             };
@@ -105,10 +109,14 @@ async fn run(command: &str, args: &[String]) -> anyhow::Result<()> {
                 warmup: env_or("BENCH_WARMUP", 5)?,
                 flv_players: env_or("BENCH_FLV_PLAYERS", 10_000)?,
                 hd: env_or("BENCH_MEDIA", PathBuf::from("target/bench-media/hd.flv"))?,
-                low: env_or("BENCH_LOW_MEDIA", PathBuf::from("target/bench-media/low.flv"))?,
+                low: env_or(
+                    "BENCH_LOW_MEDIA",
+                    PathBuf::from("target/bench-media/low.flv"),
+                )?,
                 bin_dir: bin_dir()?,
                 out_dir: out_dir()?,
                 nofile,
+                perf: env_or("BENCH_PERF", 0u8)? == 1,
             })
             .await
         }
@@ -233,7 +241,8 @@ async fn standalone_load(args: &[String]) -> anyhow::Result<()> {
     let mut load = Load::default();
     let publishing = load.publish(a.rtmp, &names, &spec).await;
     println!("{publishing} of {} publishers publishing", names.len());
-    let spread = |n: usize| -> Vec<String> { (0..n).map(|i| names[i % names.len()].clone()).collect() };
+    let spread =
+        |n: usize| -> Vec<String> { (0..n).map(|i| names[i % names.len()].clone()).collect() };
     load.play_rtmp(a.rtmp, &spread(a.rtmp_players));
     if let Some(http) = a.http {
         load.play_flv(http, &spread(a.flv_players));

@@ -38,8 +38,9 @@ impl Media {
     ///
     /// Errors: unreadable file, malformed FLV, or a file without video.
     pub fn load(path: &Path) -> anyhow::Result<Media> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read {} (`make bench` prepares it)", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| {
+            format!("cannot read {} (`make bench` prepares it)", path.display())
+        })?;
         let mut reader = FlvReader::new();
         reader.feed(&bytes);
         let mut raw = Vec::new();

@@ -24,7 +24,11 @@ impl Proc {
     ///
     /// Must be called from the thread that lives as long as the benchmark (the main thread):
     /// the child is told to die with that thread.
-    pub fn spawn(name: &str, mut cmd: Command, log_dir: &Path) -> anyhow::Result<(Proc, ChildStdout)> {
+    pub fn spawn(
+        name: &str,
+        mut cmd: Command,
+        log_dir: &Path,
+    ) -> anyhow::Result<(Proc, ChildStdout)> {
         let log = log_dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log)
             .with_context(|| format!("cannot create {}", log.display()))?;
@@ -68,15 +72,15 @@ impl Proc {
         lines[lines.len().saturating_sub(10)..].join("\n")
     }
 
-    /// Sends SIGTERM to `pid` (this process or one of its children) and waits up to `limit` for
-    /// this process to exit; kills it after that.
-    pub fn terminate(&mut self, pid: u32, limit: Duration) {
+    /// Sends `signal` to `pid` (this process or one of its children) and waits up to `limit`
+    /// for this process to exit; it is killed on drop if it did not.
+    pub fn stop(&mut self, pid: u32, signal: i32, limit: Duration) {
         let Some(child) = self.child.as_mut() else {
             return;
         };
         // SAFETY: kill(2) on a process we started (or its child), which has not been reaped.
         unsafe {
-            libc::kill(pid as i32, libc::SIGTERM);
+            libc::kill(pid as i32, signal);
         }
         let deadline = std::time::Instant::now() + limit;
         while std::time::Instant::now() < deadline {
@@ -150,7 +154,9 @@ pub fn addr(pairs: &HashMap<String, SocketAddr>, key: &str) -> anyhow::Result<So
 
 /// A free port on 127.0.0.1 (bound, then released), for servers that cannot take port 0.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// CPU time (user + system) a process has used, in seconds.
@@ -213,14 +219,17 @@ pub fn machine_busy_seconds() -> anyhow::Result<f64> {
 
 /// The pid of `parent`'s child named `comm` (a process started through a wrapper script).
 pub fn child_named(parent: u32, comm: &str) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let (head, rest) = stat.rsplit_once(')')?;
-        let name = head.split_once('(')?.1;
-        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
-        (ppid == parent && name == comm).then_some(pid)
-    })
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(')')?;
+            let name = head.split_once('(')?.1;
+            let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == parent && name == comm).then_some(pid)
+        })
 }
 
 /// Raises this process's RLIMIT_NOFILE soft limit to the hard limit; returns the new limit.

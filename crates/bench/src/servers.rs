@@ -182,8 +182,7 @@ pub async fn start_haproxy(paths: &Paths, origin: &Origin) -> anyhow::Result<Hap
 pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<Bytes> {
     let exchange = async {
         let sock = TcpStream::connect(addr).await?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(sock)).await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(sock)).await?;
         let conn = tokio::spawn(conn);
         let request = hyper::Request::get(path)
             .header(hyper::header::HOST, addr.to_string())

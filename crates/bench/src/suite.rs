@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use anyhow::{bail, Context};
 
 use crate::load::{Load, Outcome, Pacing, PublishSpec};
 use crate::media::Media;
-use crate::procs;
+use crate::procs::{self, Proc};
 use crate::servers::{self, Haproxy, Origin, Paths, Proxy};
 
 /// Descriptors a server keeps besides its client connections (listeners, logs, epoll, ...).
@@ -121,6 +122,52 @@ pub struct Settings {
     pub out_dir: PathBuf,
     /// RLIMIT_NOFILE (soft = hard) of this process and the servers it starts.
     pub nofile: u64,
+    /// Record a perf profile of srs-proxy during each window.
+    pub perf: bool,
+}
+
+/// `perf record` (cpu-clock, call graphs) of one process for one window.
+struct Profile {
+    proc: Proc,
+    data: PathBuf,
+}
+
+impl Profile {
+    fn start(paths: &Paths, pid: u32, seconds: u64) -> anyhow::Result<Profile> {
+        let data = paths.log_dir.join("perf.data");
+        let mut cmd = Command::new("perf");
+        // cpu-clock: a software event, so it works where hardware counters are not exposed.
+        cmd.args(["record", "-e", "cpu-clock", "-F", "999", "-g", "-o"])
+            .arg(&data)
+            .args(["-p", &pid.to_string(), "--", "sleep", &seconds.to_string()]);
+        let (proc, stdout) = Proc::spawn("perf", cmd, &paths.log_dir)?;
+        procs::drain(stdout);
+        Ok(Profile { proc, data })
+    }
+
+    /// Waits for the recording and writes the top symbols next to it.
+    fn report(mut self) -> anyhow::Result<PathBuf> {
+        let pid = self.proc.pid();
+        // perf writes its file on SIGINT as on its normal end.
+        self.proc.stop(pid, libc::SIGINT, Duration::from_secs(30));
+        let mut text = Vec::new();
+        // Where the time goes by binary (kernel, srs-proxy, libc), then by symbol.
+        for sort in ["dso", "dso,sym"] {
+            let out = Command::new("perf")
+                .args(["report", "--stdio", "--no-children", "--percent-limit", "1"])
+                .args(["-g", "none", "--sort", sort, "-i"])
+                .arg(&self.data)
+                .output()
+                .context("cannot run perf report")?;
+            if !out.status.success() {
+                bail!("perf report: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            text.extend_from_slice(&out.stdout);
+        }
+        let file = self.data.with_extension("txt");
+        std::fs::write(&file, &text)?;
+        Ok(file)
+    }
 }
 
 /// What one run measured.
@@ -136,6 +183,7 @@ struct RunResult {
     relay_rss_delta_kib: Option<i64>,
     origin_cpu: f64,
     origin_rss_delta_kib: i64,
+    bench_cpu: f64,
     other_cores: f64,
     players: usize,
     outcome: Outcome,
@@ -204,7 +252,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         println!("note: {note}");
     }
     let mut results = Vec::new();
-    for sc in all.iter().filter(|s| settings.scenarios.iter().any(|n| n == s.name)) {
+    for sc in all
+        .iter()
+        .filter(|s| settings.scenarios.iter().any(|n| n == s.name))
+    {
         for &via in sc.vias {
             println!("running {} via {} ...", sc.name, via.label());
             let media = if sc.low_bitrate { &low } else { &hd };
@@ -229,7 +280,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let file = settings.out_dir.join(format!("bench-{stamp}.md"));
     std::fs::write(&file, &report).with_context(|| format!("cannot write {}", file.display()))?;
     println!("\n{}", &report[report.find("| scenario").unwrap_or(0)..]);
-    println!("report saved to {} (logs in {})", file.display(), log_root.display());
+    println!(
+        "report saved to {} (logs in {})",
+        file.display(),
+        log_root.display()
+    );
     Ok(())
 }
 
@@ -277,7 +332,9 @@ async fn run_one(
             outcome.error_samples
         );
     }
-    let relay_rss_before = relay_pid.map(|p| procs::status_kib(p, "VmRSS")).transpose()?;
+    let relay_rss_before = relay_pid
+        .map(|p| procs::status_kib(p, "VmRSS"))
+        .transpose()?;
     let origin_rss_before = procs::status_kib(origin_pid, "VmRSS")?;
 
     let rtmp_names: Vec<String> = (0..sc.streams * sc.rtmp_per_stream)
@@ -299,21 +356,43 @@ async fn run_one(
 
     let me = std::process::id();
     let cpu = |pid: Option<u32>| pid.map(procs::cpu_seconds).transpose();
-    let (relay0, origin0, self0) = (cpu(relay_pid)?, procs::cpu_seconds(origin_pid)?, procs::cpu_seconds(me)?);
+    let (relay0, origin0, self0) = (
+        cpu(relay_pid)?,
+        procs::cpu_seconds(origin_pid)?,
+        procs::cpu_seconds(me)?,
+    );
     let busy0 = procs::machine_busy_seconds()?;
     let started = Instant::now();
     load.begin_window();
+    let profile = match (settings.perf, &relay) {
+        (true, Some(Relay::Proxy(p))) => Some(Profile::start(paths, p.pid, settings.seconds)?),
+        _ => None,
+    };
     tokio::time::sleep(Duration::from_secs(settings.seconds)).await;
     let counters = load.end_window();
     let secs = started.elapsed().as_secs_f64();
-    let (relay1, origin1, self1) = (cpu(relay_pid)?, procs::cpu_seconds(origin_pid)?, procs::cpu_seconds(me)?);
+    let (relay1, origin1, self1) = (
+        cpu(relay_pid)?,
+        procs::cpu_seconds(origin_pid)?,
+        procs::cpu_seconds(me)?,
+    );
     let busy1 = procs::machine_busy_seconds()?;
-    let relay_rss_after = relay_pid.map(|p| procs::status_kib(p, "VmRSS")).transpose()?;
-    let relay_hwm_kib = relay_pid.map(|p| procs::status_kib(p, "VmHWM")).transpose()?;
+    let relay_rss_after = relay_pid
+        .map(|p| procs::status_kib(p, "VmRSS"))
+        .transpose()?;
+    let relay_hwm_kib = relay_pid
+        .map(|p| procs::status_kib(p, "VmHWM"))
+        .transpose()?;
     let origin_rss_after = procs::status_kib(origin_pid, "VmRSS")?;
     let outcome = load.finish(counters).await;
     drop(relay);
     drop(origin);
+    if let Some(profile) = profile {
+        match profile.report() {
+            Ok(file) => println!("  perf profile of srs-proxy: {}", file.display()),
+            Err(e) => println!("  no perf profile: {e:#}"),
+        }
+    }
 
     let relay_cpu = relay0.zip(relay1).map(|(a, b)| b - a);
     let origin_cpu = origin1 - origin0;
@@ -330,6 +409,7 @@ async fn run_one(
             .map(|(a, b)| b as i64 - a as i64),
         origin_cpu,
         origin_rss_delta_kib: origin_rss_after as i64 - origin_rss_before as i64,
+        bench_cpu: self1 - self0,
         other_cores: (other / secs).max(0.0),
         players,
         outcome,
@@ -371,7 +451,11 @@ fn machine_header(settings: &Settings, hd: &Media, low: &Media) -> anyhow::Resul
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, m)| m.trim()))
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, m)| m.trim())
+        })
         .unwrap_or("unknown");
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -403,13 +487,14 @@ fn machine_header(settings: &Settings, hd: &Media, low: &Media) -> anyhow::Resul
 fn table(results: &[RunResult]) -> String {
     let mut s = String::from(
         "| scenario | via | clients | relay CPU s | relay peak RSS MiB | origin CPU s \
-         | relayed MB | Gbit/s | msgs/s | delay p50 ms | delay p99 ms | errors | other load (cores) |\n\
-         |---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+         | relayed MB | Gbit/s | msgs/s | delay p50 ms | delay p99 ms | errors | srs-bench CPU s \
+         | other load (cores) |\n\
+         |---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
     );
     for r in results {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {:.2} | {:.0} | {:.3} | {:.0} | {} | {} | {} | {:.2} |",
+            "| {} | {} | {} | {} | {} | {:.2} | {:.0} | {:.3} | {:.0} | {} | {} | {} | {:.2} | {:.2} |",
             r.scenario,
             r.via.label(),
             r.clients,
@@ -422,6 +507,7 @@ fn table(results: &[RunResult]) -> String {
             fmt_opt(r.percentile_ms(0.5), 2),
             fmt_opt(r.percentile_ms(0.99), 2),
             r.outcome.errors,
+            r.bench_cpu,
             r.other_cores,
         );
     }
@@ -483,17 +569,33 @@ fn targets(results: &[RunResult]) -> String {
             }
         );
     }
-    if let (Some(p), Some(d)) = (find(results, "10x100", Via::Proxy), find(results, "10x100", Via::Direct)) {
-        if let (Some(pp), Some(dp)) = (p.percentile_ms(0.99), d.percentile_ms(0.99)) {
-            let added = pp - dp;
-            let _ = writeln!(
-                s,
-                "- 10x100 ({} players): added p99 delay ≤ 1 ms: {} — {added:.2} ms \
-                 (p99 {pp:.2} through srs-proxy vs {dp:.2} direct)",
-                p.players,
-                verdict(added <= 1.0)
-            );
-        }
+    for sc in ["1x100", "10x100", "100x1", "flv10k"] {
+        let (Some(p), Some(d)) = (
+            find(results, sc, Via::Proxy),
+            find(results, sc, Via::Direct),
+        ) else {
+            continue;
+        };
+        let (Some(pp), Some(dp)) = (p.percentile_ms(0.99), d.percentile_ms(0.99)) else {
+            continue;
+        };
+        let added = pp - dp;
+        let floor = find(results, sc, Via::Floor)
+            .and_then(|f| f.percentile_ms(0.99))
+            .map(|fp| format!("; haproxy adds {:.2} ms", fp - dp))
+            .unwrap_or_default();
+        // The issue states the target at 1,000 players; the other loads show the trend.
+        let target = if sc == "10x100" {
+            format!("≤ 1 ms at 1,000 players: {} — ", verdict(added <= 1.0))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "- {sc} ({} players): added p99 delay {target}{added:.2} ms (p99 {pp:.2} through \
+             srs-proxy vs {dp:.2} direct{floor})",
+            p.players,
+        );
     }
     if let Some(p) = find(results, "flv10k", Via::Proxy) {
         if let Some(delta) = p.relay_rss_delta_kib {
