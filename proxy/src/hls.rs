@@ -41,7 +41,7 @@ use axum::response::Response;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use srs_lb::key::{query_param, StreamKey};
-use srs_lb::store::HlsSession;
+use srs_lb::store::{HlsSession, Protocol};
 use tracing::{debug, info, info_span, warn, Span};
 
 use crate::api::json_error;
@@ -260,24 +260,41 @@ async fn existing_session(state: State, request: HlsRequest, id: &str) -> Respon
     } else {
         (request.method.clone(), request.headers.clone())
     };
-    let addr = &session.origin_http;
-    let origin_request = match origin_request(addr, &method, &request.origin_target(), &headers) {
-        Ok(r) => r,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+    let mut session = session;
+    let mut moved = false;
+    let response = loop {
+        let addr = &session.origin_http;
+        let origin_request = match origin_request(addr, &method, &request.origin_target(), &headers)
+        {
+            Ok(r) => r,
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+        };
+        let failure = match send_to_origin(&state, origin_request).await {
+            Ok(response) => break response,
+            Err(failure) => failure,
+        };
+        span.in_scope(|| warn!(origin = %session.origin_id, %addr, error = ?failure, "HLS origin request failed"));
+        if moved || !matches!(failure, OriginFailure::Unreachable(_)) {
+            return failure.response(addr);
+        }
+        // The session's origin is gone: move the session to the stream's owner now (a live
+        // origin, re-picked if need be) instead of pinning the player to a dead one.
+        state.origin_unreachable(&session.origin_id).await;
+        match move_session(&state, id, &session).await {
+            Some(next) => {
+                span.in_scope(
+                    || info!(from = %session.origin_id, to = %next.origin_id, "HLS session moved"),
+                );
+                session = next;
+                moved = true;
+            }
+            None => return failure.response(addr),
+        }
     };
+    let addr = &session.origin_http;
     let lease = state
         .leases
         .hold(session.key.clone(), session.origin_id.clone(), Role::Play);
-    let response = match send_to_origin(&state, origin_request).await {
-        Ok(response) => response,
-        Err(failure) => {
-            span.in_scope(|| warn!(origin = %session.origin_id, %addr, error = ?failure, "HLS origin request failed"));
-            if matches!(failure, OriginFailure::Unreachable(_)) {
-                state.origin_unreachable(&session.origin_id).await;
-            }
-            return failure.response(addr);
-        }
-    };
     let status = response.status();
     let is_playlist =
         playlist_path || (method == Method::GET && is_playlist_type(response.headers()));
@@ -297,6 +314,19 @@ async fn existing_session(state: State, request: HlsRequest, id: &str) -> Respon
         span,
         true,
     )
+}
+
+/// Re-records HLS session `id` on the stream's current owner; `None` when there is no live
+/// origin for it, or the store cannot record it.
+async fn move_session(state: &State, id: &str, session: &HlsSession) -> Option<HlsSession> {
+    let origin = state.pick(&session.key, Protocol::Http).await.ok()?;
+    let next = HlsSession {
+        key: session.key.clone(),
+        origin_http: origin.endpoint(Protocol::Http)?.to_string(),
+        origin_id: origin.id,
+    };
+    state.store.put_hls(id, &next).await.ok()?;
+    Some(next)
 }
 
 /// The client's headers minus [`PLAYLIST_REQUEST_DROP`].

@@ -335,3 +335,64 @@ fn http_ts_from_srs_origin_through_the_proxy() {
     );
     assert_played(&played, 50, "HTTP-TS from srs-origin through the proxy");
 }
+
+#[test]
+fn hls_session_moves_when_its_origin_dies() {
+    let dir = temp_dir("hls-move");
+    let proxy = Proxy::start(&dir, "proxy", &[]);
+    let fast = [("ORIGIN_HLS_FRAGMENT", "1s"), ("ORIGIN_HLS_WINDOW", "4s")];
+    let a = Origin::start(&dir, "origin-a", &proxy.register_url(), &fast);
+    let b = Origin::start(&dir, "origin-b", &proxy.register_url(), &fast);
+    proxy.wait_origins(2);
+    let first = publish(&dir, "publisher-1", &proxy.rtmp_url("live/move"), 60);
+    let mut owner = None;
+    wait_until(Duration::from_secs(20), "stream published", || {
+        owner = [&a, &b].iter().position(|o| o.publishing("live", "move"));
+        owner.is_some()
+    });
+
+    // A player's session: the media playlist URI, with its spbhid.
+    let mut media = String::new();
+    wait_until(
+        Duration::from_secs(20),
+        "media playlist with segments",
+        || {
+            let master = get_reply(&proxy.http_url("live/move.m3u8"));
+            let Some(uri) = uris(&master.text()).into_iter().next() else {
+                return false;
+            };
+            media = format!("http://{}{uri}", proxy.http);
+            let reply = get_reply(&media);
+            reply.status == 200 && !uris(&reply.text()).is_empty()
+        },
+    );
+
+    // The session's origin dies; the publisher comes back through the proxy elsewhere.
+    let (mut dead, survivor) = if owner == Some(0) { (a, b) } else { (b, a) };
+    dead.proc.signal(libc::SIGKILL);
+    dead.proc.wait_exit(Duration::from_secs(5));
+    drop(first);
+    let _second = publish(&dir, "publisher-2", &proxy.rtmp_url("live/move"), 60);
+    wait_until(
+        Duration::from_secs(20),
+        "republished on the survivor",
+        || survivor.publishing("live", "move"),
+    );
+
+    // The same session URL keeps working: the proxy moves the session to the live owner.
+    wait_until(
+        Duration::from_secs(20),
+        "the old session's playlist served again",
+        || {
+            let reply = get_reply(&media);
+            reply.status == 200 && !uris(&reply.text()).is_empty()
+        },
+    );
+    let playlist = get_reply(&media).text();
+    let segment = uris(&playlist).into_iter().last().expect("a segment");
+    assert_eq!(spbhid(&segment), spbhid(&media), "same session id");
+    let reply = get_reply(&format!("http://{}{segment}", proxy.http));
+    assert_eq!(reply.status, 200, "segment after the move");
+    assert_eq!(reply.body.first(), Some(&0x47), "MPEG-TS bytes");
+    assert!(proxy.proc.log_text().contains("HLS session moved"));
+}
