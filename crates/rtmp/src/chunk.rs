@@ -239,6 +239,20 @@ impl ChunkDecoder {
                 state.in_progress = true;
             }
             buf.advance(header.len);
+            if new_message && take == remaining {
+                // The whole message is in this one chunk (the common case with large chunk
+                // sizes): hand out its bytes from the input buffer without copying or
+                // allocating; the buffer's memory is reclaimed once the message is dropped.
+                state.in_progress = false;
+                self.buffered = buffered_after - take;
+                return Ok(Some(RawMessage {
+                    csid: header.csid,
+                    timestamp: state.timestamp,
+                    type_id: state.type_id,
+                    msid: state.msid,
+                    payload: buf.split_to(take).freeze(),
+                }));
+            }
             state.payload.extend_from_slice(&buf[..take]);
             buf.advance(take);
             self.buffered = buffered_after;
