@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use bytes::{Buf, BytesMut};
 use srs_lb::key::StreamKey;
 use srs_lb::register::OriginInfo;
 use srs_lb::store::Protocol;
@@ -25,8 +26,13 @@ use crate::state::{State, MAX_DIAL_ATTEMPTS, ORIGIN_DIAL_TIMEOUT};
 
 /// Stop reading a leg while the other leg has this much output not yet written.
 const HIGH_WATER: usize = 1024 * 1024;
-/// Bytes read from a socket per readiness event.
-const READ_CHUNK: usize = 64 * 1024;
+/// Read reservations per leg: a leg starts small (a player's client leg only ever carries
+/// control traffic) and doubles up to the maximum while reads fill what was reserved (media).
+const READ_MIN: usize = 4 * 1024;
+const READ_MAX: usize = 64 * 1024;
+/// An output buffer grown past this (by a keyframe) is released once drained, so one large
+/// message does not pin memory for the rest of the session.
+const OUTPUT_KEEP: usize = 64 * 1024;
 /// A session with no bytes in either direction for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time allowed to flush what is left to one leg after the other closed.
@@ -236,20 +242,32 @@ struct Leg {
     sock: TcpStream,
     conn: Connection,
     msid: u32,
+    /// Bytes reserved for the next read, between [`READ_MIN`] and [`READ_MAX`].
+    read_size: usize,
 }
 
 impl Leg {
     fn new(sock: TcpStream, conn: Connection, msid: u32) -> Leg {
-        Leg { sock, conn, msid }
+        Leg {
+            sock,
+            conn,
+            msid,
+            read_size: READ_MIN,
+        }
     }
 
     /// Reads what the socket has; Ok(false) on EOF.
     fn try_read(&mut self) -> std::io::Result<bool> {
         let buf = self.conn.input_buffer();
-        buf.reserve(READ_CHUNK);
+        buf.reserve(self.read_size);
         match self.sock.try_read_buf(buf) {
             Ok(0) => Ok(false),
-            Ok(_) => Ok(true),
+            Ok(n) => {
+                if n >= self.read_size {
+                    self.read_size = (self.read_size * 2).min(READ_MAX);
+                }
+                Ok(true)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(true),
             Err(e) => Err(e),
         }
@@ -261,12 +279,13 @@ impl Leg {
         while !out.is_empty() {
             match self.sock.try_write(out) {
                 Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    let _ = out.split_to(n);
-                }
+                Ok(n) => out.advance(n),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
             }
+        }
+        if out.capacity() > OUTPUT_KEEP {
+            *out = BytesMut::new();
         }
         Ok(())
     }
