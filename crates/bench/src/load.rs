@@ -1,8 +1,10 @@
-//! The load: RTMP publishers replaying a file, RTMP and HTTP-FLV players counting what they get.
+//! The load: RTMP publishers replaying a file, RTMP, HTTP-FLV and HLS players counting what they
+//! get.
 //!
 //! Publishers embed `onBenchTime` data messages carrying the wall-clock send time in µs; players
 //! compute receive time − send time for each (same host, same clock). Counters and delays only
 //! accumulate inside the measured window ([`Load::begin_window`] .. [`Load::end_window`]).
+//! HLS players carry no markers; they time each playlist and segment fetch instead.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -12,18 +14,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
 use bytes::{BufMut, Bytes, BytesMut};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use http_body_util::BodyExt;
 use srs_rtmp::chunk::{Limits, RawMessage};
 use srs_rtmp::io::{open_session, RequestKind, RtmpStream};
 use srs_rtmp::message::{csid, type_id, Message};
 use srs_rtmp::FlvReader;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
+use crate::hls::{self, MediaPlaylist};
+use crate::http;
 use crate::media::Media;
 
 /// Bound on each client's connect + handshake + session setup.
@@ -36,6 +39,16 @@ const FLUSH_BATCH: usize = 256 * 1024;
 const MAX_ERROR_SAMPLES: usize = 5;
 /// AMF0 string `onBenchTime`: the marker's first value.
 const MARKER_NAME: &[u8] = b"\x02\x00\x0bonBenchTime";
+/// Bound on an HLS playlist reload (connect included).
+const PLAYLIST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on an HLS segment fetch, request sent to last byte (connect included).
+const SEGMENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest HLS playlist read.
+const MAX_PLAYLIST: u64 = 1 << 20;
+/// Largest HLS segment read (srs-origin's own cap on a segment).
+const MAX_SEGMENT: u64 = 32 << 20;
+/// New segments an HLS player fetches per playlist reload at most.
+const MAX_NEW_SEGMENTS: usize = 16;
 
 /// How a publisher sends the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,10 +77,14 @@ pub struct Counters {
     pub pub_msgs: u64,
     /// Payload bytes publishers sent.
     pub pub_bytes: u64,
-    /// Messages (RTMP) or tags (FLV) players received.
+    /// Messages (RTMP), tags (FLV) or HTTP responses (HLS playlists and segments) players got.
     pub play_msgs: u64,
-    /// Payload bytes players received.
+    /// Payload (HLS: response body) bytes players received.
     pub play_bytes: u64,
+    /// HLS playlists fetched.
+    pub playlists: u64,
+    /// HLS segments fetched.
+    pub segments: u64,
 }
 
 /// What a finished load reports.
@@ -77,8 +94,14 @@ pub struct Outcome {
     pub counters: Counters,
     /// Marker delays in µs received in the window, sorted.
     pub delays_us: Vec<u32>,
+    /// HLS playlist fetch times in µs (request sent to last byte) in the window, sorted.
+    pub playlist_us: Vec<u32>,
+    /// HLS segment fetch times in µs (request sent to last byte) in the window, sorted.
+    pub segment_us: Vec<u32>,
     /// Failed setups, server refusals, streams that ended early, protocol errors.
     pub errors: u64,
+    /// HLS fetches that failed (non-200, timeout, transport error); also in `errors`.
+    pub http_errors: u64,
     /// The first few error messages.
     pub error_samples: Vec<String>,
 }
@@ -86,13 +109,25 @@ pub struct Outcome {
 impl Outcome {
     /// The `p` quantile (0..=1) of the marker delays in ms; `None` without markers.
     pub fn percentile_ms(&self, p: f64) -> Option<f64> {
-        let d = &self.delays_us;
-        if d.is_empty() {
-            return None;
-        }
-        let i = ((d.len() as f64 * p).ceil() as usize).clamp(1, d.len()) - 1;
-        Some(f64::from(d[i]) / 1000.0)
+        percentile_ms(&self.delays_us, p)
     }
+}
+
+/// The `p` quantile (0..=1) of sorted µs samples, in ms; `None` without samples.
+pub fn percentile_ms(sorted_us: &[u32], p: f64) -> Option<f64> {
+    if sorted_us.is_empty() {
+        return None;
+    }
+    let i = ((sorted_us.len() as f64 * p).ceil() as usize).clamp(1, sorted_us.len()) - 1;
+    Some(f64::from(sorted_us[i]) / 1000.0)
+}
+
+/// What a client task hands back: its µs samples of the window.
+#[derive(Default)]
+struct Samples {
+    delays: Vec<u32>,
+    playlists: Vec<u32>,
+    segments: Vec<u32>,
 }
 
 /// State every client task shares.
@@ -109,7 +144,10 @@ struct Shared {
     pub_bytes: AtomicU64,
     play_msgs: AtomicU64,
     play_bytes: AtomicU64,
+    playlists: AtomicU64,
+    segments: AtomicU64,
     errors: AtomicU64,
+    http_errors: AtomicU64,
     error_samples: Mutex<Vec<String>>,
 }
 
@@ -134,7 +172,7 @@ impl Shared {
 /// A running load: every client is a task of one tokio runtime.
 pub struct Load {
     shared: Arc<Shared>,
-    tasks: JoinSet<Vec<u32>>,
+    tasks: JoinSet<Samples>,
     setup: Arc<Semaphore>,
 }
 
@@ -165,7 +203,7 @@ impl Load {
                 if let Err(e) = publisher(rtmp, &name, &spec, &shared).await {
                     shared.error(format!("publisher {name}: {e:#}"));
                 }
-                Vec::new()
+                Samples::default()
             });
         }
         let target = names.len();
@@ -191,7 +229,10 @@ impl Load {
                     }
                     shared.error(format!("rtmp player {name}: {e:#}"));
                 }
-                player.delays
+                Samples {
+                    delays: player.delays,
+                    ..Samples::default()
+                }
             });
         }
     }
@@ -208,7 +249,27 @@ impl Load {
                     }
                     shared.error(format!("flv player {name}: {e:#}"));
                 }
-                player.delays
+                Samples {
+                    delays: player.delays,
+                    ..Samples::default()
+                }
+            });
+        }
+    }
+
+    /// Starts one HLS player per name, playing `/live/<name>.m3u8` from `http`.
+    pub fn play_hls(&mut self, http: SocketAddr, names: &[String]) {
+        for name in names {
+            let (shared, setup, name) = (self.shared.clone(), self.setup.clone(), name.clone());
+            self.tasks.spawn(async move {
+                let mut player = HlsPlayer::new(http);
+                if let Err(e) = player.run(&name, &shared, &setup).await {
+                    if !player.started {
+                        shared.play_failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    shared.error(format!("hls player {name}: {e:#}"));
+                }
+                player.samples
             });
         }
     }
@@ -240,22 +301,28 @@ impl Load {
             pub_bytes: s.pub_bytes.load(Ordering::Relaxed),
             play_msgs: s.play_msgs.load(Ordering::Relaxed),
             play_bytes: s.play_bytes.load(Ordering::Relaxed),
+            playlists: s.playlists.load(Ordering::Relaxed),
+            segments: s.segments.load(Ordering::Relaxed),
         }
     }
 
     /// Stops every client, waits for them (bounded), and reports.
     pub async fn finish(mut self, counters: Counters) -> Outcome {
         self.shared.stop.cancel();
-        let mut delays = Vec::new();
+        let mut all = Samples::default();
         let deadline = Instant::now() + Duration::from_secs(10);
         while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, self.tasks.join_next()).await
         {
-            if let Ok(d) = joined {
-                delays.extend(d);
+            if let Ok(s) = joined {
+                all.delays.extend(s.delays);
+                all.playlists.extend(s.playlists);
+                all.segments.extend(s.segments);
             }
         }
         self.tasks.abort_all();
-        delays.sort_unstable();
+        for v in [&mut all.delays, &mut all.playlists, &mut all.segments] {
+            v.sort_unstable();
+        }
         let samples = self
             .shared
             .error_samples
@@ -264,8 +331,11 @@ impl Load {
             .unwrap_or_default();
         Outcome {
             counters,
-            delays_us: delays,
+            delays_us: all.delays,
+            playlist_us: all.playlists,
+            segment_us: all.segments,
             errors: self.shared.errors.load(Ordering::Relaxed),
+            http_errors: self.shared.http_errors.load(Ordering::Relaxed),
             error_samples: samples,
         }
     }
@@ -589,16 +659,9 @@ async fn flv_player(
     player: &mut Player,
 ) -> anyhow::Result<()> {
     let permit = setup.acquire().await?;
-    let sock = tokio::time::timeout(SETUP_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| anyhow!("connect {addr} timed out"))?
-        .with_context(|| format!("connect {addr}"))?;
-    sock.set_nodelay(true)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(sock)).await?;
+    let (mut sender, conn) = http::connect(addr, SETUP_TIMEOUT).await?;
     let mut conn = std::pin::pin!(conn);
-    let request = hyper::Request::get(format!("/live/{name}.flv"))
-        .header(hyper::header::HOST, addr.to_string())
-        .body(Empty::<Bytes>::new())?;
+    let request = http::get(addr, &format!("/live/{name}.flv"))?;
     let response = tokio::select! {
         _ = shared.stop.cancelled() => return Ok(()),
         r = tokio::time::timeout(SETUP_TIMEOUT, sender.send_request(request)) => {
@@ -631,6 +694,239 @@ async fn flv_player(
                 }
             }
         }
+    }
+}
+
+/// A keep-alive HTTP/1 connection, opened on first use and again after any failed request.
+struct KeepAlive {
+    addr: SocketAddr,
+    conn: Option<(http::Sender, JoinHandle<()>)>,
+}
+
+impl KeepAlive {
+    /// `GET path` within `limit` (connect included); passes each body chunk to `on_data`, at most
+    /// `max` bytes. Returns the time from request sent to last byte.
+    async fn get(
+        &mut self,
+        path: &str,
+        limit: Duration,
+        max: u64,
+        on_data: impl FnMut(&[u8]),
+    ) -> anyhow::Result<Duration> {
+        let result = tokio::time::timeout(limit, self.exchange(path, limit, max, on_data))
+            .await
+            .unwrap_or_else(|_| Err(anyhow!("GET {path}: no full response within {limit:?}")));
+        if result.is_err() {
+            // The connection's state is unknown (e.g. a body left unread): start a fresh one.
+            self.close();
+        }
+        result
+    }
+
+    async fn exchange(
+        &mut self,
+        path: &str,
+        limit: Duration,
+        max: u64,
+        mut on_data: impl FnMut(&[u8]),
+    ) -> anyhow::Result<Duration> {
+        if self.conn.as_ref().is_none_or(|(s, _)| s.is_closed()) {
+            self.close();
+            let (sender, conn) = http::connect(self.addr, limit).await?;
+            let driver = tokio::spawn(async move {
+                // Its errors reach the sender as failed requests.
+                let _ = conn.await;
+            });
+            self.conn = Some((sender, driver));
+        }
+        let Some((sender, _)) = self.conn.as_mut() else {
+            bail!("no connection to {}", self.addr);
+        };
+        sender.ready().await?;
+        let sent = Instant::now();
+        let response = sender.send_request(http::get(self.addr, path)?).await?;
+        if response.status() != hyper::StatusCode::OK {
+            bail!("GET {path}: HTTP {}", response.status());
+        }
+        let mut body = response.into_body();
+        let mut total = 0u64;
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame?.into_data() else {
+                continue;
+            };
+            total += data.len() as u64;
+            if total > max {
+                bail!("GET {path}: body over {max} bytes");
+            }
+            on_data(&data);
+        }
+        Ok(sent.elapsed())
+    }
+
+    fn close(&mut self) {
+        if let Some((_, driver)) = self.conn.take() {
+            driver.abort();
+        }
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Which HLS resource a fetch is, for its counter and latency samples.
+#[derive(Clone, Copy)]
+enum Fetch {
+    Playlist,
+    Segment,
+}
+
+/// One HLS player: master playlist, then its first variant reloaded every half target duration,
+/// each new segment fetched once, in order, over one keep-alive connection.
+struct HlsPlayer {
+    http: KeepAlive,
+    /// Fetched its first segment.
+    started: bool,
+    samples: Samples,
+}
+
+impl HlsPlayer {
+    fn new(addr: SocketAddr) -> Self {
+        HlsPlayer {
+            http: KeepAlive { addr, conn: None },
+            started: false,
+            samples: Samples::default(),
+        }
+    }
+
+    /// Plays until the load stops; `Err` only when the master playlist cannot be had.
+    async fn run(&mut self, name: &str, shared: &Shared, setup: &Semaphore) -> anyhow::Result<()> {
+        let master = format!("/live/{name}.m3u8");
+        let media = {
+            let _permit = setup.acquire().await?;
+            let text = tokio::select! {
+                _ = shared.stop.cancelled() => return Ok(()),
+                r = self.playlist(&master, SETUP_TIMEOUT, shared) => r?,
+            };
+            hls::first_variant(&text).map_or_else(|| master.clone(), |v| hls::resolve(&master, v))
+        };
+        // Sequence number of the next segment to fetch; a joining player starts at the newest.
+        let mut next: Option<u64> = None;
+        let stop = shared.stop.cancelled();
+        tokio::pin!(stop);
+        loop {
+            let mut wait = Duration::from_secs(1);
+            let round = self.round(&media, &mut next, &mut wait, shared);
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                r = round => {
+                    if let Err(e) = r {
+                        shared.http_errors.fetch_add(1, Ordering::Relaxed);
+                        shared.error(format!("hls {name}: {e:#}"));
+                    }
+                }
+            }
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One reload: the media playlist, then every segment after `next`. Sets `wait` to half the
+    /// target duration. A failed segment is counted and skipped, as a live player would.
+    async fn round(
+        &mut self,
+        media: &str,
+        next: &mut Option<u64>,
+        wait: &mut Duration,
+        shared: &Shared,
+    ) -> anyhow::Result<()> {
+        let text = self.playlist(media, PLAYLIST_TIMEOUT, shared).await?;
+        let list = MediaPlaylist::parse(&text);
+        *wait = (list.target / 2).clamp(Duration::from_millis(250), Duration::from_secs(5));
+        let count = list.segments.len() as u64;
+        let from = next.unwrap_or((list.first_seq + count).saturating_sub(1));
+        let skip = usize::try_from(from.saturating_sub(list.first_seq)).unwrap_or(usize::MAX);
+        for (seq, uri) in (list.first_seq..)
+            .zip(&list.segments)
+            .skip(skip)
+            .take(MAX_NEW_SEGMENTS)
+        {
+            *next = Some(seq + 1);
+            let path = hls::resolve(media, uri);
+            let fetched = self
+                .http
+                .get(&path, SEGMENT_TIMEOUT, MAX_SEGMENT, |d| {
+                    count_bytes(d, shared)
+                })
+                .await;
+            match fetched {
+                Ok(took) => {
+                    if !self.started {
+                        self.started = true;
+                        shared.playing.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.sample(Fetch::Segment, took, shared);
+                }
+                Err(e) => {
+                    shared.http_errors.fetch_add(1, Ordering::Relaxed);
+                    shared.error(format!("segment {seq}: {e:#}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches and checks a playlist, counted and timed.
+    async fn playlist(
+        &mut self,
+        path: &str,
+        limit: Duration,
+        shared: &Shared,
+    ) -> anyhow::Result<String> {
+        let mut text = Vec::new();
+        let took = self
+            .http
+            .get(path, limit, MAX_PLAYLIST, |d| {
+                count_bytes(d, shared);
+                text.extend_from_slice(d);
+            })
+            .await?;
+        self.sample(Fetch::Playlist, took, shared);
+        let text = String::from_utf8(text).map_err(|_| anyhow!("{path}: playlist not UTF-8"))?;
+        hls::check(&text)?;
+        Ok(text)
+    }
+
+    /// Counts a finished fetch and keeps its time, inside the window only.
+    fn sample(&mut self, what: Fetch, took: Duration, shared: &Shared) {
+        if !shared.measuring() {
+            return;
+        }
+        let us = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
+        shared.play_msgs.fetch_add(1, Ordering::Relaxed);
+        match what {
+            Fetch::Playlist => {
+                shared.playlists.fetch_add(1, Ordering::Relaxed);
+                self.samples.playlists.push(us);
+            }
+            Fetch::Segment => {
+                shared.segments.fetch_add(1, Ordering::Relaxed);
+                self.samples.segments.push(us);
+            }
+        }
+    }
+}
+
+/// Counts body bytes an HLS player received inside the window.
+fn count_bytes(data: &[u8], shared: &Shared) {
+    if shared.measuring() {
+        shared
+            .play_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
     }
 }
 

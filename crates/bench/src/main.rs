@@ -5,6 +5,8 @@
 //! - `srs-bench load ...`: the load generator alone, against servers already running.
 
 mod alloc;
+mod hls;
+mod http;
 mod load;
 mod media;
 mod procs;
@@ -29,12 +31,13 @@ USAGE:
   srs-bench suite     run the benchmark suite (`make bench`)
   srs-bench alloc     heap allocations per relayed message under heaptrack (`make bench-alloc`)
   srs-bench load --rtmp ADDR [--http ADDR] [--streams N] [--rtmp-players N] [--flv-players N]
-                 [--seconds S] [--warmup S] [--media FILE] [--marker-ms MS] [--no-pacing]
+                 [--hls-players N] [--seconds S] [--warmup S] [--media FILE] [--marker-ms MS] [--no-pacing]
                       run the load against servers already listening on 127.0.0.1:
                       N publishers (streams live/bench0..), players spread over them
 
 ENVIRONMENT (suite, alloc):
-  BENCH_SCENARIOS     comma-separated subset of 1x100,10x100,100x1,flv10k,throughput (default: all)
+  BENCH_SCENARIOS     comma-separated subset of 1x100,10x100,100x1,flv10k,hls100,throughput
+                      (default: all)
   BENCH_SECONDS       measured window per run (default 20; alloc: short run length, default 5)
   BENCH_WARMUP        seconds between all players playing and the window (default 5)
   BENCH_FLV_PLAYERS   players of flv10k (default 10000; lowered to what RLIMIT_NOFILE allows)
@@ -171,6 +174,7 @@ struct LoadArgs {
     streams: usize,
     rtmp_players: usize,
     flv_players: usize,
+    hls_players: usize,
     seconds: u64,
     warmup: u64,
     media: PathBuf,
@@ -192,6 +196,7 @@ fn parse_load_args(args: &[String]) -> anyhow::Result<LoadArgs> {
         streams: 1,
         rtmp_players: 0,
         flv_players: 0,
+        hls_players: 0,
         seconds: 20,
         warmup: 5,
         media: PathBuf::from("target/bench-media/hd.flv"),
@@ -206,6 +211,7 @@ fn parse_load_args(args: &[String]) -> anyhow::Result<LoadArgs> {
             "--streams" => parsed.streams = value(flag, it.next())?,
             "--rtmp-players" => parsed.rtmp_players = value(flag, it.next())?,
             "--flv-players" => parsed.flv_players = value(flag, it.next())?,
+            "--hls-players" => parsed.hls_players = value(flag, it.next())?,
             "--seconds" => parsed.seconds = value(flag, it.next())?,
             "--warmup" => parsed.warmup = value(flag, it.next())?,
             "--media" => parsed.media = value(flag, it.next())?,
@@ -223,8 +229,8 @@ fn parse_load_args(args: &[String]) -> anyhow::Result<LoadArgs> {
     if parsed.streams == 0 {
         bail!("--streams must be at least 1");
     }
-    if parsed.flv_players > 0 && parsed.http.is_none() {
-        bail!("--flv-players needs --http");
+    if parsed.flv_players + parsed.hls_players > 0 && parsed.http.is_none() {
+        bail!("--flv-players and --hls-players need --http");
     }
     Ok(parsed)
 }
@@ -246,8 +252,9 @@ async fn standalone_load(args: &[String]) -> anyhow::Result<()> {
     load.play_rtmp(a.rtmp, &spread(a.rtmp_players));
     if let Some(http) = a.http {
         load.play_flv(http, &spread(a.flv_players));
+        load.play_hls(http, &spread(a.hls_players));
     }
-    let players = a.rtmp_players + a.flv_players;
+    let players = a.rtmp_players + a.flv_players + a.hls_players;
     let playing = load.wait_playing(players, Duration::from_secs(60)).await;
     println!("{playing} of {players} players playing");
     tokio::time::sleep(Duration::from_secs(a.warmup)).await;
@@ -276,6 +283,22 @@ async fn standalone_load(args: &[String]) -> anyhow::Result<()> {
         outcome.delays_us.len(),
         outcome.errors
     );
+    if a.hls_players > 0 {
+        let ms = |v: &[u32], p| {
+            load::percentile_ms(v, p).map_or_else(|| "-".to_string(), |ms| format!("{ms:.2}"))
+        };
+        println!(
+            "hls: {} playlists (fetch p50 {} ms, p99 {} ms), {} segments (fetch p50 {} ms, \
+             p99 {} ms); HTTP errors {}",
+            counters.playlists,
+            ms(&outcome.playlist_us, 0.5),
+            ms(&outcome.playlist_us, 0.99),
+            counters.segments,
+            ms(&outcome.segment_us, 0.5),
+            ms(&outcome.segment_us, 0.99),
+            outcome.http_errors
+        );
+    }
     for e in &outcome.error_samples {
         println!("  error: {e}");
     }

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
+use http_body_util::{BodyExt, Limited};
 use tokio::net::TcpStream;
 
+use crate::http;
 use crate::procs::{self, Proc};
 
 /// Time a server gets to print its listening line or accept connections.
@@ -181,13 +181,9 @@ pub async fn start_haproxy(paths: &Paths, origin: &Origin) -> anyhow::Result<Hap
 /// GETs `path` from `addr` and returns the body of a 200 response (at most 1 MiB).
 pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<Bytes> {
     let exchange = async {
-        let sock = TcpStream::connect(addr).await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(sock)).await?;
+        let (mut sender, conn) = http::connect(addr, Duration::from_secs(5)).await?;
         let conn = tokio::spawn(conn);
-        let request = hyper::Request::get(path)
-            .header(hyper::header::HOST, addr.to_string())
-            .body(Empty::<Bytes>::new())?;
-        let response = sender.send_request(request).await?;
+        let response = sender.send_request(http::get(addr, path)?).await?;
         if response.status() != hyper::StatusCode::OK {
             bail!("GET {path}: HTTP {}", response.status());
         }

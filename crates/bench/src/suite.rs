@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::load::{Load, Outcome, Pacing, PublishSpec};
+use crate::load::{percentile_ms, Load, Outcome, Pacing, PublishSpec};
 use crate::media::Media;
 use crate::procs::{self, Proc};
 use crate::servers::{self, Haproxy, Origin, Paths, Proxy};
@@ -51,6 +51,8 @@ pub struct Scenario {
     pub rtmp_per_stream: usize,
     /// HTTP-FLV players in all (spread over the streams).
     pub flv_players: usize,
+    /// HLS players in all (spread over the streams).
+    pub hls_players: usize,
     /// Replay the low-bitrate file instead of the 720p one.
     pub low_bitrate: bool,
     /// Publisher pacing.
@@ -70,6 +72,7 @@ pub fn scenarios(flv_players: usize) -> Vec<Scenario> {
         streams,
         rtmp_per_stream,
         flv_players: 0,
+        hls_players: 0,
         low_bitrate: false,
         pacing: Pacing::RealTime,
         marker_every: Some(Duration::from_millis(100)),
@@ -84,16 +87,31 @@ pub fn scenarios(flv_players: usize) -> Vec<Scenario> {
             streams: 1,
             rtmp_per_stream: 0,
             flv_players,
+            hls_players: 0,
             low_bitrate: true,
             pacing: Pacing::RealTime,
             marker_every: Some(Duration::from_millis(1000)),
             vias: &[Via::Direct, Via::Proxy],
+        },
+        // 720p, so segments are as large as a real HLS ladder's top rung; markers do not
+        // survive MPEG-TS, so none are sent.
+        Scenario {
+            name: "hls100",
+            streams: 1,
+            rtmp_per_stream: 0,
+            flv_players: 0,
+            hls_players: 100,
+            low_bitrate: false,
+            pacing: Pacing::RealTime,
+            marker_every: None,
+            vias: ALL_VIAS,
         },
         Scenario {
             name: "throughput",
             streams: 1,
             rtmp_per_stream: 0,
             flv_players: 0,
+            hls_players: 0,
             low_bitrate: false,
             pacing: Pacing::None,
             marker_every: None,
@@ -211,6 +229,12 @@ impl RunResult {
 
     fn percentile_ms(&self, p: f64) -> Option<f64> {
         self.outcome.percentile_ms(p)
+    }
+
+    /// Whether its players fetched HLS.
+    fn is_hls(&self) -> bool {
+        let c = &self.outcome.counters;
+        c.playlists + c.segments > 0 || self.outcome.http_errors > 0
     }
 }
 
@@ -345,7 +369,11 @@ async fn run_one(
         .collect();
     load.play_rtmp(rtmp, &rtmp_names);
     load.play_flv(http, &flv_names);
-    let players = rtmp_names.len() + flv_names.len();
+    let hls_names: Vec<String> = (0..sc.hls_players)
+        .map(|i| names[i % sc.streams].clone())
+        .collect();
+    load.play_hls(http, &hls_names);
+    let players = rtmp_names.len() + flv_names.len() + hls_names.len();
     let playing = load
         .wait_playing(players, Duration::from_secs(60 + players as u64 / 100))
         .await;
@@ -421,8 +449,20 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
 }
 
 fn summary_line(r: &RunResult) -> String {
+    let o = &r.outcome;
+    let hls = if r.is_hls() {
+        format!(
+            ", {} playlists / {} segments, segment p50/p99 {}/{} ms",
+            o.counters.playlists,
+            o.counters.segments,
+            fmt_opt(percentile_ms(&o.segment_us, 0.5), 1),
+            fmt_opt(percentile_ms(&o.segment_us, 0.99), 1),
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "relay cpu {} s, origin cpu {:.2} s, {:.3} Gbit/s, p50/p99 {}/{} ms, errors {}{}",
+        "relay cpu {} s, origin cpu {:.2} s, {:.3} Gbit/s, p50/p99 {}/{} ms{hls}, errors {}{}",
         fmt_opt(r.relay_cpu, 2),
         r.origin_cpu,
         r.gbps(),
@@ -513,9 +553,11 @@ fn table(results: &[RunResult]) -> String {
     }
     s.push_str(
         "\nrelay = srs-proxy or haproxy; CPU = user+sys seconds in the window; relayed = payload \
-         bytes publishers sent + players received in the window; delay = onBenchTime marker \
-         receive − send time; other load = busy cores not used by the relay, the origin or srs-bench.\n",
+         bytes publishers sent + players received in the window (HLS: response bodies); msgs = \
+         messages, FLV tags or HLS responses; delay = onBenchTime marker receive − send time; \
+         other load = busy cores not used by the relay, the origin or srs-bench.\n",
     );
+    s.push_str(&hls_table(results));
     let errors: Vec<String> = results
         .iter()
         .flat_map(|r| {
@@ -528,6 +570,43 @@ fn table(results: &[RunResult]) -> String {
     if !errors.is_empty() {
         let _ = writeln!(s, "\nFirst errors:\n{}", errors.join("\n"));
     }
+    s
+}
+
+/// Fetch counts and times of the runs with HLS players; empty without any.
+fn hls_table(results: &[RunResult]) -> String {
+    let hls: Vec<&RunResult> = results.iter().filter(|r| r.is_hls()).collect();
+    if hls.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n| scenario | via | HLS players | playlists | segments | segment MB | playlist p50 ms \
+         | playlist p99 ms | segment p50 ms | segment p99 ms | HTTP errors |\n\
+         |---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+    );
+    for r in hls {
+        let (o, c) = (&r.outcome, &r.outcome.counters);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} |",
+            r.scenario,
+            r.via.label(),
+            r.players,
+            c.playlists,
+            c.segments,
+            c.play_bytes as f64 / 1e6,
+            fmt_opt(percentile_ms(&o.playlist_us, 0.5), 2),
+            fmt_opt(percentile_ms(&o.playlist_us, 0.99), 2),
+            fmt_opt(percentile_ms(&o.segment_us, 0.5), 2),
+            fmt_opt(percentile_ms(&o.segment_us, 0.99), 2),
+            o.http_errors,
+        );
+    }
+    s.push_str(
+        "\nHLS fetch time = request sent → last body byte, over the player's keep-alive connection \
+         (a reconnect after an error included); segment MB includes playlist bodies; HTTP errors = \
+         non-200, timeouts and transport errors (also in errors above).\n",
+    );
     s
 }
 
@@ -612,6 +691,27 @@ fn targets(results: &[RunResult]) -> String {
                 p.origin_rss_delta_kib as f64 / p.players.max(1) as f64,
             );
         }
+    }
+    if let (Some(p), Some(d)) = (
+        find(results, "hls100", Via::Proxy),
+        find(results, "hls100", Via::Direct),
+    ) {
+        let p99 = |r: &RunResult| percentile_ms(&r.outcome.segment_us, 0.99);
+        let floor = find(results, "hls100", Via::Floor);
+        let ratio = p
+            .cpu_per_gbit()
+            .zip(floor.and_then(RunResult::cpu_per_gbit))
+            .map(|(pc, fc)| pc / fc);
+        let _ = writeln!(
+            s,
+            "- hls100 ({} HLS players): segment fetch p99 {} ms through srs-proxy, {} direct, {} \
+             through haproxy; srs-proxy CPU per Gbit {}× haproxy's (not a target)",
+            p.players,
+            fmt_opt(p99(p), 2),
+            fmt_opt(p99(d), 2),
+            fmt_opt(floor.and_then(p99), 2),
+            fmt_opt(ratio, 2),
+        );
     }
     for via in [Via::Direct, Via::Proxy, Via::Floor] {
         if let Some(r) = find(results, "throughput", via) {
