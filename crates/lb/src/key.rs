@@ -267,26 +267,23 @@ fn override_vhost(query: Option<&str>) -> Result<Option<String>, KeyError> {
     }
 }
 
-/// Decodes `%XX` escapes; the result must be UTF-8.
-fn percent_decode(s: &str) -> Result<String, KeyError> {
-    if !s.contains('%') {
-        return Ok(s.to_owned());
+/// Decodes `%XX` escapes (RFC 3986 2.1) in one pass, strictly: every `%` must start a
+/// two-hex-digit escape and the result must be UTF-8.
+///
+/// Errors: [`KeyError::BadEncoding`].
+pub fn percent_decode(s: &str) -> Result<String, KeyError> {
+    let malformed = s.split('%').skip(1).any(|rest| {
+        rest.as_bytes()
+            .get(..2)
+            .is_none_or(|hex| !hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if malformed {
+        return Err(KeyError::BadEncoding);
     }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or(KeyError::BadEncoding)?;
-            let hex = std::str::from_utf8(hex).map_err(|_| KeyError::BadEncoding)?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| KeyError::BadEncoding)?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| KeyError::BadEncoding)
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| KeyError::BadEncoding)
 }
 
 /// Builds and validates a key from an app path and a stream path (each may contain slashes),

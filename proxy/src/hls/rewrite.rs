@@ -324,7 +324,7 @@ pub fn clean_request_path(path: &str) -> Result<CleanPath, PathError> {
     let mut out = String::with_capacity(path.len());
     let mut segments = Vec::new();
     for raw in path.split('/').filter(|s| !s.is_empty()) {
-        let decoded = percent_decode(raw)?;
+        let decoded = srs_lb::key::percent_decode(raw).map_err(|_| PathError::BadEncoding)?;
         if decoded == "." || decoded == ".." {
             return Err(PathError::DotSegment);
         }
@@ -345,25 +345,6 @@ pub fn clean_request_path(path: &str) -> Result<CleanPath, PathError> {
         path: out,
         segments,
     })
-}
-
-/// Decodes `%XX` escapes; the result must be UTF-8.
-fn percent_decode(s: &str) -> Result<String, PathError> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or(PathError::BadEncoding)?;
-            let hex = std::str::from_utf8(hex).map_err(|_| PathError::BadEncoding)?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| PathError::BadEncoding)?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| PathError::BadEncoding)
 }
 
 #[cfg(test)]
