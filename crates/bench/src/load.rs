@@ -220,19 +220,10 @@ impl Load {
     /// Starts one RTMP player per name, playing from `rtmp`.
     pub fn play_rtmp(&mut self, rtmp: SocketAddr, names: &[String]) {
         for name in names {
-            let (shared, setup, name) = (self.shared.clone(), self.setup.clone(), name.clone());
-            self.tasks.spawn(async move {
+            self.spawn_player("rtmp", name, move |name, shared, setup| async move {
                 let mut player = Player::default();
-                if let Err(e) = rtmp_player(rtmp, &name, &shared, &setup, &mut player).await {
-                    if !player.started {
-                        shared.play_failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    shared.error(format!("rtmp player {name}: {e:#}"));
-                }
-                Samples {
-                    delays: player.delays,
-                    ..Samples::default()
-                }
+                let result = rtmp_player(rtmp, &name, &shared, &setup, &mut player).await;
+                (result, player.started, player.samples())
             });
         }
     }
@@ -240,19 +231,10 @@ impl Load {
     /// Starts one HTTP-FLV player per name, playing `/live/<name>.flv` from `http`.
     pub fn play_flv(&mut self, http: SocketAddr, names: &[String]) {
         for name in names {
-            let (shared, setup, name) = (self.shared.clone(), self.setup.clone(), name.clone());
-            self.tasks.spawn(async move {
+            self.spawn_player("flv", name, move |name, shared, setup| async move {
                 let mut player = Player::default();
-                if let Err(e) = flv_player(http, &name, &shared, &setup, &mut player).await {
-                    if !player.started {
-                        shared.play_failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    shared.error(format!("flv player {name}: {e:#}"));
-                }
-                Samples {
-                    delays: player.delays,
-                    ..Samples::default()
-                }
+                let result = flv_player(http, &name, &shared, &setup, &mut player).await;
+                (result, player.started, player.samples())
             });
         }
     }
@@ -260,18 +242,34 @@ impl Load {
     /// Starts one HLS player per name, playing `/live/<name>.m3u8` from `http`.
     pub fn play_hls(&mut self, http: SocketAddr, names: &[String]) {
         for name in names {
-            let (shared, setup, name) = (self.shared.clone(), self.setup.clone(), name.clone());
-            self.tasks.spawn(async move {
+            self.spawn_player("hls", name, move |name, shared, setup| async move {
                 let mut player = HlsPlayer::new(http);
-                if let Err(e) = player.run(&name, &shared, &setup).await {
-                    if !player.started {
-                        shared.play_failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    shared.error(format!("hls player {name}: {e:#}"));
-                }
-                player.samples
+                let result = player.run(&name, &shared, &setup).await;
+                (result, player.started, player.samples)
             });
         }
+    }
+
+    /// Spawns one player task running `play`, which returns its outcome, whether it got media,
+    /// and its samples; a player that failed before getting media counts as a failed play.
+    fn spawn_player<F, Fut>(&mut self, kind: &'static str, name: &str, play: F)
+    where
+        F: FnOnce(String, Arc<Shared>, Arc<Semaphore>) -> Fut,
+        Fut: std::future::Future<Output = (anyhow::Result<()>, bool, Samples)> + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        let task = play(name.to_string(), shared.clone(), self.setup.clone());
+        let name = name.to_string();
+        self.tasks.spawn(async move {
+            let (result, started, samples) = task.await;
+            if let Err(e) = result {
+                if !started {
+                    shared.play_failed.fetch_add(1, Ordering::Relaxed);
+                }
+                shared.error(format!("{kind} player {name}: {e:#}"));
+            }
+            samples
+        });
     }
 
     /// Waits until `n` players got media or failed, at most `limit`; returns how many play.
@@ -576,6 +574,14 @@ struct Player {
 }
 
 impl Player {
+    /// The samples this player took.
+    fn samples(self) -> Samples {
+        Samples {
+            delays: self.delays,
+            ..Samples::default()
+        }
+    }
+
     fn on_message(&mut self, type_id: u8, payload: &[u8], shared: &Shared) {
         if !self.started && (type_id == type_id::AUDIO || type_id == type_id::VIDEO) {
             self.started = true;
