@@ -22,7 +22,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "PROXY_HTTP_SERVER",
         "18080",
-        "HTTP stream listener: HTTP-FLV, HTTP-TS, static files",
+        "HTTP stream listener: HTTP-FLV, HTTP-TS, HLS, static files",
     ),
     (
         "PROXY_HTTP_API",
