@@ -1,6 +1,6 @@
 //! HLS through the proxy (SPEC §6). Playlists are fetched from the stream's owner origin and
 //! every URI in them is rewritten to carry an HLS session id as `spbhid=<id>`
-//! ([`rewrite::SESSION_PARAM`]); the id is recorded in the shared store, so playlist and segment
+//! ([`srs_hls::SESSION_PARAM`]); the id is recorded in the shared store, so playlist and segment
 //! requests carrying it, arriving at any proxy replica, are relayed from the same origin.
 //!
 //! Routes (GET and HEAD; [`is_hls`] says which requests come here):
@@ -26,11 +26,9 @@
 //!   contain the stream name (SRS's `hls_ts_file` is configurable).
 //! - Traversal: paths with a `.`/`..` segment, an encoded slash or backslash, or bad
 //!   percent-encoding are refused with 400 before any origin is contacted
-//!   ([`rewrite::clean_request_path`]); the origin is sent the normalised path.
+//!   ([`srs_hls::clean_request_path`]); the origin is sent the normalised path.
 //! - A request holds its stream's lease while it is relayed; reading the session record refreshes
 //!   it for PROXY_HLS_ALIVE_DURATION.
-
-pub mod rewrite;
 
 use std::time::Instant;
 
@@ -52,7 +50,7 @@ use crate::http_stream::{
 use crate::leases::Role;
 use crate::metrics::SessionKind;
 use crate::state::State;
-use rewrite::{clean_request_path, rewrite_playlist, without_param, CleanPath, SESSION_PARAM};
+use srs_hls::{clean_request_path, rewrite_playlist, without_param, CleanPath, SESSION_PARAM};
 
 /// Largest playlist the proxy rewrites; a bigger one is answered with 502.
 pub const MAX_PLAYLIST_BYTES: usize = 2 * 1024 * 1024;
@@ -354,7 +352,7 @@ async fn rewritten(
     })?;
     let mut local = vec![origin_addr];
     local.extend(request.host.as_deref());
-    let target = rewrite::Target {
+    let target = srs_hls::Target {
         playlist_path: &request.path.path,
         local_authorities: &local,
         session_id: id,

@@ -1,4 +1,4 @@
-//! Sans-IO pieces of HLS relaying (SPEC §6): playlist rewriting and the checks on HLS request
+//! srs-hls: the sans-IO pieces of HLS relaying (SPEC §6): playlist rewriting and the checks on HLS request
 //! paths. Bytes and strings in, strings out; no I/O.
 //!
 //! Rewriting: every URI a player will fetch (URI lines, and the `URI` attribute of the tags in
