@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -35,6 +35,7 @@ pub fn router(hub: Hub, id: Identity) -> Router {
         .route("/api/v1/streams", get(streams))
         .route("/api/v1/streams/", get(streams))
         .fallback(not_found)
+        .layer(srs_common::http::cors())
         .with_state(ApiState {
             hub,
             id: Arc::new(id),
@@ -97,22 +98,11 @@ async fn streams(State(s): State<ApiState>) -> Response {
 
 async fn not_found() -> Response {
     let body = json!({"code": 404, "error": "not found"});
-    let mut r = (StatusCode::NOT_FOUND, Json(body)).into_response();
-    cors(&mut r);
-    r
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
 }
 
 fn reply(body: Value) -> Response {
-    let mut r = Json(body).into_response();
-    cors(&mut r);
-    r
-}
-
-fn cors(r: &mut Response) {
-    r.headers_mut().insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        header::HeaderValue::from_static("*"),
-    );
+    Json(body).into_response()
 }
 
 #[cfg(test)]

@@ -51,7 +51,10 @@ pub struct HttpState {
 
 /// The router of the HTTP stream listener.
 pub fn router(state: HttpState) -> Router {
-    Router::new().fallback(dispatch).with_state(state)
+    Router::new()
+        .fallback(dispatch)
+        .layer(srs_common::http::cors())
+        .with_state(state)
 }
 
 async fn dispatch(
@@ -166,17 +169,13 @@ fn serve_ts(hub: &Hub, key: StreamKey, query: Option<&str>, head_only: bool) -> 
     serve_live_ts(hub, key, head_only)
 }
 
-/// A 200 response with a whole body: its type, Content-Length and CORS `*`.
+/// A 200 response with a whole body: its type and Content-Length.
 fn whole_body(content_type: &'static str, body: Bytes) -> Response {
     let len = body.len();
     let mut response = Response::new(Body::from(body));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
     response
 }
 
@@ -193,7 +192,7 @@ fn serve_live_ts(hub: &Hub, key: StreamKey, head_only: bool) -> Response {
 }
 
 /// Answers a live-stream request: 404 when nobody publishes `key`, else the streaming response
-/// (`Content-Type`, CORS, no caching) whose body, unless `head_only`, `body` builds from a new
+/// (`Content-Type`, no caching) whose body, unless `head_only`, `body` builds from a new
 /// player of the stream and its tracing span.
 fn serve_live(
     hub: &Hub,
@@ -217,10 +216,6 @@ fn serve_live(
     let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }

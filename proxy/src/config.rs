@@ -32,12 +32,12 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "PROXY_WEBRTC_SERVER",
         "18000",
-        "WebRTC media (UDP); reserved, not bound yet",
+        "WebRTC media (UDP); bound, not relayed yet",
     ),
     (
         "PROXY_SRT_SERVER",
         "20080",
-        "SRT (UDP); reserved, not bound yet",
+        "SRT (UDP); bound, not relayed yet",
     ),
     (
         "PROXY_SYSTEM_API",

@@ -14,20 +14,14 @@ use std::time::Duration;
 use srs_lb::key::StreamKey;
 use tracing::{info, warn};
 
+use crate::session::Direction;
 use crate::state::State;
 
-/// What a session does with its stream, which decides how its lease is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// Publishes the stream: its origin claims the lease.
-    Publish,
-    /// Plays the stream: the lease is refreshed while the origin still holds it.
-    Play,
-}
+/// A held lease: stream, origin id, and the direction that decides how it is kept (publishers
+/// claim, players refresh).
+type Entry = (StreamKey, String, Direction);
 
-type Entry = (StreamKey, String, Role);
-
-/// The leases this proxy's sessions hold: (stream, origin id, role) → number of sessions.
+/// The leases this proxy's sessions hold: (stream, origin id, direction) → number of sessions.
 #[derive(Default)]
 pub struct Leases {
     held: Mutex<HashMap<Entry, usize>>,
@@ -35,8 +29,13 @@ pub struct Leases {
 
 impl Leases {
     /// Marks one more session of `key` relaying to `origin_id`; released when the guard drops.
-    pub fn hold(self: &Arc<Self>, key: StreamKey, origin_id: String, role: Role) -> LeaseGuard {
-        let entry = (key, origin_id, role);
+    pub fn hold(
+        self: &Arc<Self>,
+        key: StreamKey,
+        origin_id: String,
+        direction: Direction,
+    ) -> LeaseGuard {
+        let entry = (key, origin_id, direction);
         *self.lock().entry(entry.clone()).or_default() += 1;
         LeaseGuard {
             leases: Arc::clone(self),
@@ -44,11 +43,11 @@ impl Leases {
         }
     }
 
-    /// Every (stream, origin id) pair with at least one active session in `role`.
-    pub fn snapshot(&self, role: Role) -> Vec<(StreamKey, String)> {
+    /// Every (stream, origin id) pair with at least one active session in `direction`.
+    pub fn snapshot(&self, direction: Direction) -> Vec<(StreamKey, String)> {
         self.lock()
             .keys()
-            .filter(|(_, _, r)| *r == role)
+            .filter(|(_, _, r)| *r == direction)
             .map(|(k, id, _)| (k.clone(), id.clone()))
             .collect()
     }
@@ -88,8 +87,8 @@ pub async fn keep_alive(state: State) {
     let mut failing = false;
     loop {
         ticker.tick().await;
-        let publishing = state.leases.snapshot(Role::Publish);
-        let playing = state.leases.snapshot(Role::Play);
+        let publishing = state.leases.snapshot(Direction::Publish);
+        let playing = state.leases.snapshot(Direction::Play);
         if publishing.is_empty() && playing.is_empty() {
             continue;
         }
@@ -128,25 +127,25 @@ mod tests {
     #[test]
     fn held_while_any_guard_lives() {
         let leases = Arc::new(Leases::default());
-        let a = leases.hold(key("s"), "o1".into(), Role::Play);
-        let b = leases.hold(key("s"), "o1".into(), Role::Play);
-        let c = leases.hold(key("t"), "o2".into(), Role::Play);
-        let p = leases.hold(key("s"), "o1".into(), Role::Publish);
-        assert_eq!(leases.snapshot(Role::Play).len(), 2);
+        let a = leases.hold(key("s"), "o1".into(), Direction::Play);
+        let b = leases.hold(key("s"), "o1".into(), Direction::Play);
+        let c = leases.hold(key("t"), "o2".into(), Direction::Play);
+        let p = leases.hold(key("s"), "o1".into(), Direction::Publish);
+        assert_eq!(leases.snapshot(Direction::Play).len(), 2);
         assert_eq!(
-            leases.snapshot(Role::Publish),
+            leases.snapshot(Direction::Publish),
             vec![(key("s"), "o1".to_string())]
         );
         drop(a);
-        assert_eq!(leases.snapshot(Role::Play).len(), 2);
+        assert_eq!(leases.snapshot(Direction::Play).len(), 2);
         drop(b);
         assert_eq!(
-            leases.snapshot(Role::Play),
+            leases.snapshot(Direction::Play),
             vec![(key("t"), "o2".to_string())]
         );
         drop(c);
-        assert!(leases.snapshot(Role::Play).is_empty());
+        assert!(leases.snapshot(Direction::Play).is_empty());
         drop(p);
-        assert!(leases.snapshot(Role::Publish).is_empty());
+        assert!(leases.snapshot(Direction::Publish).is_empty());
     }
 }

@@ -1,13 +1,15 @@
 //! srs-proxy as a library: the listeners and relays that the `srs-proxy` binary runs.
 //!
-//! Configuration is by environment variables only (SPEC §2); see [`config`].
+//! Configuration is by environment variables only (docs/design.md §2); see [`config`]. Where each
+//! protocol's code lives and which shared pieces it uses is in docs/design.md §1.
 
-pub mod api;
 pub mod config;
-pub mod hls;
-pub mod http_stream;
+pub mod http;
 pub mod leases;
 pub mod lifecycle;
 pub mod metrics;
 pub mod rtmp;
+pub mod session;
 pub mod state;
+pub mod udp;
+pub mod upstream;

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -12,7 +13,8 @@ use tracing::{info, warn};
 use srs_proxy::config::{self, Config, LoadBalancerType};
 use srs_proxy::lifecycle::{self, Lifecycle};
 use srs_proxy::state::{Inner, State};
-use srs_proxy::{api, http_stream, leases, rtmp};
+use srs_proxy::udp::{unrouted::Unrouted, UdpEndpoint};
+use srs_proxy::{http, leases, rtmp, udp};
 
 fn main() -> std::process::ExitCode {
     if std::env::args().skip(1).any(|a| a == "--help" || a == "-h") {
@@ -57,6 +59,11 @@ async fn bind(var: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen on {addr} ({var})"))
 }
 
+/// Binds a UDP listener, naming the variable on failure.
+fn bind_udp(var: &str, addr: SocketAddr) -> anyhow::Result<UdpEndpoint> {
+    UdpEndpoint::bind(addr).with_context(|| format!("cannot listen on UDP {addr} ({var})"))
+}
+
 async fn run() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let store: Arc<dyn srs_lb::store::Store> = match config.load_balancer {
@@ -76,6 +83,8 @@ async fn run() -> anyhow::Result<()> {
     let http_listener = bind("PROXY_HTTP_SERVER", config.http_server).await?;
     let api_listener = bind("PROXY_HTTP_API", config.http_api).await?;
     let system_listener = bind("PROXY_SYSTEM_API", config.system_api).await?;
+    let webrtc_endpoint = bind_udp("PROXY_WEBRTC_SERVER", config.webrtc_server)?;
+    let srt_endpoint = bind_udp("PROXY_SRT_SERVER", config.srt_server)?;
 
     let lifecycle = Lifecycle::new();
     let state: State = Inner::new(config.clone(), store, lifecycle.clone());
@@ -84,34 +93,47 @@ async fn run() -> anyhow::Result<()> {
     let http_addr = http_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
     let system_addr = system_listener.local_addr()?;
+    let webrtc_addr = webrtc_endpoint.local_addr()?;
+    let srt_addr = srt_endpoint.local_addr()?;
     info!(
         rtmp = %rtmp_addr, http = %http_addr, api = %api_addr, system = %system_addr,
+        srt = %srt_addr, webrtc = %webrtc_addr,
         load_balancer = ?config.load_balancer, "srs-proxy started"
     );
     // Tests and scripts read the bound ports from this line (ports may be 0 = any free port).
     println!(
-        "srs-proxy listening rtmp={rtmp_addr} http={http_addr} api={api_addr} system={system_addr}"
+        "srs-proxy listening rtmp={rtmp_addr} http={http_addr} api={api_addr} system={system_addr} srt={srt_addr} webrtc={webrtc_addr}"
     );
 
     tokio::spawn(leases::keep_alive(state.clone()));
     lifecycle.spawn(rtmp::serve(state.clone(), rtmp_listener));
-    lifecycle.spawn(api::serve_system(state.clone(), system_listener));
-    lifecycle.spawn(api::serve_http_api(state.clone(), api_listener));
-    lifecycle.spawn(http_stream::serve(state.clone(), http_listener));
+    lifecycle.spawn(http::api::serve_system(state.clone(), system_listener));
+    lifecycle.spawn(http::api::serve_http_api(state.clone(), api_listener));
+    lifecycle.spawn(http::serve_streams(state.clone(), http_listener));
+    let srt = Unrouted::new("srt", &state.metrics);
+    lifecycle.spawn(udp::serve("srt", srt_endpoint, srt, lifecycle.clone()));
+    let webrtc = Unrouted::new("webrtc", &state.metrics);
+    lifecycle.spawn(udp::serve(
+        "webrtc",
+        webrtc_endpoint,
+        webrtc,
+        lifecycle.clone(),
+    ));
 
     lifecycle::wait_for_signal().await;
     info!(
         grace = ?config.grace_quit, force = ?config.force_quit,
-        "shutting down: no new connections, draining sessions"
+        "shutting down: no new sessions, draining the active ones"
     );
-    lifecycle.start_shutdown(config.force_quit);
+    lifecycle.stop_admitting(config.force_quit);
     if lifecycle.drain(config.grace_quit).await {
         info!("all sessions drained");
     } else {
         warn!(
-            sessions = lifecycle.active(),
+            sessions = lifecycle.active_sessions(),
             "grace period over, closing remaining sessions"
         );
     }
+    lifecycle.stop(Duration::from_secs(1)).await;
     Ok(())
 }

@@ -3,54 +3,40 @@
 
 use std::sync::Arc;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use srs_lb::store::OriginStatus;
 
-/// What a relayed session is, for the `protocol` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SessionKind {
-    /// An RTMP publisher.
-    RtmpPublish,
-    /// An RTMP player.
-    RtmpPlay,
-    /// An HTTP-FLV player.
-    HttpFlv,
-    /// An HTTP-TS player.
-    HttpTs,
-    /// One relayed HLS request (playlist or segment).
-    Hls,
+use crate::session::{ClientProtocol, Direction};
+
+/// The labels of every session metric: the client's protocol and the session's direction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SessionLabels {
+    protocol: &'static str,
+    direction: &'static str,
 }
 
-impl SessionKind {
-    fn label(self) -> &'static str {
-        match self {
-            SessionKind::RtmpPublish => "rtmp_publish",
-            SessionKind::RtmpPlay => "rtmp_play",
-            SessionKind::HttpFlv => "http_flv",
-            SessionKind::HttpTs => "http_ts",
-            SessionKind::Hls => "hls",
+impl SessionLabels {
+    fn new(protocol: ClientProtocol, direction: Direction) -> Self {
+        SessionLabels {
+            protocol: protocol.as_str(),
+            direction: direction.as_str(),
         }
     }
 }
 
-impl EncodeLabelValue for SessionKind {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        EncodeLabelValue::encode(&self.label(), encoder)
-    }
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct UdpLabels {
+    listener: &'static str,
+    outcome: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ProtocolLabel {
-    protocol: SessionKind,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct DirectionLabel {
-    direction: String,
+struct ListenerLabel {
+    listener: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -67,11 +53,14 @@ struct OriginLabel {
 /// The proxy's counters and gauges.
 pub struct Metrics {
     registry: Registry,
-    sessions_active: Family<ProtocolLabel, Gauge>,
-    sessions: Family<ProtocolLabel, Counter>,
-    client_bytes: Family<DirectionLabel, Counter>,
+    sessions_active: Family<SessionLabels, Gauge>,
+    sessions: Family<SessionLabels, Counter>,
+    received: Family<SessionLabels, Counter>,
+    sent: Family<SessionLabels, Counter>,
     dial_failures: Counter,
     store_errors: Counter,
+    udp_datagrams: Family<UdpLabels, Counter>,
+    udp_flows: Family<ListenerLabel, Gauge>,
     origins: Family<StateLabel, Gauge>,
     origin_streams: Family<OriginLabel, Gauge>,
 }
@@ -83,26 +72,34 @@ impl Default for Metrics {
             registry: Registry::default(),
             sessions_active: Family::default(),
             sessions: Family::default(),
-            client_bytes: Family::default(),
+            received: Family::default(),
+            sent: Family::default(),
             dial_failures: Counter::default(),
             store_errors: Counter::default(),
+            udp_datagrams: Family::default(),
+            udp_flows: Family::default(),
             origins: Family::default(),
             origin_streams: Family::default(),
         };
         registry.register(
             "sessions_active",
-            "Sessions being relayed now, by protocol",
+            "Sessions being relayed now, by client protocol and direction",
             m.sessions_active.clone(),
         );
         registry.register(
             "sessions",
-            "Sessions relayed since start, by protocol (HLS: each relayed request)",
+            "Sessions relayed since start, by client protocol and direction (HLS: each relayed request)",
             m.sessions.clone(),
         );
         registry.register(
-            "client_bytes",
-            "Bytes relayed to (out) and from (in) clients, counted when each session ends",
-            m.client_bytes.clone(),
+            "client_bytes_received",
+            "Bytes received from clients, counted as they arrive",
+            m.received.clone(),
+        );
+        registry.register(
+            "client_bytes_sent",
+            "Bytes sent to clients, counted as they go",
+            m.sent.clone(),
         );
         registry.register(
             "origin_dial_failures",
@@ -113,6 +110,16 @@ impl Default for Metrics {
             "store_errors",
             "Requests that failed because the load-balancer store was unavailable",
             m.store_errors.clone(),
+        );
+        registry.register(
+            "udp_datagrams",
+            "Datagrams received on the UDP listeners, by listener and outcome",
+            m.udp_datagrams.clone(),
+        );
+        registry.register(
+            "udp_flows",
+            "Client flows (addresses) in each UDP listener's flow table",
+            m.udp_flows.clone(),
         );
         registry.register(
             "origins",
@@ -129,14 +136,37 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts a new session of `kind`; it stays active until the guard drops.
-    pub fn session(self: &Arc<Self>, kind: SessionKind) -> SessionGuard {
-        let label = ProtocolLabel { protocol: kind };
-        self.sessions.get_or_create(&label).inc();
-        self.sessions_active.get_or_create(&label).inc();
-        SessionGuard {
-            metrics: Arc::clone(self),
-            kind,
+    /// Counts a new session; it stays active until the returned handle drops.
+    pub fn session(
+        self: &Arc<Self>,
+        protocol: ClientProtocol,
+        direction: Direction,
+    ) -> SessionMetrics {
+        let labels = SessionLabels::new(protocol, direction);
+        self.sessions.get_or_create(&labels).inc();
+        let active = self.sessions_active.get_or_create(&labels).clone();
+        active.inc();
+        SessionMetrics {
+            active,
+            received: self.received.get_or_create(&labels).clone(),
+            sent: self.sent.get_or_create(&labels).clone(),
+        }
+    }
+
+    /// The counters of the UDP listener `listener` (`srt`, `webrtc`).
+    pub fn udp(&self, listener: &'static str) -> UdpCounters {
+        UdpCounters {
+            dropped: self
+                .udp_datagrams
+                .get_or_create(&UdpLabels {
+                    listener,
+                    outcome: "dropped",
+                })
+                .clone(),
+            flows: self
+                .udp_flows
+                .get_or_create(&ListenerLabel { listener })
+                .clone(),
         }
     }
 
@@ -189,36 +219,47 @@ impl Metrics {
     }
 }
 
-/// One active session in the metrics; add its byte counts before it ends.
-pub struct SessionGuard {
-    metrics: Arc<Metrics>,
-    kind: SessionKind,
+/// One active session in the metrics, with its byte counters resolved once so that counting
+/// bytes as they flow is one atomic add.
+pub struct SessionMetrics {
+    active: Gauge,
+    received: Counter,
+    sent: Counter,
 }
 
-impl SessionGuard {
-    /// Adds the session's bytes to the totals.
-    pub fn add_bytes(&self, to_client: u64, from_client: u64) {
-        let count = |direction: &str, n: u64| {
-            self.metrics
-                .client_bytes
-                .get_or_create(&DirectionLabel {
-                    direction: direction.to_string(),
-                })
-                .inc_by(n);
-        };
-        count("out", to_client);
-        count("in", from_client);
+impl SessionMetrics {
+    /// Counts `n` bytes sent to the client.
+    pub fn sent_to_client(&self, n: u64) {
+        self.sent.inc_by(n);
+    }
+
+    /// Counts `n` bytes received from the client.
+    pub fn received_from_client(&self, n: u64) {
+        self.received.inc_by(n);
     }
 }
 
-impl Drop for SessionGuard {
+impl Drop for SessionMetrics {
     fn drop(&mut self) {
-        self.metrics
-            .sessions_active
-            .get_or_create(&ProtocolLabel {
-                protocol: self.kind,
-            })
-            .dec();
+        self.active.dec();
+    }
+}
+
+/// The counters of one UDP listener, resolved once.
+pub struct UdpCounters {
+    dropped: Counter,
+    flows: Gauge,
+}
+
+impl UdpCounters {
+    /// Counts a datagram dropped.
+    pub fn dropped(&self) {
+        self.dropped.inc();
+    }
+
+    /// Sets the number of flows in the listener's table.
+    pub fn set_flows(&self, n: usize) {
+        self.flows.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 }
 
@@ -229,26 +270,35 @@ mod tests {
     #[test]
     fn sessions_bytes_and_origins_are_exposed() {
         let m = Arc::new(Metrics::default());
-        let a = m.session(SessionKind::RtmpPublish);
-        let b = m.session(SessionKind::HttpFlv);
-        b.add_bytes(1000, 0);
+        let a = m.session(ClientProtocol::Rtmp, Direction::Publish);
+        let b = m.session(ClientProtocol::HttpFlv, Direction::Play);
+        b.sent_to_client(1000);
+        a.received_from_client(7);
         drop(b);
         m.dial_failed();
         let text = m.encode(&[]);
         assert!(
-            text.contains("srs_proxy_sessions_active{protocol=\"rtmp_publish\"} 1"),
+            text.contains("srs_proxy_sessions_active{protocol=\"rtmp\",direction=\"publish\"} 1"),
             "{text}"
         );
         assert!(
-            text.contains("srs_proxy_sessions_active{protocol=\"http_flv\"} 0"),
+            text.contains("srs_proxy_sessions_active{protocol=\"http_flv\",direction=\"play\"} 0"),
             "{text}"
         );
         assert!(
-            text.contains("srs_proxy_sessions_total{protocol=\"http_flv\"} 1"),
+            text.contains("srs_proxy_sessions_total{protocol=\"http_flv\",direction=\"play\"} 1"),
             "{text}"
         );
         assert!(
-            text.contains("srs_proxy_client_bytes_total{direction=\"out\"} 1000"),
+            text.contains(
+                "srs_proxy_client_bytes_sent_total{protocol=\"http_flv\",direction=\"play\"} 1000"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "srs_proxy_client_bytes_received_total{protocol=\"rtmp\",direction=\"publish\"} 7"
+            ),
             "{text}"
         );
         assert!(

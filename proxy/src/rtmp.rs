@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use srs_lb::key::StreamKey;
-use srs_lb::register::OriginInfo;
 use srs_lb::store::Protocol;
 use srs_rtmp::chunk::{Limits, RawMessage};
 use srs_rtmp::conn::Connection;
@@ -20,9 +19,9 @@ use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::leases::Role;
-use crate::metrics::SessionKind;
-use crate::state::{State, MAX_DIAL_ATTEMPTS, ORIGIN_DIAL_TIMEOUT};
+use crate::session::{ClientProtocol, Direction, Session};
+use crate::state::{State, ORIGIN_DIAL_TIMEOUT};
+use crate::upstream::{ConnectError, Connected, ErrorChain, Side};
 
 /// Stop reading a leg while the other leg has this much output not yet written.
 const HIGH_WATER: usize = 1024 * 1024;
@@ -45,7 +44,7 @@ pub async fn serve(state: State, listener: TcpListener) {
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = state.lifecycle.stopping() => break,
+            _ = state.lifecycle.no_longer_admitting() => break,
         };
         match accepted {
             Ok((socket, peer)) => {
@@ -107,42 +106,37 @@ async fn relay_session(
     peer: SocketAddr,
 ) {
     let timeout = state.config.rtmp_timeout;
-    let mut attempt = 0;
-    let (origin, mut upstream, origin_msid, addr) = loop {
-        attempt += 1;
-        let origin = match state.pick(&key, Protocol::Rtmp).await {
-            Ok(o) => o,
-            Err(e) => {
-                warn!(error = %e, "no origin");
-                refuse(&mut client, &request, &format!("no origin available: {e}")).await;
-                info!(reason = %e, "session refused");
-                return;
-            }
-        };
-        match open_origin(&origin, &request, timeout).await {
-            Ok((upstream, msid, addr)) => break (origin, upstream, msid, addr),
-            Err(OpenError::Dial(e)) if attempt < MAX_DIAL_ATTEMPTS => {
-                warn!(origin = %origin.id, error = %e, "origin unreachable; setting it aside and re-picking");
-                state.origin_unreachable(&origin.id).await;
-            }
-            Err(e) => {
-                if let OpenError::Dial(_) = e {
-                    state.origin_unreachable(&origin.id).await;
-                }
-                warn!(origin = %origin.id, error = %e, "cannot open the origin session");
-                refuse(&mut client, &request, &format!("origin unavailable: {e}")).await;
-                info!(reason = %e, "session refused");
-                return;
-            }
+    let connected = state
+        .upstream
+        .connect(&key, Protocol::Rtmp, None, |target| {
+            open_origin(target.addr.to_string(), &request, timeout)
+        })
+        .await;
+    let Connected {
+        origin_id,
+        addr,
+        conn: (mut upstream, origin_msid),
+        ..
+    } = match connected {
+        Ok(c) => c,
+        Err(e) => {
+            let reason = ErrorChain(&e).to_string();
+            warn!(error = %reason, "cannot open the origin session");
+            let description = match e.side() {
+                Side::Store => format!("no origin available: {reason}"),
+                _ => format!("origin unavailable: {reason}"),
+            };
+            refuse(&mut client, &request, &description).await;
+            info!(reason = %reason, "session refused");
+            return;
         }
     };
-    let (role, kind) = match request.kind {
-        RequestKind::Publish => (Role::Publish, SessionKind::RtmpPublish),
-        RequestKind::Play => (Role::Play, SessionKind::RtmpPlay),
+    let direction = match request.kind {
+        RequestKind::Publish => Direction::Publish,
+        RequestKind::Play => Direction::Play,
     };
-    let _lease = state.leases.hold(key.clone(), origin.id.clone(), role);
-    let session = state.metrics.session(kind);
-    info!(client = %peer, origin = %origin.id, %addr, kind = ?request.kind, "session started");
+    let session = state.open_session(ClientProtocol::Rtmp, direction, key, origin_id.clone());
+    info!(client = %peer, origin = %origin_id, %addr, kind = ?request.kind, "session started");
     let started = Instant::now();
     if let Err(e) = client.flush().await {
         info!(reason = %e, "client gone before relaying");
@@ -158,12 +152,10 @@ async fn relay_session(
         client: Leg::new(client_sock, client_conn, request.msid),
         origin: Leg::new(origin_sock, origin_conn, origin_msid),
         pending: VecDeque::new(),
+        session,
+        counted: (0, 0),
     };
     let reason = relay.run().await;
-    session.add_bytes(
-        relay.client.conn.bytes_sent(),
-        relay.client.conn.bytes_received(),
-    );
     info!(
         duration_ms = started.elapsed().as_millis() as u64,
         bytes_from_client = relay.client.conn.bytes_received(),
@@ -175,43 +167,43 @@ async fn relay_session(
     );
 }
 
-/// Why opening the origin session failed.
-#[derive(Debug)]
-enum OpenError {
-    /// The TCP dial was refused or timed out: evidence the origin is gone.
-    Dial(String),
-    /// The origin answered but the handshake or command exchange failed.
-    Session(String),
-}
-
-impl std::fmt::Display for OpenError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            OpenError::Dial(e) | OpenError::Session(e) => f.write_str(e),
-        }
-    }
-}
-
-/// Dials the origin's RTMP endpoint and opens the client's session there.
+/// Dials the origin's RTMP endpoint at `addr` and opens the client's session there: the RTMP
+/// connect step of [`crate::upstream::Upstream::connect`]. Returns the origin leg and its message
+/// stream id.
+///
+/// Errors: [`ConnectError::Unreachable`] when the dial is refused or times out;
+/// [`ConnectError::Failed`] when the handshake or the command exchange fails.
 async fn open_origin(
-    origin: &OriginInfo,
+    addr: String,
     request: &ServerRequest,
     timeout: Duration,
-) -> Result<(RtmpStream<TcpStream>, u32, String), OpenError> {
-    let addr = origin
-        .endpoint(Protocol::Rtmp)
-        .ok_or_else(|| OpenError::Session(format!("origin {} has no rtmp endpoint", origin.id)))?
-        .to_string();
+) -> Result<(RtmpStream<TcpStream>, u32), ConnectError> {
     let socket = match tokio::time::timeout(ORIGIN_DIAL_TIMEOUT, TcpStream::connect(&addr)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(OpenError::Dial(format!("dial {addr}: {e}"))),
-        Err(_) => return Err(OpenError::Dial(format!("dial {addr}: timed out"))),
+        Ok(Err(e)) => {
+            return Err(ConnectError::Unreachable {
+                addr,
+                source: e.into(),
+            })
+        }
+        Err(e) => {
+            return Err(ConnectError::Unreachable {
+                addr,
+                source: e.into(),
+            })
+        }
     };
     let _ = socket.set_nodelay(true);
-    let mut upstream = RtmpStream::connect(socket, Limits::default(), timeout)
-        .await
-        .map_err(|e| OpenError::Session(format!("handshake with {addr}: {e}")))?;
-    let msid = open_session(
+    let mut upstream = match RtmpStream::connect(socket, Limits::default(), timeout).await {
+        Ok(u) => u,
+        Err(e) => {
+            return Err(ConnectError::Failed {
+                addr,
+                source: e.into(),
+            })
+        }
+    };
+    let opened = open_session(
         &mut upstream,
         &request.connect.tc_url,
         &request.connect.app,
@@ -219,9 +211,14 @@ async fn open_origin(
         request.kind,
         timeout,
     )
-    .await
-    .map_err(|e| OpenError::Session(format!("session with {addr}: {e}")))?;
-    Ok((upstream, msid, addr))
+    .await;
+    match opened {
+        Ok(msid) => Ok((upstream, msid)),
+        Err(e) => Err(ConnectError::Failed {
+            addr,
+            source: e.into(),
+        }),
+    }
 }
 
 /// Tells the client its publish or play failed (onStatus error), then lets the socket close.
@@ -325,7 +322,7 @@ impl Leg {
 
 /// Direction of one relayed message.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Direction {
+enum Flow {
     ToOrigin,
     ToClient,
 }
@@ -335,6 +332,10 @@ struct Relay {
     origin: Leg,
     /// Transaction ids of client commands forwarded to the origin, awaiting `_result`/`_error`.
     pending: VecDeque<f64>,
+    /// The session, counting the client leg's bytes as they flow.
+    session: Session,
+    /// Client-leg bytes (received, sent) already counted in the session.
+    counted: (u64, u64),
 }
 
 impl Relay {
@@ -347,14 +348,27 @@ impl Relay {
         // Whatever was already read from one side still reaches the other, briefly.
         self.client.flush_all(FLUSH_ON_CLOSE).await;
         self.origin.flush_all(FLUSH_ON_CLOSE).await;
+        self.count_client_bytes();
         reason
+    }
+
+    /// Adds the client leg's bytes since the last call to the session's counters.
+    fn count_client_bytes(&mut self) {
+        let (received, sent) = (
+            self.client.conn.bytes_received(),
+            self.client.conn.bytes_sent(),
+        );
+        self.session.received_from_client(received - self.counted.0);
+        self.session.sent_to_client(sent - self.counted.1);
+        self.counted = (received, sent);
     }
 
     async fn pump_loop(&mut self) -> Result<String, String> {
         let mut last_activity = tokio::time::Instant::now();
         loop {
-            self.forward(Direction::ToOrigin)?;
-            self.forward(Direction::ToClient)?;
+            self.forward(Flow::ToOrigin)?;
+            self.forward(Flow::ToClient)?;
+            self.count_client_bytes();
 
             let read_client = self.origin.conn.output_buffer().len() < HIGH_WATER;
             let read_origin = self.client.conn.output_buffer().len() < HIGH_WATER;
@@ -383,10 +397,10 @@ impl Relay {
     }
 
     /// Moves every complete message from one leg's input to the other leg's output.
-    fn forward(&mut self, direction: Direction) -> Result<(), String> {
-        let (from, to, from_name) = match direction {
-            Direction::ToOrigin => (&mut self.client, &mut self.origin, "client"),
-            Direction::ToClient => (&mut self.origin, &mut self.client, "origin"),
+    fn forward(&mut self, flow: Flow) -> Result<(), String> {
+        let (from, to, from_name) = match flow {
+            Flow::ToOrigin => (&mut self.client, &mut self.origin, "client"),
+            Flow::ToClient => (&mut self.origin, &mut self.client, "origin"),
         };
         loop {
             let msg = match from.conn.poll_message() {
@@ -394,7 +408,7 @@ impl Relay {
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(format!("{from_name} protocol error: {e}")),
             };
-            if let Some(out) = map_message(msg, from.msid, to.msid, direction, &mut self.pending) {
+            if let Some(out) = map_message(msg, from.msid, to.msid, flow, &mut self.pending) {
                 to.conn.send(&out);
             }
         }
@@ -431,7 +445,7 @@ fn map_message(
     mut msg: RawMessage,
     from_msid: u32,
     to_msid: u32,
-    direction: Direction,
+    flow: Flow,
     pending: &mut VecDeque<f64>,
 ) -> Option<RawMessage> {
     if msg.msid == from_msid {
@@ -464,15 +478,15 @@ fn map_message(
             let Ok(Message::Command(mut cmd)) = Message::parse(&msg) else {
                 return Some(msg);
             };
-            match (direction, cmd.name.as_str()) {
-                (Direction::ToClient, "_result" | "_error") => {
+            match (flow, cmd.name.as_str()) {
+                (Flow::ToClient, "_result" | "_error") => {
                     let pos = pending.iter().position(|t| *t == cmd.transaction_id)?;
                     pending.remove(pos);
                     Some(msg)
                 }
                 // The proxy answered connect with its own onBWDone already.
-                (Direction::ToClient, "onBWDone") => None,
-                (Direction::ToOrigin, "deleteStream") => {
+                (Flow::ToClient, "onBWDone") => None,
+                (Flow::ToOrigin, "deleteStream") => {
                     if let Some(arg) = cmd.args.first_mut() {
                         if arg.as_number() == Some(f64::from(from_msid)) {
                             *arg = srs_rtmp::amf0::Amf0Value::Number(f64::from(to_msid));
@@ -480,7 +494,7 @@ fn map_message(
                     }
                     Some(Message::Command(cmd).to_raw(msg.csid, msg.timestamp, msg.msid))
                 }
-                (Direction::ToOrigin, _) => {
+                (Flow::ToOrigin, _) => {
                     if cmd.transaction_id != 0.0 {
                         if pending.len() == MAX_PENDING_TRANSACTIONS {
                             pending.pop_front();
@@ -515,7 +529,7 @@ mod tests {
     fn media_msid_is_mapped() {
         let mut pending = VecDeque::new();
         let m = raw(type_id::VIDEO, 1, Bytes::from_static(&[0x17, 1, 0, 0, 0]));
-        let out = map_message(m, 1, 7, Direction::ToOrigin, &mut pending).unwrap();
+        let out = map_message(m, 1, 7, Flow::ToOrigin, &mut pending).unwrap();
         assert_eq!(out.msid, 7);
         assert_eq!(out.timestamp, 40);
         assert_eq!(&out.payload[..], &[0x17, 1, 0, 0, 0]);
@@ -525,7 +539,7 @@ mod tests {
     fn stream_begin_event_is_mapped() {
         let mut pending = VecDeque::new();
         let m = Message::UserControl(UserControl::StreamBegin(3)).to_raw(2, 0, 0);
-        let out = map_message(m, 3, 1, Direction::ToClient, &mut pending).unwrap();
+        let out = map_message(m, 3, 1, Flow::ToClient, &mut pending).unwrap();
         assert_eq!(
             Message::parse(&out).unwrap(),
             Message::UserControl(UserControl::StreamBegin(1))
@@ -541,18 +555,18 @@ mod tests {
             vec![],
         ))
         .to_raw(3, 0, 0);
-        assert!(map_message(reply.clone(), 1, 1, Direction::ToClient, &mut pending).is_none());
+        assert!(map_message(reply.clone(), 1, 1, Flow::ToClient, &mut pending).is_none());
         let call = Message::Command(Command::release_stream(2.0, "s")).to_raw(3, 0, 0);
-        assert!(map_message(call, 1, 1, Direction::ToOrigin, &mut pending).is_some());
-        assert!(map_message(reply.clone(), 1, 1, Direction::ToClient, &mut pending).is_some());
-        assert!(map_message(reply, 1, 1, Direction::ToClient, &mut pending).is_none());
+        assert!(map_message(call, 1, 1, Flow::ToOrigin, &mut pending).is_some());
+        assert!(map_message(reply.clone(), 1, 1, Flow::ToClient, &mut pending).is_some());
+        assert!(map_message(reply, 1, 1, Flow::ToClient, &mut pending).is_none());
     }
 
     #[test]
     fn delete_stream_argument_is_mapped() {
         let mut pending = VecDeque::new();
         let m = Message::Command(Command::delete_stream(0.0, 1)).to_raw(3, 0, 0);
-        let out = map_message(m, 1, 5, Direction::ToOrigin, &mut pending).unwrap();
+        let out = map_message(m, 1, 5, Flow::ToOrigin, &mut pending).unwrap();
         let Message::Command(cmd) = Message::parse(&out).unwrap() else {
             panic!("not a command")
         };

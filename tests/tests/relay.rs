@@ -84,20 +84,42 @@ fn publish_and_play_by_rtmp_and_http_flv() {
     assert_eq!(
         metric(
             &proxy,
-            r#"srs_proxy_sessions_total{protocol="rtmp_publish"}"#
+            r#"srs_proxy_sessions_total{protocol="rtmp",direction="publish"}"#
         ),
         1.0
     );
     assert_eq!(
         metric(
             &proxy,
-            r#"srs_proxy_sessions_active{protocol="rtmp_publish"}"#
+            r#"srs_proxy_sessions_active{protocol="rtmp",direction="publish"}"#
         ),
         1.0
     );
-    assert!(metric(&proxy, r#"srs_proxy_sessions_total{protocol="rtmp_play"}"#) >= 1.0);
-    assert!(metric(&proxy, r#"srs_proxy_sessions_total{protocol="http_flv"}"#) >= 2.0);
-    assert!(metric(&proxy, r#"srs_proxy_client_bytes_total{direction="out"}"#) > 100_000.0);
+    let total = |labels: &str| metric(&proxy, &format!("srs_proxy_sessions_total{{{labels}}}"));
+    assert!(total(r#"protocol="rtmp",direction="play""#) >= 1.0);
+    assert!(total(r#"protocol="http_flv",direction="play""#) >= 2.0);
+    let sent = |labels: &str| {
+        metric(
+            &proxy,
+            &format!("srs_proxy_client_bytes_sent_total{{{labels}}}"),
+        )
+    };
+    let (flv_sent, rtmp_sent) = (
+        sent(r#"protocol="http_flv",direction="play""#),
+        sent(r#"protocol="rtmp",direction="play""#),
+    );
+    assert!(
+        flv_sent > 10_000.0 && rtmp_sent > 10_000.0,
+        "{flv_sent} {rtmp_sent}"
+    );
+    assert!(flv_sent + rtmp_sent > 100_000.0, "{flv_sent} {rtmp_sent}");
+    // Counted as they flow: the publisher is still sending.
+    assert!(
+        metric(
+            &proxy,
+            r#"srs_proxy_client_bytes_received_total{protocol="rtmp",direction="publish"}"#
+        ) > 100_000.0
+    );
     assert_eq!(metric(&proxy, r#"srs_proxy_origins{state="alive"}"#), 2.0);
 }
 

@@ -24,6 +24,14 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head buffered per connection, in bytes.
 pub const MAX_HEAD_SIZE: usize = 64 * 1024;
 
+/// The CORS policy of every HTTP listener of the proxy and the origin: players and publishers
+/// run in web pages of any origin, so any origin may use any method with any request header and
+/// read every response header. Preflight requests (`OPTIONS` with `Origin`) are answered by the
+/// layer itself with 200.
+pub fn cors() -> tower_http::cors::CorsLayer {
+    tower_http::cors::CorsLayer::permissive()
+}
+
 /// A connection task handed to the caller's spawner.
 pub type ConnectionTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 

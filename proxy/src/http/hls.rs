@@ -30,8 +30,6 @@
 //! - A request holds its stream's lease while it is relayed; reading the session record refreshes
 //!   it for PROXY_HLS_ALIVE_DURATION.
 
-use std::time::Instant;
-
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode, Uri};
@@ -42,14 +40,14 @@ use srs_lb::key::{query_param, StreamKey};
 use srs_lb::store::{HlsSession, Protocol};
 use tracing::{debug, info, info_span, warn, Span};
 
-use crate::api::json_error;
-use crate::http_stream::{
-    client_addr, is_hop_by_hop, origin_request, request_owner, send_to_origin, stream_response,
-    OriginFailure, ORIGIN_RESPONSE_TIMEOUT,
+use super::origin::{
+    end_to_end, origin_request, send, stream_response, upstream_error_response,
+    ORIGIN_RESPONSE_TIMEOUT,
 };
-use crate::leases::Role;
-use crate::metrics::SessionKind;
+use super::{client_addr, json_error};
+use crate::session::{ClientProtocol, Direction, Session};
 use crate::state::State;
+use crate::upstream::{ErrorChain, Pinned};
 use srs_hls::{clean_request_path, rewrite_playlist, without_param, CleanPath, SESSION_PARAM};
 
 /// Largest playlist the proxy rewrites; a bigger one is answered with 502.
@@ -130,7 +128,6 @@ struct HlsRequest {
     query: String,
     host: Option<String>,
     client: String,
-    started: Instant,
 }
 
 impl HlsRequest {
@@ -145,9 +142,8 @@ impl HlsRequest {
     }
 }
 
-/// Serves one HLS request (see the module docs); the caller adds CORS.
+/// Serves one HLS request (see the module docs).
 pub async fn serve(state: State, request: Request) -> Response {
-    let started = Instant::now();
     let client = client_addr(&request);
     let (parts, _body) = request.into_parts();
     let path = match clean_request_path(parts.uri.path()) {
@@ -168,7 +164,6 @@ pub async fn serve(state: State, request: Request) -> Response {
         query,
         host,
         client,
-        started,
     };
     match id {
         Some(id) => existing_session(state, request, &id).await,
@@ -187,38 +182,46 @@ async fn new_session(state: State, request: HlsRequest) -> Response {
     let span = info_span!("hls", id = state.session_id(), spbhid = %hls_id, stream = %key);
     let target = request.origin_target();
     let headers = playlist_request_headers(&request.headers);
-    let build = |addr: &str| origin_request(addr, &Method::GET, &target, &headers);
-    let (origin, addr, response) = match request_owner(&state, &key, &span, build).await {
-        Ok(answered) => answered,
-        Err(response) => return response,
+    let connected = state
+        .upstream
+        .connect(&key, Protocol::Http, None, |t| {
+            let request = origin_request(t.addr, &Method::GET, &target, &headers);
+            let addr = t.addr.to_string();
+            let http = &state.http;
+            async move { send(http, &addr, request?).await }
+        })
+        .await;
+    let connected = match connected {
+        Ok(c) => c,
+        Err(e) => {
+            span.in_scope(|| warn!(error = %ErrorChain(&e), "no origin response"));
+            return upstream_error_response(&e);
+        }
     };
-    let lease = state
-        .leases
-        .hold(key.clone(), origin.id.clone(), Role::Play);
+    let (origin_id, addr, response) = (connected.origin_id, connected.addr, connected.conn);
+    let session = state.open_session(
+        ClientProtocol::Hls,
+        Direction::Play,
+        key.clone(),
+        origin_id.clone(),
+    );
     let status = response.status();
     if !status.is_success() {
         span.in_scope(|| {
-            info!(client = %request.client, origin = %origin.id, %addr, status = status.as_u16(), "playlist refused by the origin");
+            info!(client = %request.client, origin = %origin_id, %addr, status = status.as_u16(), "playlist refused by the origin");
         });
-        return stream_response(
-            response,
-            lease,
-            state.metrics.session(SessionKind::Hls),
-            request.started,
-            span,
-            false,
-        );
+        return stream_response(response, session, span, false);
     }
-    let playlist = match rewritten(response, &request, &addr, &hls_id, &span).await {
+    let playlist = match rewritten(response, &request, &addr, &hls_id, &session, &span).await {
         Ok(playlist) => playlist,
         Err(response) => return response,
     };
-    let session = HlsSession {
+    let record = HlsSession {
         key,
-        origin_id: origin.id.clone(),
+        origin_id: origin_id.clone(),
         origin_http: addr.clone(),
     };
-    if let Err(e) = state.store.put_hls(&hls_id, &session).await {
+    if let Err(e) = state.store.put_hls(&hls_id, &record).await {
         span.in_scope(|| warn!(error = %e, "cannot record the HLS session"));
         return json_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -226,73 +229,86 @@ async fn new_session(state: State, request: HlsRequest) -> Response {
         );
     }
     span.in_scope(|| {
-        info!(client = %request.client, origin = %origin.id, %addr, status = status.as_u16(), "new HLS session");
+        info!(client = %request.client, origin = %origin_id, %addr, status = status.as_u16(), "new HLS session");
     });
     playlist
 }
 
-/// A request carrying `spbhid`: relayed from the session's origin.
+/// A request carrying `spbhid`: relayed from the session's origin. When that origin is
+/// unreachable it is set aside and the session moves to the stream's live owner (re-picked if
+/// need be) instead of pinning the player to a dead origin.
 async fn existing_session(state: State, request: HlsRequest, id: &str) -> Response {
     let unknown = || json_error(StatusCode::NOT_FOUND, "unknown or expired HLS session");
     if !is_session_id(id) {
         return unknown();
     }
-    let session = match state.store.get_hls(id).await {
-        Ok(Some(session)) => session,
+    let record = match state.store.get_hls(id).await {
+        Ok(Some(record)) => record,
         Ok(None) => return unknown(),
         Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, e),
     };
-    if !under_app(&request.path.segments, &session.key.app) {
+    if !under_app(&request.path.segments, &record.key.app) {
         return json_error(
             StatusCode::FORBIDDEN,
             format!(
                 "the HLS session belongs to stream {}; this path is outside /{}/",
-                session.key, session.key.app
+                record.key, record.key.app
             ),
         );
     }
-    let span = info_span!("hls", id = state.session_id(), spbhid = %id, stream = %session.key);
+    let span = info_span!("hls", id = state.session_id(), spbhid = %id, stream = %record.key);
     let playlist_path = is_playlist_path(&request.path.path);
     let (method, headers) = if playlist_path {
         (Method::GET, playlist_request_headers(&request.headers))
     } else {
         (request.method.clone(), request.headers.clone())
     };
-    let mut session = session;
-    let mut moved = false;
-    let response = loop {
-        let addr = &session.origin_http;
-        let origin_request = match origin_request(addr, &method, &request.origin_target(), &headers)
-        {
-            Ok(r) => r,
-            Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
-        };
-        let failure = match send_to_origin(&state, origin_request).await {
-            Ok(response) => break response,
-            Err(failure) => failure,
-        };
-        span.in_scope(|| warn!(origin = %session.origin_id, %addr, error = ?failure, "HLS origin request failed"));
-        if moved || !matches!(failure, OriginFailure::Unreachable(_)) {
-            return failure.response(addr);
-        }
-        // The session's origin is gone: move the session to the stream's owner now (a live
-        // origin, re-picked if need be) instead of pinning the player to a dead one.
-        state.origin_unreachable(&session.origin_id).await;
-        match move_session(&state, id, &session).await {
-            Some(next) => {
-                span.in_scope(
-                    || info!(from = %session.origin_id, to = %next.origin_id, "HLS session moved"),
-                );
-                session = next;
-                moved = true;
-            }
-            None => return failure.response(addr),
+    let target = request.origin_target();
+    let pinned = Pinned {
+        id: record.origin_id.clone(),
+        addr: record.origin_http.clone(),
+    };
+    let connected = state
+        .upstream
+        .connect(&record.key, Protocol::Http, Some(pinned), |t| {
+            let request = origin_request(t.addr, &method, &target, &headers);
+            let addr = t.addr.to_string();
+            let http = &state.http;
+            async move { send(http, &addr, request?).await }
+        })
+        .await;
+    let connected = match connected {
+        Ok(c) => c,
+        Err(e) => {
+            span.in_scope(|| warn!(origin = %record.origin_id, error = %ErrorChain(&e), "HLS origin request failed"));
+            return upstream_error_response(&e);
         }
     };
-    let addr = &session.origin_http;
-    let lease = state
-        .leases
-        .hold(session.key.clone(), session.origin_id.clone(), Role::Play);
+    let (origin_id, addr, response) = (connected.origin_id, connected.addr, connected.conn);
+    if origin_id != record.origin_id {
+        let moved = HlsSession {
+            key: record.key.clone(),
+            origin_id: origin_id.clone(),
+            origin_http: addr.clone(),
+        };
+        match state.store.put_hls(id, &moved).await {
+            Ok(()) => span
+                .in_scope(|| info!(from = %record.origin_id, to = %origin_id, "HLS session moved")),
+            Err(e) => {
+                span.in_scope(|| warn!(error = %e, "cannot record the moved HLS session"));
+                return json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("cannot record the HLS session: {e}"),
+                );
+            }
+        }
+    }
+    let session = state.open_session(
+        ClientProtocol::Hls,
+        Direction::Play,
+        record.key.clone(),
+        origin_id,
+    );
     let status = response.status();
     let is_playlist =
         playlist_path || (method == Method::GET && is_playlist_type(response.headers()));
@@ -300,31 +316,11 @@ async fn existing_session(state: State, request: HlsRequest, id: &str) -> Respon
         debug!(client = %request.client, path = %request.path.path, status = status.as_u16(), is_playlist, "HLS relay");
     });
     if is_playlist && status.is_success() {
-        let result = rewritten(response, &request, addr, id, &span).await;
-        drop(lease);
-        return result.unwrap_or_else(|response| response);
+        return rewritten(response, &request, &addr, id, &session, &span)
+            .await
+            .unwrap_or_else(|response| response);
     }
-    stream_response(
-        response,
-        lease,
-        state.metrics.session(SessionKind::Hls),
-        request.started,
-        span,
-        true,
-    )
-}
-
-/// Re-records HLS session `id` on the stream's current owner; `None` when there is no live
-/// origin for it, or the store cannot record it.
-async fn move_session(state: &State, id: &str, session: &HlsSession) -> Option<HlsSession> {
-    let origin = state.pick(&session.key, Protocol::Http).await.ok()?;
-    let next = HlsSession {
-        key: session.key.clone(),
-        origin_http: origin.endpoint(Protocol::Http)?.to_string(),
-        origin_id: origin.id,
-    };
-    state.store.put_hls(id, &next).await.ok()?;
-    Some(next)
+    stream_response(response, session, span, true)
 }
 
 /// The client's headers minus [`PLAYLIST_REQUEST_DROP`].
@@ -344,6 +340,7 @@ async fn rewritten(
     request: &HlsRequest,
     origin_addr: &str,
     id: &str,
+    session: &Session,
     span: &Span,
 ) -> Result<Response, Response> {
     let (head, body) = response.into_parts();
@@ -364,9 +361,10 @@ async fn rewritten(
             format!("bad playlist from origin {origin_addr}: {e}"),
         )
     })?;
+    session.sent_to_client(playlist.len() as u64);
     let mut out = Response::builder().status(head.status);
-    for (name, value) in head.headers.iter() {
-        if !is_hop_by_hop(name) && !PLAYLIST_RESPONSE_DROP.contains(name) {
+    for (name, value) in end_to_end(&head.headers) {
+        if !PLAYLIST_RESPONSE_DROP.contains(name) {
             out = out.header(name, value);
         }
     }

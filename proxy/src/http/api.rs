@@ -10,19 +10,11 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
+use super::{json_error, serve_router};
 use crate::state::State;
 
 /// Largest register body accepted; SRS heartbeats are well under 2 KiB.
 const MAX_REGISTER_BODY: usize = 64 * 1024;
-
-/// `{"code":N,"error":"..."}` with the matching HTTP status.
-pub fn json_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
-    (
-        status,
-        Json(json!({"code": status.as_u16(), "error": message.to_string()})),
-    )
-        .into_response()
-}
 
 fn versions() -> serde_json::Value {
     let version = env!("CARGO_PKG_VERSION");
@@ -96,7 +88,7 @@ async fn health() -> Json<serde_json::Value> {
     Json(json!({"code": 0, "status": "ok"}))
 }
 
-/// Serves the system API until shutdown starts.
+/// Serves the system API until admission stops.
 pub async fn serve_system(state: State, listener: TcpListener) {
     let app = Router::new()
         .route("/api/v1/srs/register", post(register))
@@ -110,25 +102,11 @@ pub async fn serve_system(state: State, listener: TcpListener) {
     serve_router("system API", &state, listener, app).await;
 }
 
-/// Serves the HTTP API until shutdown starts.
+/// Serves the HTTP API until admission stops.
 pub async fn serve_http_api(state: State, listener: TcpListener) {
     let app = Router::new()
         .route("/api/v1/versions", get(get_versions))
         .fallback(not_found)
         .with_state(state.clone());
     serve_router("HTTP API", &state, listener, app).await;
-}
-
-/// Runs an axum router on a listener until shutdown starts; connections are tracked by the
-/// lifecycle so the drain waits for in-flight responses (see [`srs_common::http::serve`]).
-pub async fn serve_router(name: &str, state: &State, listener: TcpListener, app: Router) {
-    let lifecycle = state.lifecycle.clone();
-    srs_common::http::serve(
-        name,
-        listener,
-        app,
-        state.lifecycle.stopping_owned(),
-        move |fut| lifecycle.spawn(fut),
-    )
-    .await;
 }

@@ -1,0 +1,93 @@
+//! Everything HTTP in the proxy (docs/design.md §6.2, §6.3): the HTTP stream listener (HTTP-FLV,
+//! HTTP-TS, HLS, static files), the HTTP API and the system API, and what their relays share:
+//! origin requests, hop-by-hop filtering, response streaming ([`origin`]), JSON errors, and the
+//! CORS layer ([`srs_common::http::cors`]).
+//!
+//! - [`stream`]: HTTP-FLV and HTTP-TS relayed from the stream's owner;
+//! - [`hls`]: HLS with playlist rewriting and sessions shared through the store;
+//! - [`api`]: the system API (register, origins, health, metrics) and the HTTP API (versions;
+//!   WHIP/WHEP go there).
+
+pub mod api;
+pub mod hls;
+pub mod origin;
+pub mod stream;
+
+use axum::body::Body;
+use axum::extract::{Request, State as AxumState};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tower_http::services::ServeDir;
+
+use crate::state::State;
+
+/// `{"code":N,"error":"..."}` with the matching HTTP status.
+pub fn json_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (
+        status,
+        Json(json!({"code": status.as_u16(), "error": message.to_string()})),
+    )
+        .into_response()
+}
+
+/// The client's address, for logs (empty when unknown).
+pub fn client_addr(request: &Request) -> String {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default()
+}
+
+/// Dispatches one request on the HTTP stream listener: HLS first (a `.ts` carrying an HLS
+/// session id is a segment, not the HTTP-TS stream), then HTTP-FLV/TS, then static files.
+async fn handle(AxumState(state): AxumState<State>, request: Request) -> Response {
+    let readable = request.method() == Method::GET || request.method() == Method::HEAD;
+    if hls::is_hls(request.uri()) {
+        return if readable {
+            hls::serve(state, request).await
+        } else {
+            json_error(StatusCode::METHOD_NOT_ALLOWED, "HLS is read with GET")
+        };
+    }
+    match stream::StreamFormat::from_path(request.uri().path()) {
+        Some(format) if readable => stream::relay(state, format, request).await,
+        Some(_) => json_error(StatusCode::METHOD_NOT_ALLOWED, "streams are read with GET"),
+        None => match &state.config.static_files {
+            Some(dir) => {
+                let result = tower::ServiceExt::oneshot(ServeDir::new(dir), request).await;
+                match result {
+                    Ok(r) => r.map(Body::new),
+                    Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, e),
+                }
+            }
+            None => json_error(StatusCode::NOT_FOUND, "no such stream or file"),
+        },
+    }
+}
+
+/// Serves the HTTP stream listener until admission stops.
+pub async fn serve_streams(state: State, listener: TcpListener) {
+    let app = Router::new()
+        .fallback(handle)
+        .layer(srs_common::http::cors())
+        .with_state(state.clone());
+    serve_router("HTTP stream server", &state, listener, app).await;
+}
+
+/// Runs an axum router on a listener until admission stops; connection tasks are spawned on the
+/// lifecycle (see [`srs_common::http::serve`]).
+pub async fn serve_router(name: &str, state: &State, listener: TcpListener, app: Router) {
+    let lifecycle = state.lifecycle.clone();
+    srs_common::http::serve(
+        name,
+        listener,
+        app,
+        state.lifecycle.no_longer_admitting(),
+        move |fut| lifecycle.spawn(fut),
+    )
+    .await;
+}

@@ -1,0 +1,300 @@
+//! What every HTTP relay does with an origin (docs/design.md §6.2): build the origin request from
+//! the client's, send it as the upstream connect step, and stream the origin's response back with
+//! the end-to-end headers only.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode, Uri};
+use axum::response::Response;
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use tracing::{debug, info, Span};
+
+use super::json_error;
+use crate::session::Session;
+use crate::upstream::{ConnectError, ErrorChain, UpstreamError};
+
+/// Time allowed for the origin to answer with response headers.
+pub const ORIGIN_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Body type of requests the proxy sends to origins.
+pub type OriginBody = BoxBody<Bytes, hyper::Error>;
+
+/// The HTTP client for origin requests.
+pub type OriginClient = Client<HttpConnector, OriginBody>;
+
+/// A client with a `dial_timeout` on each TCP dial, no Nagle, and idle connections kept 30 s.
+pub fn client(dial_timeout: Duration) -> OriginClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(dial_timeout));
+    connector.set_nodelay(true);
+    Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector)
+}
+
+/// Headers that belong to one hop and are never copied (RFC 9110 7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The end-to-end headers of `headers`: all but the hop-by-hop ones ([`HOP_BY_HOP`]) and those
+/// the `Connection` header names (RFC 9110 7.6.1), in order.
+pub fn end_to_end(
+    headers: &HeaderMap,
+) -> impl Iterator<Item = (&HeaderName, &header::HeaderValue)> {
+    let named: Vec<&str> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    headers.iter().filter(move |(name, _)| {
+        !HOP_BY_HOP.contains(&name.as_str())
+            && !named.iter().any(|t| t.eq_ignore_ascii_case(name.as_str()))
+    })
+}
+
+/// The request sent to an origin at `addr`: `method`, `path_and_query` and the end-to-end
+/// `headers` (the client's `Host` included), with an empty body.
+///
+/// Errors: [`ConnectError::BadRequest`] when `http://{addr}{path_and_query}` is no valid URI.
+pub fn origin_request(
+    addr: &str,
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+) -> Result<hyper::Request<OriginBody>, ConnectError> {
+    let target = format!("http://{addr}{path_and_query}")
+        .parse::<Uri>()
+        .map_err(|e| ConnectError::BadRequest(e.into()))?;
+    let mut request = hyper::Request::builder()
+        .method(method.clone())
+        .uri(target)
+        .body(Empty::<Bytes>::new().map_err(|e| match e {}).boxed())
+        .map_err(|e| ConnectError::BadRequest(e.into()))?;
+    let out = request.headers_mut();
+    for (name, value) in end_to_end(headers) {
+        out.append(name, value.clone());
+    }
+    Ok(request)
+}
+
+/// Sends one request to an origin and waits at most [`ORIGIN_RESPONSE_TIMEOUT`] for the response
+/// head: the connect step of the HTTP relays.
+///
+/// Errors: [`ConnectError::Unreachable`] when the dial fails, [`ConnectError::Timeout`],
+/// [`ConnectError::Failed`] for a connection that broke after the dial.
+pub async fn send(
+    client: &OriginClient,
+    addr: &str,
+    request: hyper::Request<OriginBody>,
+) -> Result<hyper::Response<Incoming>, ConnectError> {
+    match tokio::time::timeout(ORIGIN_RESPONSE_TIMEOUT, client.request(request)).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) if e.is_connect() => Err(ConnectError::Unreachable {
+            addr: addr.to_string(),
+            source: e.into(),
+        }),
+        Ok(Err(e)) => Err(ConnectError::Failed {
+            addr: addr.to_string(),
+            source: e.into(),
+        }),
+        Err(_) => Err(ConnectError::Timeout {
+            addr: addr.to_string(),
+            after: ORIGIN_RESPONSE_TIMEOUT,
+        }),
+    }
+}
+
+/// The client's answer when no origin response could be had: 503 when the store has no origin,
+/// 502 for an unreachable or failed origin, 504 for one that answered too late, 400 for a request
+/// that cannot be relayed; the message gives the whole error chain.
+pub fn upstream_error_response(error: &UpstreamError) -> Response {
+    let status = match error {
+        UpstreamError::Store { .. } | UpstreamError::NoEndpoint { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        UpstreamError::Connect { source, .. } => connect_error_status(source),
+    };
+    json_error(status, ErrorChain(error))
+}
+
+/// The status for one failed origin request (see [`upstream_error_response`]).
+pub fn connect_error_status(error: &ConnectError) -> StatusCode {
+    match error {
+        ConnectError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        ConnectError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        ConnectError::Unreachable { .. } | ConnectError::Failed { .. } => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// The client's response for an origin response: status and end-to-end headers kept, body
+/// streamed with backpressure, holding `session` (its lease and metrics) until the body ends or
+/// the client goes away, and counting the body's bytes as they pass. The end is logged in `span`
+/// at info, or at debug when `quiet` (HLS segments).
+pub fn stream_response(
+    response: hyper::Response<Incoming>,
+    session: Session,
+    span: Span,
+    quiet: bool,
+) -> Response {
+    let (parts, body) = response.into_parts();
+    let body = CountingBody {
+        session,
+        inner: body,
+        bytes: 0,
+        started: Instant::now(),
+        span,
+        quiet,
+        ended: None,
+    };
+    let mut out = Response::new(Body::new(body));
+    *out.status_mut() = parts.status;
+    let headers = out.headers_mut();
+    for (name, value) in end_to_end(&parts.headers) {
+        headers.append(name, value.clone());
+    }
+    out
+}
+
+/// The origin's response body, counting bytes as they pass and logging the session's end when
+/// dropped.
+struct CountingBody {
+    /// The session (lease, metrics, drain count) the response belongs to.
+    session: Session,
+    inner: Incoming,
+    bytes: u64,
+    started: Instant,
+    span: Span,
+    /// Log the end at debug rather than info.
+    quiet: bool,
+    ended: Option<String>,
+}
+
+impl HttpBody for CountingBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.len() as u64;
+                    this.bytes += n;
+                    this.session.sent_to_client(n);
+                }
+            }
+            Poll::Ready(Some(Err(e))) => this.ended = Some(format!("origin error: {e}")),
+            Poll::Ready(None) => this.ended = Some("origin ended the stream".to_string()),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for CountingBody {
+    fn drop(&mut self) {
+        let _guard = self.span.enter();
+        // hyper stops polling a body once its Content-Length is sent, so `ended` may be unset.
+        let complete = self
+            .inner
+            .is_end_stream()
+            .then_some("origin ended the stream");
+        let reason = self
+            .ended
+            .as_deref()
+            .or(complete)
+            .unwrap_or("client went away");
+        let duration_ms = self.started.elapsed().as_millis() as u64;
+        if self.quiet {
+            debug!(
+                duration_ms,
+                bytes_to_client = self.bytes,
+                reason,
+                "relay ended"
+            );
+        } else {
+            info!(
+                duration_ms,
+                bytes_to_client = self.bytes,
+                bytes_from_client = 0u64,
+                reason,
+                "session ended"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_dropped() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "example.com".parse().unwrap());
+        h.insert(header::CONNECTION, "keep-alive, X-Hop".parse().unwrap());
+        h.append(header::CONNECTION, "x-other".parse().unwrap());
+        h.insert("x-hop", "1".parse().unwrap());
+        h.insert("x-other", "1".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        h.insert(header::TE, "trailers".parse().unwrap());
+        h.append("x-kept", "2".parse().unwrap());
+        let kept: Vec<(String, String)> = end_to_end(&h)
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("host".to_string(), "example.com".to_string()),
+                ("x-kept".to_string(), "1".to_string()),
+                ("x-kept".to_string(), "2".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn origin_request_keeps_host_and_query() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "play.example.com:18080".parse().unwrap());
+        h.insert(header::CONNECTION, "close".parse().unwrap());
+        let r = origin_request("127.0.0.1:8080", &Method::GET, "/live/s.flv?token=x", &h).unwrap();
+        assert_eq!(r.uri(), "http://127.0.0.1:8080/live/s.flv?token=x");
+        assert_eq!(r.headers()[header::HOST], "play.example.com:18080");
+        assert!(r.headers().get(header::CONNECTION).is_none());
+        let bad = origin_request("127.0.0.1:8080", &Method::GET, "/a b", &h).unwrap_err();
+        assert!(matches!(bad, ConnectError::BadRequest(_)));
+    }
+}

@@ -1,0 +1,90 @@
+//! HTTP-FLV and HTTP-TS relayed from the stream's owner origin (docs/design.md §6.2).
+//!
+//! A relayed response keeps the origin's status and end-to-end headers; its body streams with
+//! backpressure: the origin body is polled only as fast as the client takes it, and dropping the
+//! client's connection drops the origin connection.
+
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use srs_lb::key::StreamKey;
+use srs_lb::store::Protocol;
+use tracing::{info, info_span, warn};
+
+use super::origin::{origin_request, send, stream_response, upstream_error_response};
+use super::{client_addr, json_error};
+use crate::session::{ClientProtocol, Direction};
+use crate::state::State;
+use crate::upstream::ErrorChain;
+
+/// The relayed stream formats, chosen by the path's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFormat {
+    /// `.flv`: HTTP-FLV.
+    Flv,
+    /// `.ts`: HTTP-TS.
+    Ts,
+}
+
+impl StreamFormat {
+    /// The format of a request path, by the extension of its last segment.
+    pub fn from_path(path: &str) -> Option<StreamFormat> {
+        let last = path.rsplit('/').next().unwrap_or("");
+        if last.ends_with(".flv") {
+            Some(StreamFormat::Flv)
+        } else if last.ends_with(".ts") {
+            Some(StreamFormat::Ts)
+        } else {
+            None
+        }
+    }
+
+    fn protocol(self) -> ClientProtocol {
+        match self {
+            StreamFormat::Flv => ClientProtocol::HttpFlv,
+            StreamFormat::Ts => ClientProtocol::HttpTs,
+        }
+    }
+}
+
+/// Relays one HTTP-FLV or HTTP-TS request from the stream's owner origin.
+pub async fn relay(state: State, format: StreamFormat, request: Request) -> Response {
+    let id = state.session_id();
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    let uri = request.uri().clone();
+    let key = match StreamKey::from_http(host.as_deref(), uri.path(), uri.query()) {
+        Ok(key) => key,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("bad stream URL: {e}")),
+    };
+    let protocol = format.protocol();
+    let span = info_span!("session", id, proto = %protocol, stream = %key);
+    let client = client_addr(&request);
+    let (parts, _body) = request.into_parts();
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let connected = state
+        .upstream
+        .connect(&key, Protocol::Http, None, |target| {
+            let request = origin_request(target.addr, &parts.method, pq, &parts.headers);
+            let addr = target.addr.to_string();
+            let http = &state.http;
+            async move { send(http, &addr, request?).await }
+        })
+        .await;
+    let connected = match connected {
+        Ok(c) => c,
+        Err(e) => {
+            span.in_scope(|| warn!(error = %ErrorChain(&e), "no origin response"));
+            return upstream_error_response(&e);
+        }
+    };
+    let response = connected.conn;
+    span.in_scope(|| {
+        info!(client = %client, origin = %connected.origin_id, addr = %connected.addr, status = response.status().as_u16(), "session started");
+    });
+    let session = state.open_session(protocol, Direction::Play, key, connected.origin_id);
+    stream_response(response, session, span, false)
+}
