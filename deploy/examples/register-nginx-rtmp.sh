@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Registers an nginx-rtmp origin (or any origin without a heartbeat of its own) with srs-proxy,
-# every 9 s, as SRS's heartbeat would (SPEC §3). Run it beside nginx, e.g. as a sidecar.
+# every 9 s, as SRS's heartbeat would (docs/design.md §3). Run it beside nginx, e.g. as a sidecar.
 #   REGISTER_URL=http://127.0.0.1:12025/api/v1/srs/register ORIGIN_IP=10.0.0.5 \
 #     RTMP_PORT=1935 ./register-nginx-rtmp.sh
 set -u

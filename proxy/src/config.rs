@@ -1,4 +1,4 @@
-//! Proxy configuration from environment variables (SPEC §2).
+//! Proxy configuration from environment variables (docs/design.md §2).
 //!
 //! Variables are read once at start-up with `envy`; a `.env` file in the working directory fills
 //! in variables that are not already set. Every value is validated here so that a bad one stops
@@ -126,7 +126,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Which store holds origins and stream ownership (SPEC §5).
+/// Which store holds origins and stream ownership (docs/design.md §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoadBalancerType {
     /// This process only.

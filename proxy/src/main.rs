@@ -1,6 +1,6 @@
 //! `srs-proxy`: stateless proxy load balancer for live-media origin servers.
 //!
-//! Configuration is by environment variables only (SPEC §2); see `srs-proxy --help`.
+//! Configuration is by environment variables only (docs/design.md §2); see `srs-proxy --help`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
