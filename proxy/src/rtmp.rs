@@ -1,4 +1,4 @@
-//! RTMP relay (docs/design.md §6): the proxy completes the handshake and the connect / createStream /
+//! RTMP relay (docs/design.md §6.1): the proxy completes the handshake and the connect / createStream /
 //! publish|play exchange with the client itself, opens the same session to the owner origin, then
 //! relays media, data and command messages both ways. Per-hop control (chunk size,
 //! acknowledgement window, peer bandwidth, ping) is handled on each leg by its own

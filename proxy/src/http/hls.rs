@@ -1,4 +1,4 @@
-//! HLS through the proxy (docs/design.md §6). Playlists are fetched from the stream's owner origin and
+//! HLS through the proxy (docs/design.md §6.3). Playlists are fetched from the stream's owner origin and
 //! every URI in them is rewritten to carry an HLS session id as `spbhid=<id>`
 //! ([`srs_hls::SESSION_PARAM`]); the id is recorded in the shared store, so playlist and segment
 //! requests carrying it, arriving at any proxy replica, are relayed from the same origin.
