@@ -37,12 +37,11 @@ use axum::response::Response;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use srs_lb::key::{query_param, StreamKey};
-use srs_lb::store::{HlsSession, Protocol};
+use srs_lb::store::HlsSession;
 use tracing::{debug, info, info_span, warn, Span};
 
 use super::origin::{
-    end_to_end, origin_request, send, stream_response, upstream_error_response,
-    ORIGIN_RESPONSE_TIMEOUT,
+    end_to_end, request_owner, stream_response, upstream_error_response, ORIGIN_RESPONSE_TIMEOUT,
 };
 use super::{client_addr, json_error};
 use crate::session::{ClientProtocol, Direction, Session};
@@ -182,15 +181,7 @@ async fn new_session(state: State, request: HlsRequest) -> Response {
     let span = info_span!("hls", id = state.session_id(), spbhid = %hls_id, stream = %key);
     let target = request.origin_target();
     let headers = playlist_request_headers(&request.headers);
-    let connected = state
-        .upstream
-        .connect(&key, Protocol::Http, None, |t| {
-            let request = origin_request(t.addr, &Method::GET, &target, &headers);
-            let addr = t.addr.to_string();
-            let http = &state.http;
-            async move { send(http, &addr, request?).await }
-        })
-        .await;
+    let connected = request_owner(&state, &key, None, &Method::GET, &target, &headers).await;
     let connected = match connected {
         Ok(c) => c,
         Err(e) => {
@@ -268,15 +259,15 @@ async fn existing_session(state: State, request: HlsRequest, id: &str) -> Respon
         id: record.origin_id.clone(),
         addr: record.origin_http.clone(),
     };
-    let connected = state
-        .upstream
-        .connect(&record.key, Protocol::Http, Some(pinned), |t| {
-            let request = origin_request(t.addr, &method, &target, &headers);
-            let addr = t.addr.to_string();
-            let http = &state.http;
-            async move { send(http, &addr, request?).await }
-        })
-        .await;
+    let connected = request_owner(
+        &state,
+        &record.key,
+        Some(pinned),
+        &method,
+        &target,
+        &headers,
+    )
+    .await;
     let connected = match connected {
         Ok(c) => c,
         Err(e) => {

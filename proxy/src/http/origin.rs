@@ -15,11 +15,14 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use srs_lb::key::StreamKey;
+use srs_lb::store::Protocol;
 use tracing::{debug, info, Span};
 
 use super::json_error;
 use crate::session::Session;
-use crate::upstream::{ConnectError, ErrorChain, UpstreamError};
+use crate::state::State;
+use crate::upstream::{ConnectError, Connected, ErrorChain, Pinned, UpstreamError};
 
 /// Time allowed for the origin to answer with response headers.
 pub const ORIGIN_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -122,6 +125,32 @@ pub async fn send(
             after: ORIGIN_RESPONSE_TIMEOUT,
         }),
     }
+}
+
+/// Sends the client's request (`method`, `path_and_query`, end-to-end `headers`) to the owner of
+/// `key` over HTTP, `pinned` first when given, failing over as [`Upstream::connect`] does; returns
+/// the origin that answered and its response head.
+///
+/// Errors: [`UpstreamError`]; [`upstream_error_response`] is the client's answer.
+///
+/// [`Upstream::connect`]: crate::upstream::Upstream::connect
+pub async fn request_owner(
+    state: &State,
+    key: &StreamKey,
+    pinned: Option<Pinned>,
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+) -> Result<Connected<hyper::Response<Incoming>>, UpstreamError> {
+    state
+        .upstream
+        .connect(key, Protocol::Http, pinned, |target| {
+            let request = origin_request(target.addr, method, path_and_query, headers);
+            let addr = target.addr.to_string();
+            let http = &state.http;
+            async move { send(http, &addr, request?).await }
+        })
+        .await
 }
 
 /// The client's answer when no origin response could be had: 503 when the store has no origin,

@@ -8,10 +8,9 @@ use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use srs_lb::key::StreamKey;
-use srs_lb::store::Protocol;
 use tracing::{info, info_span, warn};
 
-use super::origin::{origin_request, send, stream_response, upstream_error_response};
+use super::origin::{request_owner, stream_response, upstream_error_response};
 use super::{client_addr, json_error};
 use crate::session::{ClientProtocol, Direction};
 use crate::state::State;
@@ -65,15 +64,7 @@ pub async fn relay(state: State, format: StreamFormat, request: Request) -> Resp
     let client = client_addr(&request);
     let (parts, _body) = request.into_parts();
     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let connected = state
-        .upstream
-        .connect(&key, Protocol::Http, None, |target| {
-            let request = origin_request(target.addr, &parts.method, pq, &parts.headers);
-            let addr = target.addr.to_string();
-            let http = &state.http;
-            async move { send(http, &addr, request?).await }
-        })
-        .await;
+    let connected = request_owner(&state, &key, None, &parts.method, pq, &parts.headers).await;
     let connected = match connected {
         Ok(c) => c,
         Err(e) => {
