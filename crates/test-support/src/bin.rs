@@ -65,7 +65,10 @@ pub fn binary(package: &str, name: &str, cargo_bin_exe: Option<&str>) -> Result<
 /// (`target/<profile>/<bin>`).
 fn profile_dir(exe: &Path) -> PathBuf {
     let dir = exe.parent().unwrap_or(Path::new("."));
-    if dir.file_name().is_some_and(|n| n == "deps" || n == "examples") {
+    if dir
+        .file_name()
+        .is_some_and(|n| n == "deps" || n == "examples")
+    {
         dir.parent().unwrap_or(dir).to_path_buf()
     } else {
         dir.to_path_buf()

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 pub use bin::binary;
 pub use error::Error;
 pub use metrics::metric;
-pub use port::{free_port, on_free_port, PORT_TRIES};
+pub use port::{free_port, listens_on, on_free_port, PORT_TRIES};
 pub use process::{drain, read_listening, send_signal, Proc};
 pub use redis::Redis;
 pub use tempdir::TempDir;

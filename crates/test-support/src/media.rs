@@ -49,7 +49,10 @@ pub fn play(dir: &Path, name: &str, url: &str, frames: u32, limit: Duration) -> 
     let (mut proc, stdout) = Proc::spawn_piped(name, cmd, dir);
     let counter = std::thread::spawn(move || {
         let mut frames = 0u64;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if let Some(v) = line.strip_prefix("frame=") {
                 frames = v.trim().parse().unwrap_or(frames);
             }

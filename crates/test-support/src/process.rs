@@ -142,6 +142,31 @@ impl Proc {
         matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
     }
 
+    /// Waits up to `limit` until this process listens on TCP `port`; fails at once when it
+    /// exits first (typically: the port was taken), so that [`crate::on_free_port`] can try
+    /// another port.
+    pub fn wait_listening(&mut self, port: u16, limit: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if crate::listens_on(self.pid(), port) {
+                return Ok(());
+            }
+            let why = if let Some(status) = self.wait_exit(Duration::ZERO) {
+                format!("exited ({status}) before listening on port {port}")
+            } else if Instant::now() >= deadline {
+                format!("not listening on port {port} within {limit:?}")
+            } else {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            return Err(Error::NotReady {
+                name: self.name.clone(),
+                why,
+                log_tail: self.log_tail(10),
+            });
+        }
+    }
+
     /// Kills the process and reaps it now.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
