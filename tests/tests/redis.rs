@@ -7,7 +7,7 @@ use srs_e2e::*;
 
 /// Starts a proxy on `redis` with extra variables.
 fn proxy_on(dir: &std::path::Path, name: &str, redis: &Redis, extra: &[(&str, &str)]) -> Proxy {
-    let env = redis_env(&redis);
+    let env = redis_env(redis);
     let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     all.extend_from_slice(extra);
     Proxy::start(dir, name, &all)
