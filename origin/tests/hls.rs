@@ -8,17 +8,17 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use srs_test_support::{media, Proc, TempDir};
+use srs_test_support::{media, Proc};
 
 mod support;
-use support::start_origin;
+use support::{start_origin, Origin};
 
 const T: Duration = Duration::from_secs(15);
 
 /// ffmpeg publishing the test source to the origin's `live/<stream>` for at most a minute.
-fn publish(dir: &TempDir, rtmp: u16, stream: &str) -> Proc {
-    let url = format!("rtmp://127.0.0.1:{rtmp}/live/{stream}");
-    media::publish(dir, &format!("publish-{stream}"), &url, 60)
+fn publish(origin: &Origin, stream: &str) -> Proc {
+    let url = format!("rtmp://127.0.0.1:{}/live/{stream}", origin.rtmp);
+    media::publish(&origin.dir, &format!("publish-{stream}"), &url, 60)
 }
 
 async fn get(url: &str) -> hyper::Response<hyper::body::Incoming> {
@@ -97,15 +97,14 @@ fn parse_media(text: &str) -> MediaPlaylist {
 }
 
 /// Plays `url` with ffmpeg and returns how many video frames it decoded (at most `frames`).
-fn decoded_video_frames(dir: &TempDir, url: &str, frames: u32) -> u64 {
-    let played = media::play(dir, "player", url, frames, T * 2);
+fn decoded_video_frames(origin: &Origin, url: &str, frames: u32) -> u64 {
+    let played = media::play(&origin.dir, "player", url, frames, T * 2);
     assert!(played.success, "ffmpeg failed on {url}:\n{}", played.log);
     played.frames
 }
 
 #[tokio::test]
 async fn hls_master_media_segments_and_sliding_window() {
-    let dir = TempDir::new("origin-hls");
     let origin = start_origin(&[
         ("ORIGIN_PLAY_WAIT", "10s"),
         ("ORIGIN_HLS_FRAGMENT", "1s"),
@@ -114,7 +113,7 @@ async fn hls_master_media_segments_and_sliding_window() {
     let base = format!("http://127.0.0.1:{}", origin.http);
     let (status, _, _) = fetch(&format!("{base}/live/nobody.m3u8")).await;
     assert_eq!(status, 404, "a stream nobody publishes");
-    let _publisher = publish(&dir, origin.rtmp, "win");
+    let _publisher = publish(&origin, "win");
     wait_for_200(&format!("{base}/live/win.m3u8")).await;
 
     // The master playlist waits for the first segment, then names an hls_ctx session.
@@ -170,7 +169,7 @@ async fn hls_master_media_segments_and_sliding_window() {
         segment.len().to_string()
     );
     assert_eq!(segment.len() % 188, 0);
-    let path = dir.join("segment.ts");
+    let path = origin.dir.join("segment.ts");
     std::fs::write(&path, &segment).unwrap();
     let codecs = media::probe_codecs(&path);
     assert!(
@@ -201,18 +200,17 @@ async fn hls_master_media_segments_and_sliding_window() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_decodes_hls_and_http_ts() {
-    let dir = TempDir::new("origin-hls");
     let origin = start_origin(&[
         ("ORIGIN_PLAY_WAIT", "10s"),
         ("ORIGIN_HLS_FRAGMENT", "1s"),
         ("ORIGIN_HLS_WINDOW", "4s"),
     ]);
-    let _publisher = publish(&dir, origin.rtmp, "dec");
+    let _publisher = publish(&origin, "dec");
     let base = format!("http://127.0.0.1:{}", origin.http);
 
     let hls = format!("{base}/live/dec.m3u8");
     wait_for_200(&hls).await;
-    let frames = tokio::task::block_in_place(|| decoded_video_frames(&dir, &hls, 100));
+    let frames = tokio::task::block_in_place(|| decoded_video_frames(&origin, &hls, 100));
     assert_eq!(frames, 100, "HLS through master and media playlists");
 
     // HTTP-TS: a streamed response that starts with a TS packet.
@@ -230,22 +228,21 @@ async fn ffmpeg_decodes_hls_and_http_ts() {
     drop(body);
 
     let ts = format!("{base}/live/dec.ts");
-    let frames = tokio::task::block_in_place(|| decoded_video_frames(&dir, &ts, 60));
+    let frames = tokio::task::block_in_place(|| decoded_video_frames(&origin, &ts, 60));
     assert_eq!(frames, 60, "HTTP-TS");
 }
 
 #[tokio::test]
 async fn hls_ctx_off_and_segment_names_versus_live_ts() {
-    let dir = TempDir::new("origin-hls");
     let origin = start_origin(&[
         ("ORIGIN_PLAY_WAIT", "10s"),
         ("ORIGIN_HLS_FRAGMENT", "1s"),
         ("ORIGIN_HLS_CTX", "off"),
     ]);
     let base = format!("http://127.0.0.1:{}", origin.http);
-    let _cam = publish(&dir, origin.rtmp, "cam");
+    let _cam = publish(&origin, "cam");
     // A stream whose name has the segment form, with no stream `y` to own such a segment.
-    let _y5 = publish(&dir, origin.rtmp, "y-5");
+    let _y5 = publish(&origin, "y-5");
     wait_for_200(&format!("{base}/live/cam.m3u8")).await;
     wait_for_200(&format!("{base}/live/y-5.m3u8")).await;
 

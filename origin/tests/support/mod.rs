@@ -9,7 +9,9 @@ use srs_test_support::{binary, read_listening, Proc, TempDir};
 /// the test fails.
 pub struct Origin {
     _proc: Proc,
-    _dir: TempDir,
+    /// Its working directory, for its log and those of the test's other processes.
+    #[allow(dead_code)] // Not every test binary starts other processes.
+    pub dir: TempDir,
     /// RTMP port.
     pub rtmp: u16,
     /// HTTP stream port.
@@ -52,6 +54,6 @@ pub fn start_origin(env: &[(&str, &str)]) -> Origin {
         http: port("http"),
         api: port("api"),
         _proc: proc,
-        _dir: dir,
+        dir,
     }
 }
