@@ -19,6 +19,7 @@ test: build
 
 lint:
 	$(CARGO) fmt --all --check
+	bash deploy/check-msrv.sh
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:

@@ -1,7 +1,6 @@
 //! End-to-end HLS and HTTP-TS: runs the `srs-origin` binary with a real ffmpeg publishing over
 //! RTMP, then reads playlists and segments over HTTP and decodes them with real ffmpeg/ffprobe.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -9,62 +8,17 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use srs_test_support::{media, Proc};
+
 mod support;
-use support::start_origin;
+use support::{start_origin, Origin};
 
 const T: Duration = Duration::from_secs(15);
 
-/// A child process, killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// ffmpeg publishing a 25 fps H.264 test pattern (a keyframe every second) and AAC audio, in real
-/// time, for at most a minute.
-fn publish(rtmp: u16, stream: &str) -> Proc {
-    let child = Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-v",
-            "error",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440",
-            "-t",
-            "60",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-g",
-            "25",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-f",
-            "flv",
-        ])
-        .arg(format!("rtmp://127.0.0.1:{rtmp}/live/{stream}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("ffmpeg must be installed");
-    Proc(child)
+/// ffmpeg publishing the test source to the origin's `live/<stream>` for at most a minute.
+fn publish(origin: &Origin, stream: &str) -> Proc {
+    let url = format!("rtmp://127.0.0.1:{}/live/{stream}", origin.rtmp);
+    media::publish(&origin.dir, &format!("publish-{stream}"), &url, 60)
 }
 
 async fn get(url: &str) -> hyper::Response<hyper::body::Incoming> {
@@ -142,39 +96,11 @@ fn parse_media(text: &str) -> MediaPlaylist {
     p
 }
 
-/// Runs ffmpeg decoding `url` to `framecrc` and returns how many video frames it decoded.
-fn decoded_video_frames(url: &str, frames: u32) -> usize {
-    let out = Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-v",
-            "error",
-            "-rw_timeout",
-            "15000000",
-            "-i",
-            url,
-        ])
-        .args([
-            "-map",
-            "0:v:0",
-            "-frames:v",
-            &frames.to_string(),
-            "-f",
-            "framecrc",
-            "-",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("ffmpeg must be installed");
-    assert!(
-        out.status.success(),
-        "ffmpeg failed on {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with("0,"))
-        .count()
+/// Plays `url` with ffmpeg and returns how many video frames it decoded (at most `frames`).
+fn decoded_video_frames(origin: &Origin, url: &str, frames: u32) -> u64 {
+    let played = media::play(&origin.dir, "player", url, frames, T * 2);
+    assert!(played.success, "ffmpeg failed on {url}:\n{}", played.log);
+    played.frames
 }
 
 #[tokio::test]
@@ -187,7 +113,7 @@ async fn hls_master_media_segments_and_sliding_window() {
     let base = format!("http://127.0.0.1:{}", origin.http);
     let (status, _, _) = fetch(&format!("{base}/live/nobody.m3u8")).await;
     assert_eq!(status, 404, "a stream nobody publishes");
-    let _publisher = publish(origin.rtmp, "win");
+    let _publisher = publish(&origin, "win");
     wait_for_200(&format!("{base}/live/win.m3u8")).await;
 
     // The master playlist waits for the first segment, then names an hls_ctx session.
@@ -243,25 +169,12 @@ async fn hls_master_media_segments_and_sliding_window() {
         segment.len().to_string()
     );
     assert_eq!(segment.len() % 188, 0);
-    let path = std::env::temp_dir().join(format!("srs-origin-hls-{}.ts", std::process::id()));
+    let path = origin.dir.join("segment.ts");
     std::fs::write(&path, &segment).unwrap();
-    let probe = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&path)
-        .output()
-        .expect("ffprobe must be installed");
-    let _ = std::fs::remove_file(&path);
-    let codecs = String::from_utf8_lossy(&probe.stdout);
+    let codecs = media::probe_codecs(&path);
     assert!(
-        codecs.contains("h264") && codecs.contains("aac"),
-        "{codecs}"
+        codecs.contains(&"h264".to_string()) && codecs.contains(&"aac".to_string()),
+        "{codecs:?}"
     );
 
     // The window slides: the media sequence advances, the playlist stays about 4 s long, and
@@ -285,21 +198,19 @@ async fn hls_master_media_segments_and_sliding_window() {
     assert_eq!(status, 404, "unknown segment");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_decodes_hls_and_http_ts() {
     let origin = start_origin(&[
         ("ORIGIN_PLAY_WAIT", "10s"),
         ("ORIGIN_HLS_FRAGMENT", "1s"),
         ("ORIGIN_HLS_WINDOW", "4s"),
     ]);
-    let _publisher = publish(origin.rtmp, "dec");
+    let _publisher = publish(&origin, "dec");
     let base = format!("http://127.0.0.1:{}", origin.http);
 
     let hls = format!("{base}/live/dec.m3u8");
     wait_for_200(&hls).await;
-    let frames = tokio::task::spawn_blocking(move || decoded_video_frames(&hls, 100))
-        .await
-        .unwrap();
+    let frames = tokio::task::block_in_place(|| decoded_video_frames(&origin, &hls, 100));
     assert_eq!(frames, 100, "HLS through master and media playlists");
 
     // HTTP-TS: a streamed response that starts with a TS packet.
@@ -317,9 +228,7 @@ async fn ffmpeg_decodes_hls_and_http_ts() {
     drop(body);
 
     let ts = format!("{base}/live/dec.ts");
-    let frames = tokio::task::spawn_blocking(move || decoded_video_frames(&ts, 60))
-        .await
-        .unwrap();
+    let frames = tokio::task::block_in_place(|| decoded_video_frames(&origin, &ts, 60));
     assert_eq!(frames, 60, "HTTP-TS");
 }
 
@@ -331,9 +240,9 @@ async fn hls_ctx_off_and_segment_names_versus_live_ts() {
         ("ORIGIN_HLS_CTX", "off"),
     ]);
     let base = format!("http://127.0.0.1:{}", origin.http);
-    let _cam = publish(origin.rtmp, "cam");
+    let _cam = publish(&origin, "cam");
     // A stream whose name has the segment form, with no stream `y` to own such a segment.
-    let _y5 = publish(origin.rtmp, "y-5");
+    let _y5 = publish(&origin, "y-5");
     wait_for_200(&format!("{base}/live/cam.m3u8")).await;
     wait_for_200(&format!("{base}/live/y-5.m3u8")).await;
 

@@ -1,211 +1,44 @@
 //! End-to-end test harness: starts the real `srs-proxy` and `srs-origin` binaries (and ffmpeg,
-//! ffprobe, nginx) on free loopback ports, and stops everything it started when dropped.
-//!
-//! The binaries must be built first (`cargo build --workspace --bins`, which `make test` does);
-//! they are found next to the test executable's `deps/` directory.
+//! nginx, python's http.server) on free loopback ports, and stops everything it started when
+//! dropped. Processes, ports, temp dirs, Redis and ffmpeg come from `srs-test-support`; the
+//! binaries are built on first use when missing.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Path of a workspace binary in the same target directory as the running test.
+pub use srs_test_support::media::{assert_played, play, publish, PlayResult};
+pub use srs_test_support::{
+    free_port, metric, on_free_port, read_listening, wait_until, Error, Proc, Redis, TempDir,
+};
+
+/// How long a server gets to print its listening line or accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Path of a workspace binary whose package has the binary's name (`srs-proxy`, `srs-origin`).
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable lives in target/<profile>/deps");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} not found: run `cargo build --workspace --bins` first (make test does)",
-        path.display()
-    );
-    path
+    srs_test_support::binary(name, name, None).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A fresh directory for one test's logs and files.
-pub fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "srs-e2e-{tag}-{}-{:x}",
-        std::process::id(),
-        rand_u64()
-    ));
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    h.finish()
-}
-
-/// A free TCP port on 127.0.0.1 (bound then released; for servers that cannot take port 0).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A child process that is killed and reaped when dropped; its stderr goes to a log file.
-pub struct Proc {
-    /// Short name for messages.
-    pub name: String,
-    child: Option<Child>,
-    /// Where stderr is written.
-    pub log: PathBuf,
-}
-
-impl Proc {
-    /// Spawns `cmd` with stdout and stderr to `<dir>/<name>.log`.
-    pub fn spawn(name: &str, cmd: Command, dir: &Path) -> Proc {
-        Self::start(name, cmd, dir, false).0
-    }
-
-    /// Spawns `cmd` with stderr to `<dir>/<name>.log`; stdout is returned for the caller to read.
-    pub fn spawn_piped(name: &str, cmd: Command, dir: &Path) -> (Proc, std::process::ChildStdout) {
-        let (proc, stdout) = Self::start(name, cmd, dir, true);
-        (proc, stdout.expect("piped stdout"))
-    }
-
-    fn start(
-        name: &str,
-        mut cmd: Command,
-        dir: &Path,
-        pipe: bool,
-    ) -> (Proc, Option<std::process::ChildStdout>) {
-        let log = dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let stdout = if pipe {
-            Stdio::piped()
-        } else {
-            Stdio::from(file.try_clone().expect("log file"))
-        };
-        cmd.stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(Stdio::from(file));
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let stdout = child.stdout.take();
-        (
-            Proc {
-                name: name.to_string(),
-                child: Some(child),
-                log,
-            },
-            stdout,
-        )
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
-    }
-
-    /// Sends a signal (e.g. `libc::SIGKILL`, `libc::SIGTERM`).
-    pub fn signal(&self, sig: i32) {
-        if let Some(c) = &self.child {
-            // SAFETY: kill(2) on a child we spawned and have not reaped.
-            unsafe {
-                libc::kill(c.id() as i32, sig);
-            }
-        }
-    }
-
-    /// Waits up to `limit` for exit; returns the exit status when it exited.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        let child = self.child.as_mut()?;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// True while the process runs.
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
-    }
-
-    /// The stderr log so far.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            let text = self.log_text();
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            eprintln!(
-                "---- last lines of {} ({}) ----",
-                self.name,
-                self.log.display()
-            );
-            for line in tail.into_iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
-
-/// Reads stdout until a line starting with `prefix`; parses its `key=addr` pairs.
-fn read_listening(
-    stdout: std::process::ChildStdout,
+/// Spawns `cmd` and reads the addresses of its `prefix` line (`key=ip:port` pairs).
+fn spawn_listening(
+    name: &str,
+    cmd: Command,
+    dir: &Path,
     prefix: &'static str,
-    limit: Duration,
-) -> Vec<(String, SocketAddr)> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) if line.starts_with(prefix) => {
-                    let _ = tx.send(line.clone());
-                    // Keep draining so the child never blocks on a full pipe.
-                    let mut sink = Vec::new();
-                    let _ = reader.read_to_end(&mut sink);
-                    return;
-                }
-                Ok(_) => {}
-            }
-        }
-    });
-    let line = rx
-        .recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("no `{prefix}` line within {limit:?}"));
-    line.split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .filter_map(|(k, v)| v.parse().ok().map(|a| (k.to_string(), a)))
-        .collect()
+) -> (Proc, std::collections::HashMap<String, SocketAddr>) {
+    let (proc, stdout) = Proc::spawn_piped(name, cmd, dir);
+    match read_listening(stdout, prefix, START_TIMEOUT) {
+        Ok(pairs) => (proc, pairs),
+        Err(e) => panic!("{name} did not start: {e}\n{}", proc.log_tail(20)),
+    }
 }
 
-fn addr_of(pairs: &[(String, SocketAddr)], key: &str) -> SocketAddr {
-    pairs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, a)| *a)
+fn addr_of(pairs: &std::collections::HashMap<String, SocketAddr>, key: &str) -> SocketAddr {
+    *pairs
+        .get(key)
         .unwrap_or_else(|| panic!("no {key}= in listening line"))
 }
 
@@ -221,11 +54,15 @@ pub struct Proxy {
     pub api: SocketAddr,
     /// System API listener.
     pub system: SocketAddr,
+    /// SRT listener (UDP).
+    pub srt: SocketAddr,
+    /// WebRTC media listener (UDP).
+    pub webrtc: SocketAddr,
 }
 
 impl Proxy {
-    /// Starts srs-proxy with every listener on 127.0.0.1:0 plus `env` overrides.
-    pub fn start(dir: &Path, name: &str, env: &[(&str, &str)]) -> Proxy {
+    /// The srs-proxy command with every listener on 127.0.0.1:0, run in `dir`.
+    pub fn command(dir: &Path) -> Command {
         let mut cmd = Command::new(bin("srs-proxy"));
         cmd.current_dir(dir)
             .env("RUST_LOG", "info,srs_proxy=debug")
@@ -235,17 +72,24 @@ impl Proxy {
             .env("PROXY_SYSTEM_API", "127.0.0.1:0")
             .env("PROXY_WEBRTC_SERVER", "127.0.0.1:0")
             .env("PROXY_SRT_SERVER", "127.0.0.1:0");
+        cmd
+    }
+
+    /// Starts srs-proxy with every listener on 127.0.0.1:0 plus `env` overrides.
+    pub fn start(dir: &Path, name: &str, env: &[(&str, &str)]) -> Proxy {
+        let mut cmd = Self::command(dir);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let (proc, stdout) = Proc::spawn_piped(name, cmd, dir);
-        let pairs = read_listening(stdout, "srs-proxy listening", Duration::from_secs(20));
+        let (proc, pairs) = spawn_listening(name, cmd, dir, "srs-proxy listening");
         Proxy {
             proc,
             rtmp: addr_of(&pairs, "rtmp"),
             http: addr_of(&pairs, "http"),
             api: addr_of(&pairs, "api"),
             system: addr_of(&pairs, "system"),
+            srt: addr_of(&pairs, "srt"),
+            webrtc: addr_of(&pairs, "webrtc"),
         }
     }
 
@@ -310,8 +154,7 @@ impl Origin {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let (proc, stdout) = Proc::spawn_piped(name, cmd, dir);
-        let pairs = read_listening(stdout, "srs-origin listening", Duration::from_secs(20));
+        let (proc, pairs) = spawn_listening(name, cmd, dir, "srs-origin listening");
         Origin {
             proc,
             rtmp: addr_of(&pairs, "rtmp"),
@@ -369,111 +212,6 @@ pub fn http(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
     }
 }
 
-/// Polls `cond` every 100 ms until it holds; panics with `what` after `limit`.
-pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
-}
-
-/// Starts ffmpeg publishing a generated source (lavfi testsrc + sine, libx264 + AAC, FLV) to `url`
-/// at real-time speed, for up to `seconds`.
-pub fn publish(dir: &Path, name: &str, url: &str, seconds: u32) -> Proc {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-loglevel", "warning", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args(["-g", "25", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url]);
-    Proc::spawn(name, cmd, dir)
-}
-
-/// What a player saw: codecs of the input streams and video frames decoded.
-#[derive(Debug, Default)]
-pub struct PlayResult {
-    /// `Video: h264 ...` seen.
-    pub h264: bool,
-    /// `Audio: aac ...` seen.
-    pub aac: bool,
-    /// Video frames decoded.
-    pub frames: u64,
-    /// ffmpeg's exit success.
-    pub success: bool,
-    /// ffmpeg's stderr.
-    pub log: String,
-}
-
-/// Plays `url` with ffmpeg, decoding up to `frames` video frames into the null muxer, within
-/// `limit` (killed after it).
-pub fn play(dir: &Path, name: &str, url: &str, frames: u32, limit: Duration) -> PlayResult {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-loglevel", "info", "-nostats"])
-        .args(["-rw_timeout", "15000000"])
-        .args(["-i", url])
-        .args([
-            "-map",
-            "0:v",
-            "-map",
-            "0:a?",
-            "-frames:v",
-            &frames.to_string(),
-        ])
-        .args(["-progress", "pipe:1", "-f", "null", "-"]);
-    let (mut proc, stdout) = Proc::spawn_piped(name, cmd, dir);
-    let (tx, rx) = mpsc::channel();
-    {
-        std::thread::spawn(move || {
-            let mut frames = 0u64;
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(v) = line.strip_prefix("frame=") {
-                    frames = v.trim().parse().unwrap_or(frames);
-                }
-            }
-            let _ = tx.send(frames);
-        });
-    }
-    let status = proc.wait_exit(limit);
-    if status.is_none() {
-        proc.signal(libc::SIGKILL);
-        proc.wait_exit(Duration::from_secs(5));
-    }
-    let frames = rx.recv_timeout(Duration::from_secs(5)).unwrap_or(0);
-    let log = proc.log_text();
-    PlayResult {
-        h264: log.contains("Video: h264"),
-        aac: log.contains("Audio: aac"),
-        frames,
-        success: status.map(|s| s.success()).unwrap_or(false),
-        log,
-    }
-}
-
-/// Asserts a play decoded at least `min_frames` of H.264 with AAC audio.
-pub fn assert_played(result: &PlayResult, min_frames: u64, what: &str) {
-    assert!(
-        result.h264 && result.aac && result.frames >= min_frames,
-        "{what}: h264={} aac={} frames={} (want >= {min_frames})\n{}",
-        result.h264,
-        result.aac,
-        result.frames,
-        result.log
-    );
-}
-
 /// Opens a TCP connection, writes `bytes`, and returns how the server reacted within `limit`:
 /// `Ok(n)` with the bytes read before the server closed, `Err` when still open at the deadline.
 pub fn send_and_wait_close(
@@ -516,74 +254,13 @@ pub fn raw_http_status(addr: SocketAddr, request: &str) -> u16 {
         .unwrap_or(0)
 }
 
-/// A real `redis-server` on a free loopback port, stopped when dropped.
-pub struct Redis {
-    /// Its port.
-    pub port: u16,
-    dir: PathBuf,
-    proc: Option<Proc>,
-}
-
-impl Redis {
-    /// Starts redis-server (no persistence) on a free port and waits until it accepts.
-    pub fn start(dir: &Path) -> Redis {
-        let mut r = Redis {
-            port: free_port(),
-            dir: dir.to_path_buf(),
-            proc: None,
-        };
-        r.restart();
-        r
-    }
-
-    /// Stops the server (its data is gone: no persistence).
-    pub fn stop(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            p.signal(libc::SIGKILL);
-            p.wait_exit(Duration::from_secs(5));
-        }
-    }
-
-    /// Starts the server again on the same port.
-    pub fn restart(&mut self) {
-        self.stop();
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"]);
-        let proc = Proc::spawn(&format!("redis-{}", self.port), cmd, &self.dir);
-        self.proc = Some(proc);
-        let port = self.port;
-        wait_until(Duration::from_secs(10), "redis-server accepting", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-    }
-
-    /// The proxy variables that point at this server.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("PROXY_LOAD_BALANCER_TYPE", "redis".to_string()),
-            ("PROXY_REDIS_HOST", "127.0.0.1".to_string()),
-            ("PROXY_REDIS_PORT", self.port.to_string()),
-        ]
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Origin ids named by the "session started" lines of `log` for `stream` (a stream key).
-pub fn origins_in_log(log: &str, stream: &str) -> Vec<String> {
-    log.lines()
-        .filter(|l| l.contains("session started") && l.contains(stream))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix("origin="))
-                .map(str::to_string)
-        })
-        .collect()
+/// The proxy variables that point at `redis`.
+pub fn redis_env(redis: &Redis) -> Vec<(&'static str, String)> {
+    vec![
+        ("PROXY_LOAD_BALANCER_TYPE", "redis".to_string()),
+        ("PROXY_REDIS_HOST", "127.0.0.1".to_string()),
+        ("PROXY_REDIS_PORT", redis.port.to_string()),
+    ]
 }
 
 /// A reply read whole: status, headers (names lowercase) and body bytes.
@@ -650,18 +327,18 @@ pub struct StaticServer {
 }
 
 impl StaticServer {
-    /// Serves `root` on a free port, logging to `<dir>/<name>.log`; waits until it accepts.
+    /// Serves `root` on a free port, logging to `<dir>/<name>.log`; waits until it listens.
     pub fn start(dir: &Path, name: &str, root: &Path) -> StaticServer {
-        let port = free_port();
-        let mut cmd = Command::new("python3");
-        cmd.args(["-u", "-m", "http.server", &port.to_string()])
-            .args(["--bind", "127.0.0.1", "--directory"])
-            .arg(root);
-        let proc = Proc::spawn(name, cmd, dir);
-        wait_until(Duration::from_secs(10), "static server accepting", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        StaticServer { proc, port }
+        on_free_port(name, |port| {
+            let mut cmd = Command::new("python3");
+            cmd.args(["-u", "-m", "http.server", &port.to_string()])
+                .args(["--bind", "127.0.0.1", "--directory"])
+                .arg(root);
+            let mut proc = Proc::try_spawn(name, cmd, dir)?;
+            proc.wait_listening(port, Duration::from_secs(10))?;
+            Ok(StaticServer { proc, port })
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The request lines logged so far (`GET /path HTTP/1.1`).
@@ -684,11 +361,41 @@ impl StaticServer {
     }
 }
 
-/// The value of one Prometheus sample (`name{labels}`) in a proxy's `/metrics`, 0 when absent.
-pub fn metric(proxy: &Proxy, sample: &str) -> f64 {
-    let (_, text) = http("GET", &format!("http://{}/metrics", proxy.system), None);
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+impl Proxy {
+    /// The proxy's `GET /metrics` text; read samples with [`metric`].
+    pub fn metrics(&self) -> String {
+        let (status, text) = http("GET", &format!("http://{}/metrics", self.system), None);
+        assert_eq!(status, 200, "GET /metrics: {text}");
+        text
+    }
+
+    /// The `/api/v1/origins` entries, each checked to be an object with an `id`.
+    pub fn origin_list(&self) -> Vec<serde_json::Value> {
+        let reply = self.origins();
+        let list = reply["origins"]
+            .as_array()
+            .unwrap_or_else(|| panic!("/api/v1/origins without an origins list: {reply}"));
+        for o in list {
+            assert!(o["info"]["id"].is_string(), "origin without an id: {o}");
+        }
+        list.clone()
+    }
+
+    /// The `/api/v1/origins` entry of the origin registered with `device_id` (an [`Origin`]'s
+    /// name); panics when there is none.
+    pub fn origin_entry(&self, device_id: &str) -> serde_json::Value {
+        let list = self.origin_list();
+        list.iter()
+            .find(|o| o["info"]["device_id"] == device_id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no origin {device_id} in {list:?}"))
+    }
+
+    /// The streams leased to the origin registered with `device_id`, by `/api/v1/origins`.
+    pub fn origin_streams(&self, device_id: &str) -> u64 {
+        let entry = self.origin_entry(device_id);
+        entry["streams"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no stream count: {entry}"))
+    }
 }

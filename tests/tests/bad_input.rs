@@ -54,7 +54,7 @@ fn closes(mut s: std::net::TcpStream, limit: Duration) -> bool {
 
 #[test]
 fn hostile_clients_do_not_harm_a_live_relay() {
-    let dir = temp_dir("bad");
+    let dir = TempDir::new("bad");
     let proxy = Proxy::start(&dir, "proxy", &[("PROXY_RTMP_TIMEOUT", "2s")]);
     let origin = Origin::start(&dir, "origin", &proxy.register_url(), &[]);
     proxy.wait_origins(1);
@@ -154,10 +154,8 @@ fn hostile_clients_do_not_harm_a_live_relay() {
     );
 
     // Register bodies that are wrong: 4xx naming the field, nothing changes.
-    let before = proxy.origins()["origins"]
-        .as_array()
-        .map(|a| a.len())
-        .unwrap_or(0);
+    let before = proxy.origin_list().len();
+    assert_eq!(before, 1, "{:?}", proxy.origins());
     let cases = [
         (
             r#"{"server":"s","service":"x","pid":"1","rtmp":["1935"]}"#,
@@ -199,20 +197,21 @@ fn hostile_clients_do_not_harm_a_live_relay() {
             r#"{"ip":"127.0.0.1","server":"s","service":"x","pid":"1","rtmp":["tcp://:99999"]}"#,
             "rtmp",
         ),
-        (r#"not json"#, ""),
+        (r#"not json"#, "body is not valid JSON: "),
     ];
     for (body, field) in cases {
         let (status, text) = http("POST", &proxy.register_url(), Some(body));
-        assert!((400..500).contains(&status), "{body} → {status} {text}");
+        assert_eq!(status, 400, "{body} → {status} {text}");
+        let reply: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("error for {body} is not JSON ({e}): {text}"));
+        assert_eq!(reply["code"], 400, "{body} → {text}");
+        let error = reply["error"].as_str().unwrap_or_default();
         assert!(
-            text.contains(field),
+            error.contains(field),
             "error for {body} must name `{field}`: {text}"
         );
     }
-    let after = proxy.origins()["origins"]
-        .as_array()
-        .map(|a| a.len())
-        .unwrap_or(0);
+    let after = proxy.origin_list().len();
     assert_eq!(before, after, "bad registrations must change nothing");
 
     // The relay survived all of it, and the proxy still serves new players.
@@ -233,7 +232,7 @@ fn hostile_clients_do_not_harm_a_live_relay() {
 
 #[test]
 fn http_flv_without_origin_is_503_with_reason() {
-    let dir = temp_dir("noorigin");
+    let dir = TempDir::new("noorigin");
     let proxy = Proxy::start(&dir, "proxy", &[]);
     let (status, body) = http("GET", &proxy.http_url("live/livestream.flv"), None);
     assert_eq!(status, 503, "{body}");
@@ -247,12 +246,23 @@ fn http_flv_without_origin_is_503_with_reason() {
         matches!(status, Some(s) if !s.success()),
         "publish with no origin must fail promptly"
     );
-    assert!(proxy.proc.log_text().contains("no origin"));
+    // Refused before any origin was dialled: no session, nothing registered.
+    let text = proxy.metrics();
+    let publishes = metric(
+        &text,
+        "srs_proxy_sessions_total",
+        &[("protocol", "rtmp"), ("direction", "publish")],
+    );
+    assert!(
+        publishes.unwrap_or(0.0) == 0.0,
+        "no publish session without an origin: {text}"
+    );
+    assert!(proxy.origin_list().is_empty(), "{:?}", proxy.origins());
 }
 
 #[test]
 fn slow_http_headers_are_cut_off() {
-    let dir = temp_dir("slowloris");
+    let dir = TempDir::new("slowloris");
     let proxy = Proxy::start(&dir, "proxy", &[]);
     let started = std::time::Instant::now();
     let partial = b"GET /live/x.flv HTTP/1.1\r\nHost: a\r\nX-Slow: 1\r\n";

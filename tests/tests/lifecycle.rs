@@ -1,12 +1,14 @@
 //! Start-up errors and graceful shutdown of the real srs-proxy binary.
 
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use srs_e2e::*;
 
 fn run_proxy(env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
-    let dir = temp_dir("startup");
+    let dir = TempDir::new("startup");
     let mut cmd = Command::new(bin("srs-proxy"));
     cmd.current_dir(&dir).args(args);
     for (k, v) in env {
@@ -29,28 +31,67 @@ fn run_proxy(env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
     panic!("srs-proxy did not exit for env {env:?} args {args:?}");
 }
 
+/// The `PROXY_*` names in `text` (a name is upper case, digits and `_`; `PROXY_*` and
+/// `PROXY_REDIS_*` wildcards are not names).
+fn proxy_names(text: &str) -> BTreeSet<String> {
+    text.match_indices("PROXY_")
+        .map(|(at, _)| {
+            text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|name| !name.ends_with('_'))
+        .collect()
+}
+
+/// The variables of the README's table; `PROXY_REDIS_HOST/_PORT` names two.
+fn readme_variables(readme: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for row in readme.lines().filter(|l| l.starts_with("| PROXY_")) {
+        let cell = row.split('|').nth(1).unwrap_or_default().trim();
+        let mut parts = cell.split('/');
+        let first = parts.next().unwrap_or_default();
+        names.insert(first.to_string());
+        let stem = first.rsplit_once('_').map_or(first, |(stem, _)| stem);
+        for suffix in parts {
+            names.insert(format!("{stem}{suffix}"));
+        }
+    }
+    names
+}
+
+fn differences(what: &str, want: &BTreeSet<String>, have: &BTreeSet<String>) -> Vec<String> {
+    let missing = want.difference(have).map(|n| format!("{what} lacks {n}"));
+    let extra = have
+        .difference(want)
+        .map(|n| format!("{what} has {n}, never read"));
+    missing.chain(extra).collect()
+}
+
 #[test]
-fn help_prints_every_variable() {
+fn help_and_readme_list_every_variable_the_proxy_reads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let source = std::fs::read_to_string(root.join("proxy/src/config.rs")).expect("config.rs");
+    let read = proxy_names(&source);
+    assert!(read.len() >= 20, "too few variables found: {read:?}");
+
     let out = run_proxy(&[], &["--help"]);
     assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    for var in [
-        "PROXY_RTMP_SERVER",
-        "PROXY_HTTP_SERVER",
-        "PROXY_HTTP_API",
-        "PROXY_WEBRTC_SERVER",
-        "PROXY_SRT_SERVER",
-        "PROXY_SYSTEM_API",
-        "PROXY_STATIC_FILES",
-        "PROXY_LOAD_BALANCER_TYPE",
-        "PROXY_REDIS_HOST",
-        "PROXY_DEFAULT_BACKEND_ENABLED",
-        "PROXY_SERVER_ALIVE_DURATION",
-        "PROXY_GRACE_QUIT_TIMEOUT",
-        "PROXY_FORCE_QUIT_TIMEOUT",
-    ] {
-        assert!(text.contains(var), "--help lacks {var}:\n{text}");
-    }
+    let help_text = String::from_utf8_lossy(&out.stdout);
+    let help: BTreeSet<String> = help_text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.starts_with("PROXY_"))
+        .map(str::to_string)
+        .collect();
+
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let table = readme_variables(&readme);
+
+    let mut wrong = differences("--help", &read, &help);
+    wrong.extend(differences("the README table", &read, &table));
+    assert!(wrong.is_empty(), "{wrong:#?}\n--help:\n{help_text}");
 }
 
 #[test]
@@ -72,7 +113,7 @@ fn malformed_variable_stops_startup_naming_it() {
 
 #[test]
 fn dotenv_fills_unset_variables() {
-    let dir = temp_dir("dotenv");
+    let dir = TempDir::new("dotenv");
     std::fs::write(dir.join(".env"), "PROXY_GRACE_QUIT_TIMEOUT=never\n").unwrap();
     let out = Command::new(bin("srs-proxy"))
         .current_dir(&dir)
@@ -110,7 +151,7 @@ fn busy_port_stops_startup_naming_it() {
 
 #[test]
 fn sigterm_stops_accepting_and_drains_within_grace() {
-    let dir = temp_dir("drain");
+    let dir = TempDir::new("drain");
     let mut proxy = Proxy::start(
         &dir,
         "proxy",
@@ -151,7 +192,7 @@ fn sigterm_stops_accepting_and_drains_within_grace() {
 
 #[test]
 fn sigterm_with_no_sessions_exits_at_once() {
-    let dir = temp_dir("quit");
+    let dir = TempDir::new("quit");
     let mut proxy = Proxy::start(&dir, "proxy", &[("PROXY_GRACE_QUIT_TIMEOUT", "20s")]);
     let signalled = Instant::now();
     proxy.proc.signal(libc::SIGTERM);
@@ -165,7 +206,7 @@ fn sigterm_with_no_sessions_exits_at_once() {
 
 #[test]
 fn static_files_are_served_at_root() {
-    let dir = temp_dir("static");
+    let dir = TempDir::new("static");
     let www = dir.join("www");
     std::fs::create_dir_all(www.join("players")).unwrap();
     std::fs::write(www.join("players/index.html"), "<h1>players</h1>").unwrap();

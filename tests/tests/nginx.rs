@@ -13,12 +13,11 @@ fn nginx_rtmp_origin_registered_by_curl() {
         std::path::Path::new(MODULE).exists(),
         "{MODULE} missing: apt-get install nginx libnginx-mod-rtmp"
     );
-    let dir = temp_dir("nginx");
-    let port = free_port();
-    let conf = dir.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
+    let dir = TempDir::new("nginx");
+    // nginx cannot take port 0: a port taken before nginx binds it makes nginx exit.
+    let (_nginx, port) = on_free_port("nginx", |port| {
+        let conf = dir.join("nginx.conf");
+        let config = format!(
             "load_module {MODULE};\n\
              daemon off;\nmaster_process off;\nworker_processes 1;\n\
              pid {pid};\nerror_log {log} info;\n\
@@ -27,15 +26,15 @@ fn nginx_rtmp_origin_registered_by_curl() {
                application live {{ live on; record off; }} }} }}\n",
             pid = dir.join("nginx.pid").display(),
             log = dir.join("nginx-error.log").display(),
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new("nginx");
-    cmd.args(["-p", dir.to_str().unwrap(), "-c", conf.to_str().unwrap()]);
-    let _nginx = Proc::spawn("nginx", cmd, &dir);
-    wait_until(Duration::from_secs(10), "nginx listening", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+        );
+        std::fs::write(&conf, config).unwrap();
+        let mut cmd = Command::new("nginx");
+        cmd.args(["-p", dir.to_str().unwrap(), "-c", conf.to_str().unwrap()]);
+        let mut nginx = Proc::try_spawn("nginx", cmd, &dir)?;
+        nginx.wait_listening(port, Duration::from_secs(10))?;
+        Ok((nginx, port))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
 
     let proxy = Proxy::start(&dir, "proxy", &[]);
     let body = format!(

@@ -20,7 +20,7 @@ fn owner(origins: &[&Origin], app: &str, name: &str) -> usize {
 
 #[test]
 fn publish_and_play_by_rtmp_and_http_flv() {
-    let dir = temp_dir("play");
+    let dir = TempDir::new("play");
     let proxy = Proxy::start(&dir, "proxy", &[]);
     let a = Origin::start(&dir, "origin-a", &proxy.register_url(), &[]);
     let b = Origin::start(&dir, "origin-b", &proxy.register_url(), &[]);
@@ -81,51 +81,37 @@ fn publish_and_play_by_rtmp_and_http_flv() {
     assert_played(&flv, 50, "HTTP-FLV through the proxy");
 
     // What the proxy's metrics say about all this.
+    let text = proxy.metrics();
+    let m = |name: &str, labels: &[(&str, &str)]| metric(&text, name, labels);
+    let publish = [("protocol", "rtmp"), ("direction", "publish")];
+    let play = |protocol| [("protocol", protocol), ("direction", "play")];
+    assert_eq!(m("srs_proxy_sessions_total", &publish), Some(1.0), "{text}");
     assert_eq!(
-        metric(
-            &proxy,
-            r#"srs_proxy_sessions_total{protocol="rtmp",direction="publish"}"#
-        ),
-        1.0
+        m("srs_proxy_sessions_active", &publish),
+        Some(1.0),
+        "{text}"
     );
-    assert_eq!(
-        metric(
-            &proxy,
-            r#"srs_proxy_sessions_active{protocol="rtmp",direction="publish"}"#
-        ),
-        1.0
-    );
-    let total = |labels: &str| metric(&proxy, &format!("srs_proxy_sessions_total{{{labels}}}"));
-    assert!(total(r#"protocol="rtmp",direction="play""#) >= 1.0);
-    assert!(total(r#"protocol="http_flv",direction="play""#) >= 2.0);
-    let sent = |labels: &str| {
-        metric(
-            &proxy,
-            &format!("srs_proxy_client_bytes_sent_total{{{labels}}}"),
-        )
-    };
-    let (flv_sent, rtmp_sent) = (
-        sent(r#"protocol="http_flv",direction="play""#),
-        sent(r#"protocol="rtmp",direction="play""#),
-    );
-    assert!(
-        flv_sent > 10_000.0 && rtmp_sent > 10_000.0,
-        "{flv_sent} {rtmp_sent}"
-    );
-    assert!(flv_sent + rtmp_sent > 100_000.0, "{flv_sent} {rtmp_sent}");
+    let rtmp_play = m("srs_proxy_sessions_total", &play("rtmp"));
+    assert!(rtmp_play >= Some(1.0), "{text}");
+    let http_flv = m("srs_proxy_sessions_total", &play("http_flv"));
+    assert!(http_flv >= Some(2.0), "{text}");
+    let sent = |protocol| m("srs_proxy_client_bytes_sent_total", &play(protocol)).unwrap_or(0.0);
+    let (flv_sent, rtmp_sent) = (sent("http_flv"), sent("rtmp"));
+    assert!(flv_sent > 10_000.0 && rtmp_sent > 10_000.0, "{text}");
+    assert!(flv_sent + rtmp_sent > 100_000.0, "{text}");
     // Counted as they flow: the publisher is still sending.
-    assert!(
-        metric(
-            &proxy,
-            r#"srs_proxy_client_bytes_received_total{protocol="rtmp",direction="publish"}"#
-        ) > 100_000.0
+    let received = m("srs_proxy_client_bytes_received_total", &publish);
+    assert!(received > Some(100_000.0), "{text}");
+    assert_eq!(
+        m("srs_proxy_origins", &[("state", "alive")]),
+        Some(2.0),
+        "{text}"
     );
-    assert_eq!(metric(&proxy, r#"srs_proxy_origins{state="alive"}"#), 2.0);
 }
 
 #[test]
 fn streams_spread_over_origins_and_players_follow() {
-    let dir = temp_dir("spread");
+    let dir = TempDir::new("spread");
     let proxy = Proxy::start(&dir, "proxy", &[]);
     let a = Origin::start(&dir, "origin-a", &proxy.register_url(), &[]);
     let b = Origin::start(&dir, "origin-b", &proxy.register_url(), &[]);
@@ -193,7 +179,7 @@ fn streams_spread_over_origins_and_players_follow() {
         assert!(
             p.running(),
             "player {} ended early:\n{}",
-            p.name,
+            p.name(),
             p.log_text()
         );
     }
@@ -201,7 +187,7 @@ fn streams_spread_over_origins_and_players_follow() {
 
 #[test]
 fn republish_lands_on_surviving_origin_after_kill() {
-    let dir = temp_dir("failover");
+    let dir = TempDir::new("failover");
     let proxy = Proxy::start(&dir, "proxy", &[("PROXY_SERVER_ALIVE_DURATION", "3s")]);
     let a = Origin::start(&dir, "origin-a", &proxy.register_url(), &[]);
     let b = Origin::start(&dir, "origin-b", &proxy.register_url(), &[]);
@@ -238,7 +224,7 @@ fn republish_lands_on_surviving_origin_after_kill() {
 
 #[test]
 fn tcurl_vhost_and_query_reach_the_origin_unchanged() {
-    let dir = temp_dir("tcurl");
+    let dir = TempDir::new("tcurl");
     let proxy = Proxy::start(&dir, "proxy", &[]);
     let origin = Origin::start(&dir, "origin", &proxy.register_url(), &[]);
     proxy.wait_origins(1);
@@ -272,9 +258,11 @@ fn tcurl_vhost_and_query_reach_the_origin_unchanged() {
     let stream = stream.unwrap_or_default();
     assert_eq!(stream["tcUrl"], tc_url.as_str(), "{stream}");
     assert_eq!(stream["vhost"], "live.example.com", "{stream}");
-    let log = proxy.proc.log_text();
-    assert!(
-        log.contains("live.example.com/live/vh"),
-        "the proxy's stream key must carry the vhost:\n{log}"
-    );
+    // The proxy's stream key carries the vhost: the same app/stream on the default vhost is
+    // another stream, with a lease of its own on the origin.
+    assert_eq!(proxy.origin_streams("origin"), 1, "{:?}", proxy.origins());
+    let other_vhost = "GET /live/vh.flv HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let status = raw_http_status(proxy.http, other_vhost);
+    assert_ne!(status, 0, "no answer to the default-vhost request");
+    assert_eq!(proxy.origin_streams("origin"), 2, "{:?}", proxy.origins());
 }

@@ -1,34 +1,19 @@
 //! The proxy's UDP listeners (SRT, WebRTC): bound at start-up, reported in the listening line,
 //! served, and a taken port stops start-up naming the variable.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
-use std::process::Command;
+use std::net::UdpSocket;
 use std::time::Duration;
 
-use srs_e2e::{bin, http, temp_dir, wait_until, Proc};
-
-fn proxy_command(srt: &str, webrtc: &str) -> Command {
-    let mut cmd = Command::new(bin("srs-proxy"));
-    cmd.env("PROXY_RTMP_SERVER", "127.0.0.1:0")
-        .env("PROXY_HTTP_SERVER", "127.0.0.1:0")
-        .env("PROXY_HTTP_API", "127.0.0.1:0")
-        .env("PROXY_SYSTEM_API", "127.0.0.1:0")
-        .env("PROXY_SRT_SERVER", srt)
-        .env("PROXY_WEBRTC_SERVER", webrtc);
-    cmd
-}
+use srs_e2e::{metric, wait_until, Proc, Proxy, TempDir};
 
 #[test]
 fn a_taken_udp_port_stops_start_up_naming_the_variable() {
-    let dir = temp_dir("udp-taken");
+    let dir = TempDir::new("udp-taken");
     let taken = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port");
-    let port = taken.local_addr().expect("local addr").port();
-    let addr = format!("127.0.0.1:{port}");
-    for (var, cmd) in [
-        ("PROXY_SRT_SERVER", proxy_command(&addr, "127.0.0.1:0")),
-        ("PROXY_WEBRTC_SERVER", proxy_command("127.0.0.1:0", &addr)),
-    ] {
+    let addr = taken.local_addr().expect("local addr").to_string();
+    for var in ["PROXY_SRT_SERVER", "PROXY_WEBRTC_SERVER"] {
+        let mut cmd = Proxy::command(&dir);
+        cmd.env(var, &addr);
         let mut proxy = Proc::spawn(var, cmd, &dir);
         let status = proxy
             .wait_exit(Duration::from_secs(10))
@@ -44,38 +29,31 @@ fn a_taken_udp_port_stops_start_up_naming_the_variable() {
 
 #[test]
 fn udp_listeners_are_reported_and_served() {
-    let dir = temp_dir("udp-listen");
-    let cmd = proxy_command("127.0.0.1:0", "127.0.0.1:0");
-    let (_proxy, stdout) = Proc::spawn_piped("proxy", cmd, &dir);
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("listening line");
-    let field = |key: &str| -> SocketAddr {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
-    };
-    let (srt, webrtc, system) = (field("srt"), field("webrtc"), field("system"));
-    assert_ne!(srt.port(), 0);
-    assert_ne!(webrtc.port(), 0);
+    let dir = TempDir::new("udp-listen");
+    let proxy = Proxy::start(&dir, "proxy", &[]);
+    assert_ne!(proxy.srt.port(), 0);
+    assert_ne!(proxy.webrtc.port(), 0);
     let client = UdpSocket::bind("127.0.0.1:0").expect("client socket");
     for _ in 0..3 {
-        client.send_to(b"not an SRT packet", srt).expect("send");
+        client
+            .send_to(b"not an SRT packet", proxy.srt)
+            .expect("send");
     }
-    client.send_to(b"not STUN", webrtc).expect("send");
-    let metric = |sample: &str| -> f64 {
-        let (_, text) = http("GET", &format!("http://{system}/metrics"), None);
-        text.lines()
-            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(-1.0)
+    client.send_to(b"not STUN", proxy.webrtc).expect("send");
+    let dropped = |listener| {
+        metric(
+            &proxy.metrics(),
+            "srs_proxy_udp_datagrams_total",
+            &[("listener", listener), ("outcome", "dropped")],
+        )
     };
     wait_until(Duration::from_secs(10), "datagrams counted", || {
-        metric(r#"srs_proxy_udp_datagrams_total{listener="srt",outcome="dropped"}"#) == 3.0
-            && metric(r#"srs_proxy_udp_datagrams_total{listener="webrtc",outcome="dropped"}"#)
-                == 1.0
+        dropped("srt") == Some(3.0) && dropped("webrtc") == Some(1.0)
     });
-    assert_eq!(metric(r#"srs_proxy_udp_flows{listener="srt"}"#), 1.0);
+    let flows = metric(
+        &proxy.metrics(),
+        "srs_proxy_udp_flows",
+        &[("listener", "srt")],
+    );
+    assert_eq!(flows, Some(1.0));
 }

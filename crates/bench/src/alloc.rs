@@ -169,10 +169,10 @@ async fn one(
         RelayPath::Flv => counters.play_msgs,
     };
     // heaptrack writes its file when srs-proxy exits; its wrapper script exits after that.
-    let pid = proxy.pid;
-    proxy
-        .proc
-        .stop(pid, libc::SIGTERM, Duration::from_secs(120));
+    srs_test_support::send_signal(proxy.pid, libc::SIGTERM);
+    if proxy.proc.wait_exit(Duration::from_secs(120)).is_none() {
+        eprintln!("heaptrack did not exit within 120s; killing it");
+    }
     drop(origin);
     let file = output_file(&prefix)?;
     let text = heaptrack_print(&["-f".as_ref(), file.as_os_str()])?;

@@ -1,6 +1,7 @@
 //! Starting the servers under test on free loopback ports: srs-origin, srs-proxy (optionally
 //! under heaptrack) and haproxy as the plain TCP relay floor.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,10 +10,11 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use tokio::net::TcpStream;
+
+use srs_test_support::{drain, free_port, on_free_port, read_listening, Proc};
 
 use crate::http;
-use crate::procs::{self, Proc};
+use crate::procs;
 
 /// Time a server gets to print its listening line or accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -73,12 +75,12 @@ pub fn start_origin(paths: &Paths, register_url: Option<&str>) -> anyhow::Result
     if let Some(url) = register_url {
         cmd.env("ORIGIN_REGISTER_URL", url);
     }
-    let (proc, stdout) = Proc::spawn("srs-origin", cmd, &paths.log_dir)?;
-    let pairs = procs::read_listening(stdout, "srs-origin listening", START_TIMEOUT)
-        .with_context(|| format!("srs-origin did not start:\n{}", proc.log_tail()))?;
+    let (proc, stdout) = Proc::try_spawn_piped("srs-origin", cmd, &paths.log_dir)?;
+    let pairs = read_listening(stdout, "srs-origin listening", START_TIMEOUT)
+        .with_context(|| format!("srs-origin did not start:\n{}", proc.log_tail(10)))?;
     Ok(Origin {
-        rtmp: procs::addr(&pairs, "rtmp")?,
-        http: procs::addr(&pairs, "http")?,
+        rtmp: addr(&pairs, "rtmp")?,
+        http: addr(&pairs, "http")?,
         proc,
     })
 }
@@ -105,9 +107,9 @@ pub fn start_proxy(paths: &Paths, heaptrack: Option<&Path>) -> anyhow::Result<Pr
         // The benchmark stops it with SIGTERM only under heaptrack, after its clients left.
         .env("PROXY_GRACE_QUIT_TIMEOUT", "1s")
         .env("PROXY_FORCE_QUIT_TIMEOUT", "2s");
-    let (proc, stdout) = Proc::spawn("srs-proxy", cmd, &paths.log_dir)?;
-    let pairs = procs::read_listening(stdout, "srs-proxy listening", START_TIMEOUT)
-        .with_context(|| format!("srs-proxy did not start:\n{}", proc.log_tail()))?;
+    let (proc, stdout) = Proc::try_spawn_piped("srs-proxy", cmd, &paths.log_dir)?;
+    let pairs = read_listening(stdout, "srs-proxy listening", START_TIMEOUT)
+        .with_context(|| format!("srs-proxy did not start:\n{}", proc.log_tail(10)))?;
     let pid = match heaptrack {
         Some(_) => procs::child_named(proc.pid(), "srs-proxy")
             .ok_or_else(|| anyhow!("srs-proxy not found under heaptrack"))?,
@@ -115,9 +117,9 @@ pub fn start_proxy(paths: &Paths, heaptrack: Option<&Path>) -> anyhow::Result<Pr
     };
     Ok(Proxy {
         pid,
-        rtmp: procs::addr(&pairs, "rtmp")?,
-        http: procs::addr(&pairs, "http")?,
-        system: procs::addr(&pairs, "system")?,
+        rtmp: addr(&pairs, "rtmp")?,
+        http: addr(&pairs, "http")?,
+        system: addr(&pairs, "system")?,
         proc,
     })
 }
@@ -150,32 +152,44 @@ impl Proxy {
 }
 
 /// Starts haproxy (mode tcp, one process, its default thread count) relaying two free ports to
-/// the origin's RTMP and HTTP listeners.
-pub async fn start_haproxy(paths: &Paths, origin: &Origin) -> anyhow::Result<Haproxy> {
-    let rtmp = SocketAddr::from(([127, 0, 0, 1], procs::free_port()?));
-    let http = SocketAddr::from(([127, 0, 0, 1], procs::free_port()?));
-    let config = format!(
-        "global\n  maxconn 9500\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  \
-         timeout client 60s\n  timeout server 60s\n\n\
-         listen rtmp\n  bind {rtmp}\n  server origin {}\n\n\
-         listen http\n  bind {http}\n  server origin {}\n",
-        origin.rtmp, origin.http
-    );
-    let file = paths.log_dir.join("haproxy.cfg");
-    std::fs::write(&file, config)?;
-    let mut cmd = Command::new("haproxy");
-    cmd.arg("-db").arg("-f").arg(&file);
-    let (proc, stdout) = Proc::spawn("haproxy", cmd, &paths.log_dir)?;
-    procs::drain(stdout);
-    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-    // haproxy prints no address line: wait until its HTTP port accepts.
-    while TcpStream::connect(http).await.is_err() {
-        if tokio::time::Instant::now() >= deadline {
-            bail!("haproxy did not start:\n{}", proc.log_tail());
+/// the origin's RTMP and HTTP listeners; other ports are tried when one was taken meanwhile.
+pub fn start_haproxy(paths: &Paths, origin: &Origin) -> anyhow::Result<Haproxy> {
+    let started = on_free_port("haproxy", |rtmp_port| {
+        let http_port = free_port();
+        {
+            let rtmp = SocketAddr::from(([127, 0, 0, 1], rtmp_port));
+            let http = SocketAddr::from(([127, 0, 0, 1], http_port));
+            let config = format!(
+                "global\n  maxconn 9500\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  \
+                 timeout client 60s\n  timeout server 60s\n\n\
+                 listen rtmp\n  bind {rtmp}\n  server origin {}\n\n\
+                 listen http\n  bind {http}\n  server origin {}\n",
+                origin.rtmp, origin.http
+            );
+            let file = paths.log_dir.join("haproxy.cfg");
+            std::fs::write(&file, config).map_err(|source| srs_test_support::Error::Io {
+                path: file.clone(),
+                source,
+            })?;
+            let mut cmd = Command::new("haproxy");
+            cmd.arg("-db").arg("-f").arg(&file);
+            let (mut proc, stdout) = Proc::try_spawn_piped("haproxy", cmd, &paths.log_dir)?;
+            drain(stdout);
+            // haproxy prints no address line; it exits when it cannot bind.
+            proc.wait_listening(rtmp_port, START_TIMEOUT)?;
+            proc.wait_listening(http_port, START_TIMEOUT)?;
+            Ok(Haproxy { proc, rtmp, http })
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(Haproxy { proc, rtmp, http })
+    })?;
+    Ok(started)
+}
+
+/// The address under `key` of a listening line.
+fn addr(pairs: &HashMap<String, SocketAddr>, key: &str) -> anyhow::Result<SocketAddr> {
+    pairs
+        .get(key)
+        .copied()
+        .ok_or_else(|| anyhow!("no {key}= in the listening line"))
 }
 
 /// GETs `path` from `addr` and returns the body of a 200 response (at most 1 MiB).

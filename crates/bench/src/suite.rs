@@ -13,7 +13,9 @@ use anyhow::{bail, Context};
 
 use crate::load::{percentile_ms, Load, Outcome, Pacing, PublishSpec};
 use crate::media::Media;
-use crate::procs::{self, Proc};
+use srs_test_support::{drain, send_signal, Proc};
+
+use crate::procs;
 use crate::servers::{self, Haproxy, Origin, Paths, Proxy};
 
 /// Descriptors a server keeps besides its client connections (listeners, logs, epoll, ...).
@@ -158,16 +160,18 @@ impl Profile {
         cmd.args(["record", "-e", "cpu-clock", "-F", "999", "-g", "-o"])
             .arg(&data)
             .args(["-p", &pid.to_string(), "--", "sleep", &seconds.to_string()]);
-        let (proc, stdout) = Proc::spawn("perf", cmd, &paths.log_dir)?;
-        procs::drain(stdout);
+        let (proc, stdout) = Proc::try_spawn_piped("perf", cmd, &paths.log_dir)?;
+        drain(stdout);
         Ok(Profile { proc, data })
     }
 
     /// Waits for the recording and writes the top symbols next to it.
     fn report(mut self) -> anyhow::Result<PathBuf> {
-        let pid = self.proc.pid();
         // perf writes its file on SIGINT as on its normal end.
-        self.proc.stop(pid, libc::SIGINT, Duration::from_secs(30));
+        send_signal(self.proc.pid(), libc::SIGINT);
+        if self.proc.wait_exit(Duration::from_secs(30)).is_none() {
+            eprintln!("perf did not exit within 30s; killing it");
+        }
         let mut text = Vec::new();
         // Where the time goes by binary (kernel, srs-proxy, libc), then by symbol.
         for sort in ["dso", "dso,sym"] {
@@ -329,7 +333,7 @@ async fn run_one(
         }
         Via::Floor => {
             let origin = servers::start_origin(paths, None)?;
-            let haproxy = servers::start_haproxy(paths, &origin).await?;
+            let haproxy = servers::start_haproxy(paths, &origin)?;
             (origin, Some(Relay::Haproxy(haproxy)))
         }
     };

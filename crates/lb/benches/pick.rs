@@ -6,8 +6,9 @@
 
 // Shared with the tests, which use more of it.
 #[allow(dead_code)]
-#[path = "../tests/support/redis_server.rs"]
-mod redis_server;
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::Settings;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -121,7 +122,7 @@ fn main() {
             100_000,
         )
         .await;
-        let server = redis_server::RedisServer::start();
+        let server = support::RedisServer::start();
         let store = RedisStore::connect(server.settings(), config())
             .await
             .expect("connect to the bench redis-server");

@@ -6,17 +6,16 @@
 //! Time is real (Redis keeps its own clock), so durations are short but keep margins of at least
 //! a quarter of a second for loaded machines.
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis_server::RedisServer;
 use srs_lb::{
     HlsSession, MemoryStore, OriginInfo, Protocol, RedisStore, RtcSession, Store, StoreConfig,
     StoreError, StreamKey,
 };
+use support::{RedisServer, Settings};
 use tokio::time::sleep;
 
 /// Long enough that nothing dies by accident during a test.
@@ -595,7 +594,7 @@ mod redis_only {
 
     #[tokio::test]
     async fn connect_to_closed_port_names_the_address() {
-        let port = redis_server::free_port();
+        let port = srs_test_support::free_port();
         let settings = srs_lb::RedisSettings {
             port,
             ..srs_lb::RedisSettings::default()

@@ -1,11 +1,17 @@
 //! Starting the `srs-origin` binary for the end-to-end tests of this crate.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+use std::time::Duration;
 
-/// A running origin on free loopback ports, killed on drop.
+use srs_test_support::{binary, read_listening, Proc, TempDir};
+
+/// A running origin on free loopback ports, killed on drop; its log is in a temp dir kept when
+/// the test fails.
 pub struct Origin {
-    child: Child,
+    _proc: Proc,
+    /// Its working directory, for its log and those of the test's other processes.
+    #[allow(dead_code)] // Not every test binary starts other processes.
+    pub dir: TempDir,
     /// RTMP port.
     pub rtmp: u16,
     /// HTTP stream port.
@@ -15,45 +21,39 @@ pub struct Origin {
     pub api: u16,
 }
 
-impl Drop for Origin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn port_of(line: &str, name: &str) -> u16 {
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no {name}= in {line:?}"));
-    addr.rsplit_once(':').unwrap().1.parse().unwrap()
-}
-
 /// Starts srs-origin with every listener on 127.0.0.1:0 plus `env`, and reads its ports from the
 /// `srs-origin listening` line.
 pub fn start_origin(env: &[(&str, &str)]) -> Origin {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_srs-origin"));
-    cmd.current_dir(std::env::temp_dir())
+    let dir = TempDir::new("origin-test");
+    let exe = binary(
+        "srs-origin",
+        "srs-origin",
+        option_env!("CARGO_BIN_EXE_srs-origin"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = Command::new(exe);
+    cmd.current_dir(&dir)
         .env("ORIGIN_RTMP_SERVER", "127.0.0.1:0")
         .env("ORIGIN_HTTP_SERVER", "127.0.0.1:0")
         .env("ORIGIN_HTTP_API", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .env("RUST_LOG", "info");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("srs-origin listening "), "{line:?}");
+    let (proc, stdout) = Proc::spawn_piped("srs-origin", cmd, &dir);
+    let pairs = read_listening(stdout, "srs-origin listening", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("srs-origin did not start: {e}\n{}", proc.log_tail(20)));
+    let port = |name: &str| {
+        pairs
+            .get(name)
+            .map(|a| a.port())
+            .unwrap_or_else(|| panic!("no {name}= in {pairs:?}"))
+    };
     Origin {
-        rtmp: port_of(&line, "rtmp"),
-        http: port_of(&line, "http"),
-        api: port_of(&line, "api"),
-        child,
+        rtmp: port("rtmp"),
+        http: port("http"),
+        api: port("api"),
+        _proc: proc,
+        dir,
     }
 }
