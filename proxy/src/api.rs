@@ -1,4 +1,4 @@
-//! The system API (origin registration, health, origins) and the HTTP API (versions) — SPEC §3.
+//! The system API (origin registration, health, origins) and the HTTP API (versions) — docs/design.md §3.
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State as AxumState};
@@ -48,9 +48,9 @@ async fn not_found() -> Response {
     json_error(StatusCode::NOT_FOUND, "no such API")
 }
 
-/// `POST /api/v1/srs/register`: an origin's heartbeat (SPEC §3).
+/// `POST /api/v1/srs/register`: an origin's heartbeat (docs/design.md §3).
 async fn register(AxumState(state): AxumState<State>, body: Bytes) -> Response {
-    let info = match srs_lb::register::parse_register(&body) {
+    let info = match srs_cluster::parse_register(&body) {
         Ok(info) => info,
         Err(e) => {
             warn!(error = %e, "bad register request");

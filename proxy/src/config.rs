@@ -1,4 +1,4 @@
-//! Proxy configuration from environment variables (SPEC §2).
+//! Proxy configuration from environment variables (docs/design.md §2).
 //!
 //! Variables are read once at start-up with `envy`; a `.env` file in the working directory fills
 //! in variables that are not already set. Every value is validated here so that a bad one stops
@@ -8,9 +8,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde::Deserialize;
+use srs_cluster::OriginInfo;
 pub use srs_common::env::ConfigError;
 use srs_common::env::{parse_duration, parse_listen, parse_port, parse_switch};
-use srs_lb::register::OriginInfo;
 
 /// One row of the variable table printed by `--help`: name, default, meaning.
 pub const VARIABLES: &[(&str, &str, &str)] = &[
@@ -126,7 +126,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Which store holds origins and stream ownership (SPEC §5).
+/// Which store holds origins and stream ownership (docs/design.md §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoadBalancerType {
     /// This process only.

@@ -1,4 +1,4 @@
-//! HLS through the proxy (SPEC §6). Playlists are fetched from the stream's owner origin and
+//! HLS through the proxy (docs/design.md §6). Playlists are fetched from the stream's owner origin and
 //! every URI in them is rewritten to carry an HLS session id as `spbhid=<id>`
 //! ([`srs_hls::SESSION_PARAM`]); the id is recorded in the shared store, so playlist and segment
 //! requests carrying it, arriving at any proxy replica, are relayed from the same origin.
@@ -38,8 +38,8 @@ use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode, Uri};
 use axum::response::Response;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use srs_lb::key::{query_param, StreamKey};
-use srs_lb::store::{HlsSession, Protocol};
+use srs_cluster::{query_param, Protocol, StreamKey};
+use srs_lb::store::SessionRecord;
 use tracing::{debug, info, info_span, warn, Span};
 
 use crate::api::json_error;
@@ -213,12 +213,14 @@ async fn new_session(state: State, request: HlsRequest) -> Response {
         Ok(playlist) => playlist,
         Err(response) => return response,
     };
-    let session = HlsSession {
+    let session = SessionRecord {
+        kind: srs_lb::store::SessionKind::Hls,
+        id: hls_id.clone(),
         key,
         origin_id: origin.id.clone(),
-        origin_http: addr.clone(),
+        origin_addr: addr.clone(),
     };
-    if let Err(e) = state.store.put_hls(&hls_id, &session).await {
+    if let Err(e) = state.store.put_session(&session).await {
         span.in_scope(|| warn!(error = %e, "cannot record the HLS session"));
         return json_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -237,7 +239,11 @@ async fn existing_session(state: State, request: HlsRequest, id: &str) -> Respon
     if !is_session_id(id) {
         return unknown();
     }
-    let session = match state.store.get_hls(id).await {
+    let session = match state
+        .store
+        .get_session(srs_lb::store::SessionKind::Hls, id)
+        .await
+    {
         Ok(Some(session)) => session,
         Ok(None) => return unknown(),
         Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, e),
@@ -261,7 +267,7 @@ async fn existing_session(state: State, request: HlsRequest, id: &str) -> Respon
     let mut session = session;
     let mut moved = false;
     let response = loop {
-        let addr = &session.origin_http;
+        let addr = &session.origin_addr;
         let origin_request = match origin_request(addr, &method, &request.origin_target(), &headers)
         {
             Ok(r) => r,
@@ -289,7 +295,7 @@ async fn existing_session(state: State, request: HlsRequest, id: &str) -> Respon
             None => return failure.response(addr),
         }
     };
-    let addr = &session.origin_http;
+    let addr = &session.origin_addr;
     let lease = state
         .leases
         .hold(session.key.clone(), session.origin_id.clone(), Role::Play);
@@ -316,14 +322,16 @@ async fn existing_session(state: State, request: HlsRequest, id: &str) -> Respon
 
 /// Re-records HLS session `id` on the stream's current owner; `None` when there is no live
 /// origin for it, or the store cannot record it.
-async fn move_session(state: &State, id: &str, session: &HlsSession) -> Option<HlsSession> {
+async fn move_session(state: &State, id: &str, session: &SessionRecord) -> Option<SessionRecord> {
     let origin = state.pick(&session.key, Protocol::Http).await.ok()?;
-    let next = HlsSession {
+    let next = SessionRecord {
+        kind: session.kind,
+        id: id.to_owned(),
         key: session.key.clone(),
-        origin_http: origin.endpoint(Protocol::Http)?.to_string(),
+        origin_addr: origin.endpoint(Protocol::Http)?.to_string(),
         origin_id: origin.id,
     };
-    state.store.put_hls(id, &next).await.ok()?;
+    state.store.put_session(&next).await.ok()?;
     Some(next)
 }
 

@@ -1,4 +1,4 @@
-//! The HTTP stream listener: HTTP-FLV and HTTP-TS relayed from the owner origin (SPEC §6), HLS
+//! The HTTP stream listener: HTTP-FLV and HTTP-TS relayed from the owner origin (docs/design.md §6), HLS
 //! (see [`crate::hls`]), and static files.
 //!
 //! A relayed response keeps the origin's status and headers (hop-by-hop headers dropped, CORS
@@ -18,9 +18,9 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use srs_lb::key::StreamKey;
-use srs_lb::register::OriginInfo;
-use srs_lb::store::Protocol;
+use srs_cluster::OriginInfo;
+use srs_cluster::Protocol;
+use srs_cluster::StreamKey;
 use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
 use tracing::{debug, info, info_span, warn, Span};
@@ -189,7 +189,7 @@ pub(crate) fn client_addr(request: &Request) -> String {
 /// Why an origin request got no response.
 #[derive(Debug)]
 pub(crate) enum OriginFailure {
-    /// The TCP dial was refused or timed out: evidence the origin is down (SPEC §5).
+    /// The TCP dial was refused or timed out: evidence the origin is down (docs/design.md §5).
     Unreachable(String),
     /// The connection failed after the dial.
     Failed(String),
@@ -232,7 +232,7 @@ pub(crate) async fn send_to_origin(
 }
 
 /// Picks the owner of `key` and sends it the request `build` makes for the owner's `host:port`.
-/// An unreachable owner is set aside and the stream picked again at once (SPEC §5), up to
+/// An unreachable owner is set aside and the stream picked again at once (docs/design.md §5), up to
 /// [`MAX_DIAL_ATTEMPTS`] origins. Returns the origin, its address and its response head, or the
 /// error response for the client (503 no origin, 502/504 origin failures, 400 bad URL).
 pub(crate) async fn request_owner(

@@ -1,6 +1,6 @@
 //! Stream ownership leases held by this proxy's active sessions.
 //!
-//! A stream's owner is a lease in the store (SPEC §5): taken by `pick`, kept while any session of
+//! A stream's owner is a lease in the store (docs/design.md §5): taken by `pick`, kept while any session of
 //! the stream is active on any proxy, and gone soon after the last one ends, so that an idle
 //! stream can move to a less loaded origin next time. Each session holds a [`LeaseGuard`]; one
 //! task per proxy refreshes every held lease in one batch every third of the lease. Publisher
@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use srs_lb::key::StreamKey;
+use srs_cluster::StreamKey;
 use tracing::{info, warn};
 
 use crate::state::State;

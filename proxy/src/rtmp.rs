@@ -1,5 +1,5 @@
-//! RTMP relay (SPEC §6): the proxy completes the handshake and the connect / createStream /
-//! publish|play exchange with the client itself, opens the same session to the owner origin, then
+//! RTMP relay (docs/design.md §6): the proxy completes the handshake and the connect /
+//! createStream / publish|play exchange with the client itself, opens the same session to the owner origin, then
 //! relays media, data and command messages both ways. Per-hop control (chunk size,
 //! acknowledgement window, peer bandwidth, ping) is handled on each leg by its own
 //! [`Connection`]; message stream ids are mapped between the legs.
@@ -9,12 +9,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use srs_lb::key::StreamKey;
-use srs_lb::register::OriginInfo;
-use srs_lb::store::Protocol;
+use srs_cluster::OriginInfo;
+use srs_cluster::Protocol;
+use srs_cluster::StreamKey;
 use srs_rtmp::chunk::{Limits, RawMessage};
 use srs_rtmp::conn::Connection;
-use srs_rtmp::io::{accept_session, open_session, RequestKind, RtmpStream, ServerRequest};
+use srs_rtmp::io::{accept_session, open_session, RtmpStream, ServerRequest};
 use srs_rtmp::message::{csid, type_id, Command, Message, UserControl};
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
@@ -137,8 +137,8 @@ async fn relay_session(
         }
     };
     let (role, kind) = match request.kind {
-        RequestKind::Publish => (Role::Publish, SessionKind::RtmpPublish),
-        RequestKind::Play => (Role::Play, SessionKind::RtmpPlay),
+        srs_cluster::Direction::Publish => (Role::Publish, SessionKind::RtmpPublish),
+        srs_cluster::Direction::Play => (Role::Play, SessionKind::RtmpPlay),
     };
     let _lease = state.leases.hold(key.clone(), origin.id.clone(), role);
     let session = state.metrics.session(kind);
@@ -227,8 +227,8 @@ async fn open_origin(
 /// Tells the client its publish or play failed (onStatus error), then lets the socket close.
 async fn refuse(client: &mut RtmpStream<TcpStream>, request: &ServerRequest, description: &str) {
     let code = match request.kind {
-        RequestKind::Publish => "NetStream.Publish.Denied",
-        RequestKind::Play => "NetStream.Play.Failed",
+        srs_cluster::Direction::Publish => "NetStream.Publish.Denied",
+        srs_cluster::Direction::Play => "NetStream.Play.Failed",
     };
     let status = Message::Command(Command::on_status("error", code, description));
     client

@@ -7,9 +7,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use srs_lb::key::StreamKey;
-use srs_lb::register::OriginInfo;
-use srs_lb::store::{Protocol, Store, StoreError};
+use srs_cluster::OriginInfo;
+use srs_cluster::Protocol;
+use srs_cluster::StreamKey;
+use srs_lb::store::{Store, StoreError};
 
 use crate::config::Config;
 use crate::leases::Leases;
@@ -18,7 +19,7 @@ use crate::metrics::Metrics;
 
 /// Timeout of a TCP dial to an origin.
 pub const ORIGIN_DIAL_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long an origin whose dial was refused or timed out is set aside (SPEC §5).
+/// How long an origin whose dial was refused or timed out is set aside (docs/design.md §5).
 pub const SET_ASIDE: Duration = Duration::from_secs(15);
 /// Origins tried for one request before giving up (each failed dial sets one aside).
 pub const MAX_DIAL_ATTEMPTS: usize = 3;
@@ -80,7 +81,7 @@ impl Inner {
     }
 
     /// A dial to the origin was refused or timed out: counts it and sets the origin aside for
-    /// [`SET_ASIDE`] (SPEC §5), so this and every other proxy re-pick at once.
+    /// [`SET_ASIDE`] (docs/design.md §5), so this and every other proxy re-pick at once.
     pub async fn origin_unreachable(&self, origin_id: &str) {
         self.metrics.dial_failed();
         if let Err(e) = self.store.set_aside(origin_id, SET_ASIDE).await {

@@ -1,5 +1,5 @@
-//! srs-hls: the sans-IO pieces of HLS relaying (SPEC §6): playlist rewriting and the checks on HLS request
-//! paths. Bytes and strings in, strings out; no I/O.
+//! srs-hls: the sans-IO pieces of HLS relaying (docs/design.md §6): playlist rewriting and the
+//! checks on HLS request paths. Bytes and strings in, strings out; no I/O.
 //!
 //! Rewriting: every URI a player will fetch (URI lines, and the `URI` attribute of the tags in
 //! [`URI_TAGS`]) is made a path on the proxy carrying the HLS session id as [`SESSION_PARAM`], so
@@ -324,7 +324,7 @@ pub fn clean_request_path(path: &str) -> Result<CleanPath, PathError> {
     let mut out = String::with_capacity(path.len());
     let mut segments = Vec::new();
     for raw in path.split('/').filter(|s| !s.is_empty()) {
-        let decoded = srs_lb::key::percent_decode(raw).map_err(|_| PathError::BadEncoding)?;
+        let decoded = srs_cluster::percent_decode(raw).map_err(|_| PathError::BadEncoding)?;
         if decoded == "." || decoded == ".." {
             return Err(PathError::DotSegment);
         }
