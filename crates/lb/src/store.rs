@@ -12,7 +12,8 @@
 //! unknown, every assignment of that owner is dropped at once; an origin whose last heartbeat is
 //! older than [`PRUNE_FACTOR`] × `alive` is forgotten (record and assignments) at the next
 //! `register` or `pick`, until then `origins` still lists it as dead for operators; expired
-//! session records are swept when their map has doubled since the last sweep.
+//! session records (of every kind, in one map) are swept when the map has doubled since the last
+//! sweep.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

@@ -20,7 +20,7 @@
 //! | `owner:{stream}` | string | the id of the origin holding the stream's lease | `lease`, renewed by `pick` and `refresh_leases` |
 //! | `streams:{id}` | sorted set | streams leased by the origin, scored by lease end (ms); its size is the origin's load | `lease` after its newest lease; ended leases are removed when counted |
 //! | `aside:{id}` | string | `1` while the origin is set aside after a failed dial | the set-aside duration |
-//! | `{kind}:{id}` | string | a [`SessionRecord`] as JSON; `{kind}` is [`SessionKind::as_str`]: `hls:{spbhid}`, `rtc:{ufrag}` | [`StoreConfig::session_alive`] of the kind (`hls_alive`, `rtc_alive`), renewed by every get and put |
+//! | `{kind}:{session}` | string | a [`SessionRecord`] as JSON, under its kind ([`SessionKind::as_str`]) and id: `hls:{spbhid}`, `rtc:{ufrag}` | [`StoreConfig::session_alive`] of the kind (`hls_alive`, `rtc_alive`), renewed by every get and put |
 //!
 //! The default backend is never written to Redis (each proxy has it in its configuration); only
 //! its `owner:`, `streams:` and `aside:` keys exist.
