@@ -25,10 +25,10 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## Run each fuzz target for FUZZ_SECONDS (default 30).
+## Run every fuzz target (fuzz/) for FUZZ_SECONDS each (default 30); prints runs per target.
 FUZZ_SECONDS ?= 30
 fuzz:
-	bash crates/rtmp/fuzz/run.sh $(FUZZ_SECONDS)
+	bash fuzz/run.sh $(FUZZ_SECONDS)
 
 clean:
 	$(CARGO) clean

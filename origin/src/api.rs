@@ -111,7 +111,7 @@ mod tests {
     use crate::hub::PublishInfo;
     use axum::body::Body;
     use http_body_util::BodyExt;
-    use srs_lb::key::StreamKey;
+    use srs_cluster::StreamKey;
     use tower_service::Service;
 
     async fn get_json(router: &mut Router, path: &str) -> (StatusCode, Value) {

@@ -89,6 +89,12 @@ pub struct Config {
     pub http_server: SocketAddr,
     /// HTTP API listener address.
     pub http_api: SocketAddr,
+    /// SRT listener address, advertised in the heartbeat's `srt` list; `None` until srs-origin
+    /// has an SRT listener.
+    pub srt_server: Option<SocketAddr>,
+    /// WebRTC media (UDP) listener address, advertised in the heartbeat's `rtc` list; `None`
+    /// until srs-origin has a WebRTC listener.
+    pub rtc_server: Option<SocketAddr>,
     /// Address advertised in the heartbeat.
     pub ip: String,
     /// Heartbeat `device_id`; `None` leaves it out.
@@ -161,6 +167,9 @@ impl Config {
             rtmp_server: listen_addr("ORIGIN_RTMP_SERVER", raw.rtmp_server, 1935)?,
             http_server: listen_addr("ORIGIN_HTTP_SERVER", raw.http_server, 8080)?,
             http_api: listen_addr("ORIGIN_HTTP_API", raw.http_api, 1985)?,
+            // No listener yet: the ORIGIN_* variables come with the listeners.
+            srt_server: None,
+            rtc_server: None,
             ip,
             device_id: non_empty(raw.device_id),
             server_id: non_empty(raw.server_id).unwrap_or_else(|| format!("vid-{}", random_id(7))),

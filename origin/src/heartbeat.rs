@@ -1,36 +1,22 @@
-//! The SRS-style heartbeat: POST this origin's identity and ports to the proxy's register API.
+//! The SRS-style heartbeat: POST this origin's identity and ports ([`RegisterBody`]) to the
+//! proxy's register API (docs/design.md §3).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use serde::Serialize;
+use srs_cluster::RegisterBody;
 
 /// Each heartbeat request must finish within this time.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The register body, as SRS's `heartbeat { ports on; }` sends it.
-#[derive(Debug, Clone, Serialize)]
-pub struct HeartbeatBody {
-    /// Optional device id; omitted when empty.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub device_id: Option<String>,
-    /// Advertised address.
-    pub ip: String,
-    /// Server id.
-    pub server: String,
-    /// Service id, random per process start.
-    pub service: String,
-    /// Process id.
-    pub pid: String,
-    /// RTMP ports, as strings.
-    pub rtmp: Vec<String>,
-    /// HTTP stream ports, as strings.
-    pub http: Vec<String>,
-    /// HTTP API ports, as strings.
-    pub api: Vec<String>,
+/// The heartbeat's form of a UDP listener (SRT, WebRTC media): `udp://0.0.0.0:PORT`, so that the
+/// proxy resolves it against the advertised `ip`, as it does the RTMP and HTTP ports.
+pub fn udp_endpoint(addr: SocketAddr) -> String {
+    format!("udp://0.0.0.0:{}", addr.port())
 }
 
 /// Why one heartbeat failed.
@@ -51,7 +37,7 @@ enum HeartbeatError {
 
 /// Posts `body` to `url` now and then every `interval`, forever. A proxy that is down is retried
 /// quietly: one warning when heartbeats start failing, one info line when they succeed again.
-pub async fn run(url: http::Uri, body: HeartbeatBody, interval: Duration) {
+pub async fn run(url: http::Uri, body: RegisterBody, interval: Duration) {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let payload = match serde_json::to_vec(&body) {
         Ok(p) => Bytes::from(p),
@@ -129,7 +115,7 @@ mod tests {
 
     #[test]
     fn body_shape() {
-        let mut body = HeartbeatBody {
+        let mut body = RegisterBody {
             device_id: None,
             ip: "127.0.0.1".into(),
             server: "vid-x".into(),
@@ -138,13 +124,18 @@ mod tests {
             rtmp: vec!["1935".into()],
             http: vec!["8080".into()],
             api: vec!["1985".into()],
+            srt: vec![],
+            rtc: vec![udp_endpoint("127.0.0.1:8000".parse().unwrap())],
         };
         let v = serde_json::to_value(&body).unwrap();
-        assert!(v.get("device_id").is_none());
+        assert!(v.get("device_id").is_none() && v.get("srt").is_none());
         assert_eq!(v["rtmp"][0], "1935");
+        assert_eq!(v["rtc"][0], "udp://0.0.0.0:8000");
         assert_eq!(v["pid"], "7");
         body.device_id = Some("origin2".into());
         assert_eq!(serde_json::to_value(&body).unwrap()["device_id"], "origin2");
+        let info = srs_cluster::parse_register(&serde_json::to_vec(&body).unwrap()).unwrap();
+        assert_eq!(info.rtc, ["127.0.0.1:8000"]);
     }
 
     #[tokio::test]
@@ -166,15 +157,13 @@ mod tests {
         let url: http::Uri = format!("http://127.0.0.1:{port}/api/v1/srs/register")
             .parse()
             .unwrap();
-        let body = HeartbeatBody {
-            device_id: None,
+        let body = RegisterBody {
             ip: "127.0.0.1".into(),
             server: "vid-x".into(),
             service: "svc".into(),
             pid: "7".into(),
             rtmp: vec!["1935".into()],
-            http: vec![],
-            api: vec![],
+            ..RegisterBody::default()
         };
         let task = tokio::spawn(run(url, body, Duration::from_millis(50)));
         for _ in 0..2 {

@@ -29,7 +29,7 @@ use tracing::Instrument;
 use crate::hls::{self, HlsSettings};
 use crate::hub::{Hub, Player};
 use crate::media::{Media, MediaKind};
-use srs_lb::key::{query_param, StreamKey};
+use srs_cluster::{query_param, StreamKey};
 use srs_ts::Remuxer;
 
 /// Flush a response chunk once this many bytes are batched.

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 use crate::hls::{Hls, HlsSettings};
 use crate::media::{self, Media, MediaKind};
-use srs_lb::key::StreamKey;
+use srs_cluster::StreamKey;
 
 /// Bounds of the hub's buffers.
 #[derive(Debug, Clone, Copy)]

@@ -134,7 +134,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     ));
 
     if let Some(url) = config.register_url.clone() {
-        let body = heartbeat::HeartbeatBody {
+        let body = srs_cluster::RegisterBody {
             device_id: config.device_id.clone(),
             ip: config.ip.clone(),
             server: identity.server.clone(),
@@ -143,6 +143,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
             rtmp: vec![rtmp_addr.port().to_string()],
             http: vec![http_addr.port().to_string()],
             api: vec![api_addr.port().to_string()],
+            srt: config
+                .srt_server
+                .into_iter()
+                .map(heartbeat::udp_endpoint)
+                .collect(),
+            rtc: config
+                .rtc_server
+                .into_iter()
+                .map(heartbeat::udp_endpoint)
+                .collect(),
         };
         tracing::info!(%url, interval = ?config.heartbeat_interval, "heartbeat enabled");
         tokio::spawn(heartbeat::run(url, body, config.heartbeat_interval));

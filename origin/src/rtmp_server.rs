@@ -12,14 +12,14 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use srs_rtmp::amf0::Amf0Value;
 use srs_rtmp::chunk::{Limits, RawMessage};
-use srs_rtmp::io::{accept_session, RequestKind, RtmpStream, ServerRequest};
+use srs_rtmp::io::{accept_session, RtmpStream, ServerRequest};
 use srs_rtmp::message::{csid, type_id, Command, Message, UserControl};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
 use crate::hub::{Hub, Player, PublishInfo};
 use crate::media::{Media, MediaKind};
-use srs_lb::key::StreamKey;
+use srs_cluster::{Direction, StreamKey};
 
 /// Time allowed for the handshake, and then for the connect ... publish/play exchange.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,8 +86,8 @@ async fn session(
         .context("connect/createStream/publish|play exchange")?;
     let Ok(key) = StreamKey::from_rtmp(&req.connect.tc_url, &req.stream_name) else {
         let code = match req.kind {
-            RequestKind::Publish => "NetStream.Publish.BadName",
-            RequestKind::Play => "NetStream.Play.StreamNotFound",
+            Direction::Publish => "NetStream.Publish.BadName",
+            Direction::Play => "NetStream.Play.StreamNotFound",
         };
         send_status(
             &mut rtmp,
@@ -105,8 +105,8 @@ async fn session(
     };
     tracing::Span::current().record("stream", tracing::field::display(&key));
     match req.kind {
-        RequestKind::Publish => publish(rtmp, req, key, hub, settings, cid).await,
-        RequestKind::Play => play(rtmp, req, key, hub, settings).await,
+        Direction::Publish => publish(rtmp, req, key, hub, settings, cid).await,
+        Direction::Play => play(rtmp, req, key, hub, settings).await,
     }
 }
 

@@ -8,10 +8,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use srs_cluster::Direction;
 use srs_rtmp::amf0::Amf0Value;
 use srs_rtmp::chunk::{Limits, RawMessage};
 use srs_rtmp::flv::{FlvReader, FlvTag};
-use srs_rtmp::io::{open_session, RequestKind, RtmpStream};
+use srs_rtmp::io::{open_session, RtmpStream};
 use srs_rtmp::message::{csid, Message, UserControl};
 use tokio::net::TcpStream;
 
@@ -20,7 +21,7 @@ use support::start_origin;
 
 const T: Duration = Duration::from_secs(5);
 
-async fn rtmp_session(port: u16, stream: &str, kind: RequestKind) -> (RtmpStream<TcpStream>, u32) {
+async fn rtmp_session(port: u16, stream: &str, kind: Direction) -> (RtmpStream<TcpStream>, u32) {
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let mut rtmp = RtmpStream::connect(tcp, Limits::default(), T)
         .await
@@ -161,7 +162,7 @@ async fn publish_play_flv_api_and_heartbeat() {
     assert!(beat["service"].as_str().is_some_and(|s| !s.is_empty()));
 
     // Publish metadata, sequence headers and a GOP.
-    let (mut publisher, msid) = rtmp_session(origin.rtmp, "s1", RequestKind::Publish).await;
+    let (mut publisher, msid) = rtmp_session(origin.rtmp, "s1", Direction::Publish).await;
     assert_eq!(next_status(&mut publisher).await, "NetStream.Publish.Start");
     let set_data_frame = Message::Data(vec![
         Amf0Value::String("@setDataFrame".into()),
@@ -190,11 +191,11 @@ async fn publish_play_flv_api_and_heartbeat() {
     }
 
     // A second publisher of the same stream is refused.
-    let (mut second, _) = rtmp_session(origin.rtmp, "s1", RequestKind::Publish).await;
+    let (mut second, _) = rtmp_session(origin.rtmp, "s1", Direction::Publish).await;
     assert_eq!(next_status(&mut second).await, "NetStream.Publish.BadName");
 
     // A late RTMP player starts with metadata, headers and the GOP.
-    let (mut player, _) = rtmp_session(origin.rtmp, "s1", RequestKind::Play).await;
+    let (mut player, _) = rtmp_session(origin.rtmp, "s1", Direction::Play).await;
     assert_eq!(next_status(&mut player).await, "NetStream.Play.Reset");
     assert_eq!(next_status(&mut player).await, "NetStream.Play.Start");
     let got = next_media(&mut player, 7).await;
@@ -280,7 +281,7 @@ async fn missing_streams_and_unknown_paths() {
     let v = get_json(&format!("http://127.0.0.1:{}/api/v1/versions", origin.api)).await;
     assert_eq!(v["code"], 0);
 
-    let (mut player, _) = rtmp_session(origin.rtmp, "none", RequestKind::Play).await;
+    let (mut player, _) = rtmp_session(origin.rtmp, "none", Direction::Play).await;
     assert_eq!(
         next_status(&mut player).await,
         "NetStream.Play.StreamNotFound"

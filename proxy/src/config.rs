@@ -8,9 +8,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde::Deserialize;
+use srs_cluster::OriginInfo;
 pub use srs_common::env::ConfigError;
 use srs_common::env::{parse_duration, parse_listen, parse_port, parse_switch};
-use srs_lb::register::OriginInfo;
 
 /// One row of the variable table printed by `--help`: name, default, meaning.
 pub const VARIABLES: &[(&str, &str, &str)] = &[

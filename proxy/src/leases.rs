@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use srs_lb::key::StreamKey;
+use srs_cluster::StreamKey;
 use tracing::{info, warn};
 
 use crate::session::Direction;

@@ -9,11 +9,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use srs_lb::key::StreamKey;
-use srs_lb::store::Protocol;
+use srs_cluster::{Protocol, StreamKey};
 use srs_rtmp::chunk::{Limits, RawMessage};
 use srs_rtmp::conn::Connection;
-use srs_rtmp::io::{accept_session, open_session, RequestKind, RtmpStream, ServerRequest};
+use srs_rtmp::io::{accept_session, open_session, RtmpStream, ServerRequest};
 use srs_rtmp::message::{csid, type_id, Command, Message, UserControl};
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
@@ -131,11 +130,7 @@ async fn relay_session(
             return;
         }
     };
-    let direction = match request.kind {
-        RequestKind::Publish => Direction::Publish,
-        RequestKind::Play => Direction::Play,
-    };
-    let session = state.open_session(ClientProtocol::Rtmp, direction, key, origin_id.clone());
+    let session = state.open_session(ClientProtocol::Rtmp, request.kind, key, origin_id.clone());
     info!(client = %peer, origin = %origin_id, %addr, kind = ?request.kind, "session started");
     let started = Instant::now();
     if let Err(e) = client.flush().await {
@@ -224,8 +219,8 @@ async fn open_origin(
 /// Tells the client its publish or play failed (onStatus error), then lets the socket close.
 async fn refuse(client: &mut RtmpStream<TcpStream>, request: &ServerRequest, description: &str) {
     let code = match request.kind {
-        RequestKind::Publish => "NetStream.Publish.Denied",
-        RequestKind::Play => "NetStream.Play.Failed",
+        Direction::Publish => "NetStream.Publish.Denied",
+        Direction::Play => "NetStream.Play.Failed",
     };
     let status = Message::Command(Command::on_status("error", code, description));
     client

@@ -8,24 +8,7 @@ use crate::leases::LeaseGuard;
 use crate::lifecycle::SessionTicket;
 use crate::metrics::SessionMetrics;
 
-/// Publish or play. (Moves to the shared cluster crate.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// Sends the stream.
-    Publish,
-    /// Receives the stream.
-    Play,
-}
-
-impl Direction {
-    /// `publish` or `play`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Publish => "publish",
-            Direction::Play => "play",
-        }
-    }
-}
+pub use srs_cluster::Direction;
 
 /// The protocol a client speaks to the proxy, for the `protocol` label of the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use srs_lb::key::StreamKey;
-use srs_lb::store::Store;
+use srs_cluster::StreamKey;
+use srs_lb::Store;
 
 use crate::config::Config;
 use crate::http::origin::{self, OriginClient};

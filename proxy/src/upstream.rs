@@ -10,9 +10,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use srs_lb::key::StreamKey;
-use srs_lb::register::OriginInfo;
-use srs_lb::store::{Protocol, Store, StoreError};
+use srs_cluster::{OriginInfo, Protocol, StreamKey};
+use srs_lb::{Store, StoreError};
 use tracing::warn;
 
 use crate::metrics::Metrics;
@@ -325,7 +324,7 @@ impl std::fmt::Display for ErrorChain<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use srs_lb::store::{MemoryStore, StoreConfig};
+    use srs_lb::{MemoryStore, StoreConfig};
     use std::sync::Mutex;
 
     fn origin(name: &str) -> OriginInfo {

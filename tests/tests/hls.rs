@@ -1,4 +1,4 @@
-//! HLS through the proxy (SPEC §6): playlists rewritten with an `spbhid` session id, segments
+//! HLS through the proxy (docs/design.md §6.3): playlists rewritten with an `spbhid` session id, segments
 //! relayed from the session's origin by any proxy, bad ids and path tricks refused.
 //!
 //! Most tests use a static origin (`python3 -m http.server`) serving SRS-shaped playlists and TS

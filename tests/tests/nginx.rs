@@ -1,4 +1,4 @@
-//! A third-party origin: Debian's nginx with libnginx-mod-rtmp, registered by curl (SPEC §3).
+//! A third-party origin: Debian's nginx with libnginx-mod-rtmp, registered by curl (docs/design.md §3).
 
 use std::process::Command;
 use std::time::Duration;

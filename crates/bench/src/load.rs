@@ -15,8 +15,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body_util::BodyExt;
+use srs_cluster::Direction;
 use srs_rtmp::chunk::{Limits, RawMessage};
-use srs_rtmp::io::{open_session, RequestKind, RtmpStream};
+use srs_rtmp::io::{open_session, RtmpStream};
 use srs_rtmp::message::{csid, type_id, Message};
 use srs_rtmp::FlvReader;
 use tokio::net::TcpStream;
@@ -417,7 +418,7 @@ async fn publisher(
             &tc_url,
             "live",
             name,
-            RequestKind::Publish,
+            Direction::Publish,
             SETUP_TIMEOUT,
         )
         .await?;
@@ -626,7 +627,7 @@ async fn rtmp_player(
                 &tc_url,
                 "live",
                 name,
-                RequestKind::Play,
+                Direction::Play,
                 SETUP_TIMEOUT,
             )
             .await?;

@@ -1,4 +1,4 @@
-//! Validation of configuration values read from environment variables (SPEC §2 conventions):
+//! Validation of configuration values read from environment variables (docs/design.md §2 conventions):
 //! listen addresses as a port or `ip:port`, Go-style durations, on/off switches. Every error names
 //! the variable and the value.
 

@@ -1,5 +1,5 @@
-//! srs-hls: the sans-IO pieces of HLS relaying (SPEC §6): playlist rewriting and the checks on HLS request
-//! paths. Bytes and strings in, strings out; no I/O.
+//! srs-hls: the sans-IO pieces of HLS relaying (docs/design.md §6): playlist rewriting and the
+//! checks on HLS request paths. Bytes and strings in, strings out; no I/O.
 //!
 //! Rewriting: every URI a player will fetch (URI lines, and the `URI` attribute of the tags in
 //! [`URI_TAGS`]) is made a path on the proxy carrying the HLS session id as [`SESSION_PARAM`], so
@@ -86,7 +86,8 @@ pub struct Target<'a> {
 ///
 /// Errors: [`RewriteError::NotUtf8`], [`RewriteError::NoHeader`], and
 /// [`RewriteError::BadLine`] for an attribute list that does not parse (RFC 8216 4.2), a `URI`
-/// attribute that is not a quoted string, an empty URI, or control characters in a URI.
+/// attribute that is not a quoted string, an empty URI, or control characters in a URI (also
+/// when they would come from [`Target::playlist_path`] or [`Target::session_id`]).
 pub fn rewrite_playlist(input: &[u8], target: &Target<'_>) -> Result<String, RewriteError> {
     let text = std::str::from_utf8(input).map_err(|_| RewriteError::NotUtf8)?;
     // A byte-order mark is not allowed (RFC 8216 4.1) but common; tolerate it.
@@ -210,13 +211,17 @@ fn rewrite_uri(uri: &str, target: &Target<'_>) -> Result<String, &'static str> {
         }
     } else if reference.starts_with('/') {
         reference
-    } else if reference.is_empty() {
-        // RFC 3986 5.2.2: an empty path keeps the base path.
-        target.playlist_path
     } else {
-        let dir_end = target.playlist_path.rfind('/').map_or(0, |i| i + 1);
-        merged = format!("{}{reference}", &target.playlist_path[..dir_end]);
-        &merged
+        // Defensive: a caller may hand over the request target with its query or fragment.
+        let base = target.playlist_path.split(['?', '#']).next().unwrap_or("");
+        if reference.is_empty() {
+            // RFC 3986 5.2.2: an empty path keeps the base path.
+            base
+        } else {
+            let dir_end = base.rfind('/').map_or(0, |i| i + 1);
+            merged = format!("{}{reference}", &base[..dir_end]);
+            &merged
+        }
     };
 
     let mut query = without_param(query, SESSION_PARAM);
@@ -226,7 +231,12 @@ fn rewrite_uri(uri: &str, target: &Target<'_>) -> Result<String, &'static str> {
     query.push_str(SESSION_PARAM);
     query.push('=');
     query.push_str(target.session_id);
-    Ok(format!("{}?{query}{fragment}", normalize_path(path)))
+    let out = format!("{}?{query}{fragment}", normalize_path(path));
+    // The playlist path and session id come from the caller: they must not break the line.
+    if out.chars().any(char::is_control) {
+        return Err("control character in the playlist path or session id");
+    }
+    Ok(out)
 }
 
 /// The scheme of an absolute URI and what follows its `:` (RFC 3986 3.1), if it has one.
@@ -324,7 +334,7 @@ pub fn clean_request_path(path: &str) -> Result<CleanPath, PathError> {
     let mut out = String::with_capacity(path.len());
     let mut segments = Vec::new();
     for raw in path.split('/').filter(|s| !s.is_empty()) {
-        let decoded = srs_lb::key::percent_decode(raw).map_err(|_| PathError::BadEncoding)?;
+        let decoded = srs_cluster::percent_decode(raw).map_err(|_| PathError::BadEncoding)?;
         if decoded == "." || decoded == ".." {
             return Err(PathError::DotSegment);
         }
@@ -386,6 +396,39 @@ mod tests {
         );
         let nested = rewrite_uri("seg/1.m4s", &target("/a/b/c.m3u8")).unwrap();
         assert_eq!(nested, format!("/a/b/seg/1.m4s?spbhid={ID}"));
+    }
+
+    #[test]
+    fn control_characters_from_the_target_are_refused() {
+        // Found by the playlist_rewrite fuzz target: a CR LF in the playlist path split a
+        // rewritten URI line in two.
+        let err = rewrite_playlist(b"#EXTM3U\n[s.ts\n", &target("//\r\n/")).unwrap_err();
+        assert_eq!(
+            err,
+            RewriteError::BadLine {
+                line: 2,
+                reason: "control character in the playlist path or session id"
+            }
+        );
+        let bad_id = Target {
+            session_id: "a\nb",
+            ..target("/live/s.m3u8")
+        };
+        assert!(rewrite_playlist(b"#EXTM3U\ns.ts\n", &bad_id).is_err());
+        // URIs to other hosts do not use the target: still copied.
+        let cdn = b"#EXTM3U\nhttp://cdn.example.com/s.ts\n";
+        assert!(rewrite_playlist(cdn, &target("/l\u{7f}/s.m3u8")).is_ok());
+    }
+
+    #[test]
+    fn a_query_in_the_playlist_path_is_not_part_of_the_base() {
+        // Found by the playlist_rewrite fuzz target: `/.?z//` as the base gave `/.?z/XX`.
+        let out = rewrite_uri("XX", &target(".?z//")).unwrap();
+        assert_eq!(out, format!("/XX?spbhid={ID}"));
+        let out = rewrite_uri("s-0.ts", &target("/live/s.m3u8?hls_ctx=1#x")).unwrap();
+        assert_eq!(out, format!("/live/s-0.ts?spbhid={ID}"));
+        let out = rewrite_uri("?a=1", &target("/live/s.m3u8?hls_ctx=1")).unwrap();
+        assert_eq!(out, format!("/live/s.m3u8?a=1&spbhid={ID}"));
     }
 
     #[test]

@@ -13,7 +13,8 @@ use support::Settings;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use srs_lb::{MemoryStore, OriginInfo, Protocol, RedisStore, Store, StoreConfig, StreamKey};
+use srs_cluster::{OriginInfo, Protocol, StreamKey};
+use srs_lb::{MemoryStore, RedisStore, Store, StoreConfig};
 
 const ORIGINS: usize = 10;
 const CONCURRENCY: usize = 32;

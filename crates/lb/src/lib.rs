@@ -1,17 +1,12 @@
-//! Load balancing for srs-proxy: stream identity (SPEC §4), origin registration (SPEC §3) and
-//! the stores that choose the origin for each stream (SPEC §5): in memory for one proxy, in Redis
-//! for many.
+//! Load balancing for srs-proxy: the stores that choose the origin for each stream
+//! (docs/design.md §5) and keep the session records every proxy must see, in memory for one
+//! proxy, in Redis for many (docs/design.md §9). Stream keys, origins and protocols come from
+//! `srs_cluster`.
 
-pub mod endpoint;
-pub mod key;
 pub mod redis;
-pub mod register;
 pub mod store;
 
 pub use crate::redis::{RedisSettings, RedisStore};
-pub use endpoint::{Endpoint, EndpointError};
-pub use key::{query_param, vhost_from_host, KeyError, SrtMode, StreamKey, DEFAULT_VHOST};
-pub use register::{parse_register, OriginInfo, RegisterError};
 pub use store::{
-    HlsSession, MemoryStore, OriginStatus, Protocol, RtcSession, Store, StoreConfig, StoreError,
+    MemoryStore, OriginStatus, SessionKind, SessionRecord, Store, StoreConfig, StoreError,
 };

@@ -1,5 +1,6 @@
-//! The load-balancer store: which origins are alive and which origin owns each stream (SPEC §5),
-//! plus the HLS and WebRTC session records every proxy must see.
+//! The load-balancer store: which origins are alive and which origin owns each stream
+//! (docs/design.md §5), plus the session records every proxy must see ([`SessionRecord`]: HLS,
+//! WebRTC).
 //!
 //! Stream ownership is a lease: [`Store::pick`] takes or refreshes it, [`Store::refresh_leases`]
 //! keeps the streams of active sessions owned, and an owner not refreshed for
@@ -11,7 +12,8 @@
 //! unknown, every assignment of that owner is dropped at once; an origin whose last heartbeat is
 //! older than [`PRUNE_FACTOR`] × `alive` is forgotten (record and assignments) at the next
 //! `register` or `pick`, until then `origins` still lists it as dead for operators; expired
-//! session records are swept when their map has doubled since the last sweep.
+//! session records (of every kind, in one map) are swept when the map has doubled since the last
+//! sweep.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -22,8 +24,7 @@ use std::time::Duration;
 use rand::seq::SliceRandom;
 use tokio::time::Instant;
 
-use crate::key::StreamKey;
-use crate::register::OriginInfo;
+use srs_cluster::{OriginInfo, Protocol, StreamKey};
 
 /// Dead origins are forgotten after this many alive durations without a heartbeat.
 pub const PRUNE_FACTOR: u32 = 10;
@@ -31,52 +32,14 @@ pub const PRUNE_FACTOR: u32 = 10;
 /// Default [`StoreConfig::lease`]: 15 s.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 
-/// Default [`StoreConfig::hls_alive`] (PROXY_HLS_ALIVE_DURATION, SPEC §2): 120 s.
+/// Default [`StoreConfig::hls_alive`] (PROXY_HLS_ALIVE_DURATION, docs/design.md §2): 120 s.
 pub const DEFAULT_HLS_ALIVE: Duration = Duration::from_secs(120);
 
-/// Default [`StoreConfig::rtc_alive`] (PROXY_RTC_ALIVE_DURATION, SPEC §2): 120 s.
+/// Default [`StoreConfig::rtc_alive`] (PROXY_RTC_ALIVE_DURATION, docs/design.md §2): 120 s.
 pub const DEFAULT_RTC_ALIVE: Duration = Duration::from_secs(120);
 
 /// Session maps are not swept below this many entries.
 const MIN_SWEEP: usize = 64;
-
-/// What a request needs from an origin (SPEC §5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// RTMP publish or play: an `rtmp` endpoint.
-    Rtmp,
-    /// HTTP-FLV, HTTP-TS, HLS: an `http` endpoint.
-    Http,
-    /// SRT publish or play: an `srt` endpoint.
-    Srt,
-    /// WHIP/WHEP: an `api` endpoint for signalling and an `rtc` endpoint for media.
-    Rtc,
-}
-
-impl Protocol {
-    /// The [`OriginInfo`] endpoint lists that must all be non-empty for an origin to serve this
-    /// protocol (`["api", "rtc"]` for WebRTC); the field names of its JSON form.
-    pub fn required_endpoints(self) -> &'static [&'static str] {
-        match self {
-            Protocol::Rtmp => &["rtmp"],
-            Protocol::Http => &["http"],
-            Protocol::Srt => &["srt"],
-            Protocol::Rtc => &["api", "rtc"],
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    /// Lowercase name of what is needed: `rtmp`, `http`, `srt`, `api+rtc`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Protocol::Rtmp => "rtmp",
-            Protocol::Http => "http",
-            Protocol::Srt => "srt",
-            Protocol::Rtc => "api+rtc",
-        })
-    }
-}
 
 /// One origin as the store sees it, for the system API and metrics.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -95,31 +58,54 @@ pub struct OriginStatus {
     pub is_default: bool,
 }
 
-/// An HLS session (SPEC §6): which origin serves the playlists and segments of one player, so
-/// that segment requests reaching any proxy find the same origin. Stored as JSON in Redis.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct HlsSession {
-    /// The stream played.
-    pub key: StreamKey,
-    /// The origin's id (`server/service/pid`).
-    pub origin_id: String,
-    /// The origin's HTTP stream endpoint, `host:port`.
-    pub origin_http: String,
+/// Which protocol a session record belongs to; also the Redis key part
+/// (docs/design.md §9: `{prefix}{kind}:{id}`). A new protocol whose sessions must be found by id
+/// on every proxy adds a variant here and an alive duration in [`StoreConfig::session_alive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionKind {
+    /// An HLS player, by the `spbhid` of its playlist and segment URLs (docs/design.md §6).
+    Hls,
+    /// A WebRTC session, by its ICE username fragment (docs/design.md §6, §8).
+    Rtc,
 }
 
-/// A WebRTC session (SPEC §6), found by its ICE username fragment, so that UDP packets arriving
-/// on any proxy reach the origin that answered the SDP offer. Stored as JSON in Redis.
+impl SessionKind {
+    /// `"hls"` or `"rtc"`: the serialized form and the Redis key part.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Hls => "hls",
+            SessionKind::Rtc => "rtc",
+        }
+    }
+}
+
+impl fmt::Display for SessionKind {
+    /// Same as [`SessionKind::as_str`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A session that must be found by id on every proxy (docs/design.md §6): the HLS `spbhid`, a
+/// WebRTC ICE ufrag, ..., so that requests or packets of one session reaching any proxy go to the
+/// same origin. Stored as JSON in Redis.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RtcSession {
+pub struct SessionRecord {
+    /// The protocol the session belongs to; ids of different kinds never collide.
+    pub kind: SessionKind,
+    /// The session id within its kind.
+    pub id: String,
     /// The stream published or played.
     pub key: StreamKey,
     /// The origin's id (`server/service/pid`).
     pub origin_id: String,
-    /// The origin's WebRTC media endpoint, `host:port` (UDP).
-    pub origin_rtc: String,
+    /// The origin address the session's traffic goes to (`host:port`: HTTP for HLS, UDP media
+    /// for WebRTC).
+    pub origin_addr: String,
 }
 
-/// Settings shared by every [`Store`] (SPEC §2, §5).
+/// Settings shared by every [`Store`] (docs/design.md §2, §5).
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// An origin with no heartbeat for this long is dead (PROXY_SERVER_ALIVE_DURATION).
@@ -150,9 +136,18 @@ impl StoreConfig {
             default_backend,
         }
     }
+
+    /// How long a session record of `kind` lives after its last put or get:
+    /// [`StoreConfig::hls_alive`] or [`StoreConfig::rtc_alive`].
+    pub fn session_alive(&self, kind: SessionKind) -> Duration {
+        match kind {
+            SessionKind::Hls => self.hls_alive,
+            SessionKind::Rtc => self.rtc_alive,
+        }
+    }
 }
 
-/// Why no origin could be chosen (SPEC §5). The proxy turns these into protocol errors.
+/// Why no origin could be chosen (docs/design.md §5). The proxy turns these into protocol errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// No live origin offers what the protocol needs.
@@ -174,8 +169,8 @@ pub enum StoreError {
     Unavailable(String),
 }
 
-/// Shared state of origins, stream owners and sessions (SPEC §5). Implementations must make
-/// `pick` atomic: two proxies picking the same unowned stream must get the same origin.
+/// Shared state of origins, stream owners and sessions (docs/design.md §5). Implementations must
+/// make `pick` atomic: two proxies picking the same unowned stream must get the same origin.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Records a heartbeat: inserts the origin or refreshes it. A record with the same `server`
@@ -200,19 +195,20 @@ pub trait Store: Send + Sync + 'static {
     /// Errors: [`StoreError::Unavailable`] when the backend is down.
     async fn origins(&self) -> Result<Vec<OriginStatus>, StoreError>;
 
-    /// Sets an origin aside for `duration` after a refused or timed-out dial (SPEC §5): while
-    /// aside it is no candidate, and streams it owns are re-assigned on their next pick, without
-    /// waiting for its heartbeat to expire. A registration under a new id (a restarted process:
-    /// new `service` or `pid`) is not affected. Unknown ids are ignored.
+    /// Sets an origin aside for `duration` after a refused or timed-out dial (docs/design.md §5):
+    /// while aside it is no candidate, and streams it owns are re-assigned on their next pick,
+    /// without waiting for its heartbeat to expire. A registration under a new id (a restarted
+    /// process: new `service` or `pid`) is not affected. Unknown ids are ignored.
     ///
     /// Errors: [`StoreError::Unavailable`] when the backend is down.
     async fn set_aside(&self, origin_id: &str, duration: Duration) -> Result<(), StoreError>;
 
-    /// Stream ownership is a lease (SPEC §5): `pick` takes or refreshes it, and the proxy calls
-    /// this for the streams of its active sessions, each with the origin id it is relaying to.
-    /// Each lease whose current owner is still that origin is extended to [`StoreConfig::lease`]
-    /// from now; a lease that vanished (expired, or lost with the backend's data) is taken again
-    /// when that origin is live and not set aside; pairs whose stream moved are ignored.
+    /// Stream ownership is a lease (docs/design.md §5): `pick` takes or refreshes it, and the proxy
+    /// calls this for the streams of its active sessions, each with the origin id it is relaying
+    /// to. Each lease whose current owner is still that origin is extended to
+    /// [`StoreConfig::lease`] from now; a lease that vanished (expired, or lost with the backend's
+    /// data) is taken again when that origin is live and not set aside; pairs whose stream moved
+    /// are ignored.
     ///
     /// Errors: [`StoreError::Unavailable`] when the backend is down.
     async fn refresh_leases(&self, leases: &[(StreamKey, String)]) -> Result<(), StoreError>;
@@ -225,36 +221,28 @@ pub trait Store: Send + Sync + 'static {
     /// Errors: [`StoreError::Unavailable`] when the backend is down.
     async fn claim_leases(&self, leases: &[(StreamKey, String)]) -> Result<(), StoreError>;
 
-    /// Stores the HLS session `id` (the `spbhid` of SPEC §6) for [`StoreConfig::hls_alive`].
+    /// Stores `record` under (`record.kind`, `record.id`) for
+    /// [`StoreConfig::session_alive`] of its kind, replacing any record there.
     ///
     /// Errors: [`StoreError::Unavailable`] when the backend is down.
-    async fn put_hls(&self, id: &str, session: &HlsSession) -> Result<(), StoreError>;
+    async fn put_session(&self, record: &SessionRecord) -> Result<(), StoreError>;
 
-    /// The HLS session `id`, if stored and not expired; a hit extends its life to
-    /// [`StoreConfig::hls_alive`] from now.
+    /// The session record of `kind` with `id`, if stored and not expired; a hit extends its life
+    /// to [`StoreConfig::session_alive`] of `kind` from now.
     ///
     /// Errors: [`StoreError::Unavailable`] when the backend is down or the record is corrupt.
-    async fn get_hls(&self, id: &str) -> Result<Option<HlsSession>, StoreError>;
-
-    /// Stores the WebRTC session of ICE username fragment `ufrag` for
-    /// [`StoreConfig::rtc_alive`].
-    ///
-    /// Errors: [`StoreError::Unavailable`] when the backend is down.
-    async fn put_rtc(&self, ufrag: &str, session: &RtcSession) -> Result<(), StoreError>;
-
-    /// The WebRTC session of `ufrag`, if stored and not expired; a hit extends its life to
-    /// [`StoreConfig::rtc_alive`] from now.
-    ///
-    /// Errors: [`StoreError::Unavailable`] when the backend is down or the record is corrupt.
-    async fn get_rtc(&self, ufrag: &str) -> Result<Option<RtcSession>, StoreError>;
+    async fn get_session(
+        &self,
+        kind: SessionKind,
+        id: &str,
+    ) -> Result<Option<SessionRecord>, StoreError>;
 }
 
-/// The in-process [`Store`] for `PROXY_LOAD_BALANCER_TYPE=memory` (SPEC §5).
+/// The in-process [`Store`] for `PROXY_LOAD_BALANCER_TYPE=memory` (docs/design.md §5).
 pub struct MemoryStore {
     config: StoreConfig,
     inner: Mutex<Inner>,
-    hls: Mutex<Expiring<HlsSession>>,
-    rtc: Mutex<Expiring<RtcSession>>,
+    sessions: Mutex<Sessions>,
 }
 
 struct Record {
@@ -358,39 +346,45 @@ impl Inner {
     }
 }
 
-/// Session records by id, each alive `ttl` after its last put or get.
-struct Expiring<V> {
-    ttl: Duration,
-    entries: HashMap<String, (V, Instant)>,
+/// Session records by kind and id, each alive its kind's duration after its last put or get.
+struct Sessions {
+    entries: HashMap<(SessionKind, String), (SessionRecord, Instant)>,
     /// Sweep expired entries when the map reaches this size: amortised O(1) per put.
     sweep_at: usize,
 }
 
-impl<V: Clone> Expiring<V> {
-    fn new(ttl: Duration) -> Self {
-        Expiring {
-            ttl,
+impl Sessions {
+    fn new() -> Self {
+        Sessions {
             entries: HashMap::new(),
             sweep_at: MIN_SWEEP,
         }
     }
 
-    fn put(&mut self, id: &str, value: V, now: Instant) {
+    fn put(&mut self, record: SessionRecord, until: Instant, now: Instant) {
         if self.entries.len() >= self.sweep_at {
             self.entries.retain(|_, (_, until)| *until > now);
             self.sweep_at = MIN_SWEEP.max(self.entries.len() * 2);
         }
-        self.entries.insert(id.to_owned(), (value, now + self.ttl));
+        self.entries
+            .insert((record.kind, record.id.clone()), (record, until));
     }
 
-    fn get(&mut self, id: &str, now: Instant) -> Option<V> {
-        match self.entries.get_mut(id) {
-            Some((value, until)) if *until > now => {
-                *until = now + self.ttl;
-                Some(value.clone())
+    fn get(
+        &mut self,
+        kind: SessionKind,
+        id: &str,
+        ttl: Duration,
+        now: Instant,
+    ) -> Option<SessionRecord> {
+        let key = (kind, id.to_owned());
+        match self.entries.get_mut(&key) {
+            Some((record, until)) if *until > now => {
+                *until = now + ttl;
+                Some(record.clone())
             }
             Some(_) => {
-                self.entries.remove(id);
+                self.entries.remove(&key);
                 None
             }
             None => None,
@@ -410,10 +404,9 @@ impl MemoryStore {
     /// A store with every setting given.
     pub fn with_config(config: StoreConfig) -> Self {
         MemoryStore {
-            hls: Mutex::new(Expiring::new(config.hls_alive)),
-            rtc: Mutex::new(Expiring::new(config.rtc_alive)),
             config,
             inner: Mutex::new(Inner::default()),
+            sessions: Mutex::new(Sessions::new()),
         }
     }
 
@@ -613,22 +606,20 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn put_hls(&self, id: &str, session: &HlsSession) -> Result<(), StoreError> {
-        lock(&self.hls).put(id, session.clone(), Instant::now());
+    async fn put_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let until = now + self.config.session_alive(record.kind);
+        lock(&self.sessions).put(record.clone(), until, now);
         Ok(())
     }
 
-    async fn get_hls(&self, id: &str) -> Result<Option<HlsSession>, StoreError> {
-        Ok(lock(&self.hls).get(id, Instant::now()))
-    }
-
-    async fn put_rtc(&self, ufrag: &str, session: &RtcSession) -> Result<(), StoreError> {
-        lock(&self.rtc).put(ufrag, session.clone(), Instant::now());
-        Ok(())
-    }
-
-    async fn get_rtc(&self, ufrag: &str) -> Result<Option<RtcSession>, StoreError> {
-        Ok(lock(&self.rtc).get(ufrag, Instant::now()))
+    async fn get_session(
+        &self,
+        kind: SessionKind,
+        id: &str,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let ttl = self.config.session_alive(kind);
+        Ok(lock(&self.sessions).get(kind, id, ttl, Instant::now()))
     }
 }
 
@@ -662,7 +653,7 @@ mod tests {
 
     fn stream(name: &str) -> StreamKey {
         StreamKey {
-            vhost: crate::key::DEFAULT_VHOST.into(),
+            vhost: srs_cluster::DEFAULT_VHOST.into(),
             app: "live".into(),
             stream: name.into(),
         }
@@ -935,37 +926,111 @@ mod tests {
         assert!(inner.expiries.len() <= 4, "{}", inner.expiries.len());
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn sessions_expire_unless_read() {
-        let store = MemoryStore::new(ALIVE, None);
-        let hls = HlsSession {
+    fn record(kind: SessionKind, id: &str) -> SessionRecord {
+        SessionRecord {
+            kind,
+            id: id.into(),
             key: stream("s"),
             origin_id: "a/svc/1".into(),
-            origin_http: "10.0.0.1:8080".into(),
-        };
-        store.put_hls("h1", &hls).await.unwrap();
-        store.put_hls("h2", &hls).await.unwrap();
-        for _ in 0..3 {
-            advance(DEFAULT_HLS_ALIVE - Duration::from_secs(1)).await;
-            assert_eq!(store.get_hls("h1").await.unwrap().as_ref(), Some(&hls));
+            origin_addr: "10.0.0.1:8080".into(),
         }
-        assert_eq!(store.get_hls("h2").await.unwrap(), None);
-        assert_eq!(store.get_rtc("h1").await.unwrap(), None);
+    }
+
+    #[test]
+    fn session_kinds_and_lifetimes() {
+        let config = StoreConfig {
+            hls_alive: Duration::from_secs(7),
+            rtc_alive: Duration::from_secs(9),
+            ..StoreConfig::new(ALIVE, None)
+        };
+        assert_eq!(
+            config.session_alive(SessionKind::Hls),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            config.session_alive(SessionKind::Rtc),
+            Duration::from_secs(9)
+        );
+        for kind in [SessionKind::Hls, SessionKind::Rtc] {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{kind}\""));
+            assert_eq!(kind.to_string(), kind.as_str());
+        }
     }
 
     #[tokio::test(start_paused = true)]
-    async fn session_maps_are_swept() {
+    async fn sessions_expire_unless_read() {
         let store = MemoryStore::new(ALIVE, None);
-        let rtc = RtcSession {
-            key: stream("s"),
-            origin_id: "a/svc/1".into(),
-            origin_rtc: "10.0.0.1:8000".into(),
-        };
-        for i in 0..MIN_SWEEP {
-            store.put_rtc(&format!("u{i}"), &rtc).await.unwrap();
+        let h1 = record(SessionKind::Hls, "h1");
+        store.put_session(&h1).await.unwrap();
+        store
+            .put_session(&record(SessionKind::Hls, "h2"))
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            advance(DEFAULT_HLS_ALIVE - Duration::from_secs(1)).await;
+            let got = store.get_session(SessionKind::Hls, "h1").await.unwrap();
+            assert_eq!(got.as_ref(), Some(&h1));
         }
-        advance(DEFAULT_RTC_ALIVE).await;
-        store.put_rtc("fresh", &rtc).await.unwrap();
-        assert_eq!(lock(&store.rtc).entries.len(), 1);
+        assert_eq!(
+            store.get_session(SessionKind::Hls, "h2").await.unwrap(),
+            None
+        );
+        // Same id, other kind: a different record.
+        assert_eq!(
+            store.get_session(SessionKind::Rtc, "h1").await.unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn kinds_do_not_collide_and_live_their_own_time() {
+        let store = MemoryStore::with_config(StoreConfig {
+            hls_alive: Duration::from_secs(10),
+            rtc_alive: Duration::from_secs(60),
+            ..StoreConfig::new(ALIVE, None)
+        });
+        let hls = record(SessionKind::Hls, "same");
+        let rtc = SessionRecord {
+            origin_addr: "10.0.0.1:8000".into(),
+            ..record(SessionKind::Rtc, "same")
+        };
+        store.put_session(&hls).await.unwrap();
+        store.put_session(&rtc).await.unwrap();
+        assert_eq!(
+            store.get_session(SessionKind::Hls, "same").await.unwrap(),
+            Some(hls)
+        );
+        advance(Duration::from_secs(11)).await;
+        assert_eq!(
+            store.get_session(SessionKind::Hls, "same").await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store.get_session(SessionKind::Rtc, "same").await.unwrap(),
+            Some(rtc)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn session_map_is_swept() {
+        let store = MemoryStore::new(ALIVE, None);
+        for i in 0..MIN_SWEEP {
+            let kind = if i % 2 == 0 {
+                SessionKind::Hls
+            } else {
+                SessionKind::Rtc
+            };
+            store
+                .put_session(&record(kind, &format!("u{i}")))
+                .await
+                .unwrap();
+        }
+        advance(DEFAULT_RTC_ALIVE.max(DEFAULT_HLS_ALIVE)).await;
+        store
+            .put_session(&record(SessionKind::Rtc, "fresh"))
+            .await
+            .unwrap();
+        assert_eq!(lock(&store.sessions).entries.len(), 1);
     }
 }

@@ -1,4 +1,4 @@
-//! The contract of [`Store`] (SPEC §5 and the Redis store issue), run against both
+//! The contract of [`Store`] (docs/design.md §5, §9), run against both
 //! implementations: each test function takes a [`Backend`] and runs once as `memory::NAME` and
 //! once as `redis_store::NAME`, the latter on its own real `redis-server`. Redis-only tests (races
 //! between proxies, faults, settings) follow in `redis_only`.
@@ -11,10 +11,8 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use srs_lb::{
-    HlsSession, MemoryStore, OriginInfo, Protocol, RedisStore, RtcSession, Store, StoreConfig,
-    StoreError, StreamKey,
-};
+use srs_cluster::{OriginInfo, Protocol, StreamKey};
+use srs_lb::{MemoryStore, RedisStore, SessionKind, SessionRecord, Store, StoreConfig, StoreError};
 use support::{RedisServer, Settings};
 use tokio::time::sleep;
 
@@ -428,22 +426,7 @@ async fn hls_sessions(backend: Backend) {
             ..config()
         })
         .await;
-    let session = |origin: &str| HlsSession {
-        key: stream("s"),
-        origin_id: format!("{origin}/svc/1"),
-        origin_http: "10.0.0.1:8080".into(),
-    };
-    assert_eq!(store.get_hls("read").await.unwrap(), None);
-    store.put_hls("read", &session("x")).await.unwrap();
-    store.put_hls("read", &session("a")).await.unwrap();
-    store.put_hls("unread", &session("b")).await.unwrap();
-    sleep(Duration::from_millis(500)).await;
-    assert_eq!(store.get_hls("read").await.unwrap(), Some(session("a")));
-    // `unread` ended at 1 s; `read` was refreshed until 1.5 s.
-    sleep(Duration::from_millis(750)).await;
-    assert_eq!(store.get_hls("read").await.unwrap(), Some(session("a")));
-    assert_eq!(store.get_hls("unread").await.unwrap(), None);
-    assert_eq!(store.get_rtc("read").await.unwrap(), None);
+    sessions_expire_unless_read(&*store, SessionKind::Hls, SessionKind::Rtc).await;
 }
 
 async fn rtc_sessions(backend: Backend) {
@@ -454,20 +437,60 @@ async fn rtc_sessions(backend: Backend) {
             ..config()
         })
         .await;
-    let session = |origin: &str| RtcSession {
+    sessions_expire_unless_read(&*store, SessionKind::Rtc, SessionKind::Hls).await;
+}
+
+/// A record of `kind` at `id` served by origin `origin`.
+fn session(kind: SessionKind, id: &str, origin: &str) -> SessionRecord {
+    SessionRecord {
+        kind,
+        id: id.into(),
         key: stream("s"),
         origin_id: format!("{origin}/svc/1"),
-        origin_rtc: "10.0.0.1:8000".into(),
-    };
-    assert_eq!(store.get_rtc("read").await.unwrap(), None);
-    store.put_rtc("read", &session("a")).await.unwrap();
-    store.put_rtc("unread", &session("b")).await.unwrap();
+        origin_addr: "10.0.0.1:8080".into(),
+    }
+}
+
+/// `kind` lives 1 s, `other` [`LONG`]: records of `kind` expire unless read, a put replaces, and
+/// a record is never found under the other kind with the same id.
+async fn sessions_expire_unless_read(store: &dyn Store, kind: SessionKind, other: SessionKind) {
+    assert_eq!(store.get_session(kind, "read").await.unwrap(), None);
+    store
+        .put_session(&session(kind, "read", "x"))
+        .await
+        .unwrap();
+    store
+        .put_session(&session(kind, "read", "a"))
+        .await
+        .unwrap();
+    store
+        .put_session(&session(kind, "unread", "b"))
+        .await
+        .unwrap();
+    let long_lived = session(other, "shared", "c");
+    store.put_session(&long_lived).await.unwrap();
+    store
+        .put_session(&session(kind, "shared", "d"))
+        .await
+        .unwrap();
     sleep(Duration::from_millis(500)).await;
-    assert_eq!(store.get_rtc("read").await.unwrap(), Some(session("a")));
+    assert_eq!(
+        store.get_session(kind, "read").await.unwrap(),
+        Some(session(kind, "read", "a"))
+    );
+    // `unread` and `shared` ended at 1 s; `read` was refreshed until 1.5 s.
     sleep(Duration::from_millis(750)).await;
-    assert_eq!(store.get_rtc("read").await.unwrap(), Some(session("a")));
-    assert_eq!(store.get_rtc("unread").await.unwrap(), None);
-    assert_eq!(store.get_hls("read").await.unwrap(), None);
+    assert_eq!(
+        store.get_session(kind, "read").await.unwrap(),
+        Some(session(kind, "read", "a"))
+    );
+    assert_eq!(store.get_session(kind, "unread").await.unwrap(), None);
+    assert_eq!(store.get_session(other, "read").await.unwrap(), None);
+    assert_eq!(store.get_session(kind, "shared").await.unwrap(), None);
+    assert_eq!(
+        store.get_session(other, "shared").await.unwrap(),
+        Some(long_lived)
+    );
 }
 
 async fn default_backend(backend: Backend) {
@@ -560,7 +583,7 @@ mod redis_only {
         let outcomes = [
             store.pick(&stream("s"), Protocol::Rtmp).await.map(|_| ()),
             store.register(origin("a", "1")).await,
-            store.get_hls("h").await.map(|_| ()),
+            store.get_session(SessionKind::Hls, "h").await.map(|_| ()),
             store
                 .refresh_leases(&[(stream("s"), "a/svc/1".into())])
                 .await,
@@ -680,12 +703,10 @@ mod redis_only {
             .set_aside("a/svc/1", Duration::from_secs(5))
             .await
             .unwrap();
-        let session = HlsSession {
-            key: stream("s"),
-            origin_id: "a/svc/1".into(),
-            origin_http: "10.0.0.1:8080".into(),
-        };
-        store.put_hls("h", &session).await.unwrap();
+        let hls = session(SessionKind::Hls, "h", "a");
+        store.put_session(&hls).await.unwrap();
+        let rtc = session(SessionKind::Rtc, "u", "a");
+        store.put_session(&rtc).await.unwrap();
 
         let mut raw = redis::Client::open(format!("redis://127.0.0.1:{}/", server.port))
             .and_then(|c| c.get_connection())
@@ -700,6 +721,7 @@ mod redis_only {
                 "srs-proxy:hls:h",
                 "srs-proxy:origin:a/svc/1",
                 "srs-proxy:origins",
+                "srs-proxy:rtc:u",
                 "srs-proxy:server:a",
             ])
         );
@@ -707,6 +729,8 @@ mod redis_only {
         assert!((29_000..=30_000).contains(&ttl("srs-proxy:origin:a/svc/1")));
         assert!((4_000..=5_000).contains(&ttl("srs-proxy:aside:a/svc/1")));
         assert_eq!(ttl("srs-proxy:origins"), -1);
+        assert!((59_000..=60_000).contains(&ttl("srs-proxy:hls:h")));
+        assert!((59_000..=60_000).contains(&ttl("srs-proxy:rtc:u")));
 
         store.register(origin("b", "1")).await.unwrap();
         pick_id(&store, "t", Protocol::Rtmp).await;
@@ -720,6 +744,12 @@ mod redis_only {
             origin("a", "1")
         );
         assert_eq!(get("srs-proxy:owner:__defaultVhost__/live/t"), "b/svc/1");
+        let record = get("srs-proxy:rtc:u");
+        assert_eq!(serde_json::from_str::<SessionRecord>(&record).unwrap(), rtc);
+        assert_eq!(
+            serde_json::from_str::<SessionRecord>(&get("srs-proxy:hls:h")).unwrap(),
+            hls
+        );
     }
 }
 

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use srs_cluster::Direction;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::amf0::Amf0Value;
@@ -201,21 +202,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RtmpStream<S> {
     }
 }
 
-/// What a client asked for in a live session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestKind {
-    /// The client sent `publish`.
-    Publish,
-    /// The client sent `play`.
-    Play,
-}
-
 /// The result of [`accept_session`]: everything the client said up to its
 /// `publish` or `play`.
 #[derive(Debug, Clone)]
 pub struct ServerRequest {
-    /// Publish or play.
-    pub kind: RequestKind,
+    /// [`Direction::Publish`] when the client sent `publish`, [`Direction::Play`] for `play`.
+    pub kind: Direction,
     /// app/tcUrl/objectEncoding from `connect`.
     pub connect: ConnectParams,
     /// The full `connect` command object.
@@ -338,8 +330,8 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 continue;
             }
-            "publish" => RequestKind::Publish,
-            "play" => RequestKind::Play,
+            "publish" => Direction::Publish,
+            "play" => Direction::Play,
             other => {
                 tracing::debug!(command = other, "ignoring command during session setup");
                 continue;
@@ -353,13 +345,13 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
             )));
         }
         let publish_type = match kind {
-            RequestKind::Publish => cmd
+            Direction::Publish => cmd
                 .args
                 .iter()
                 .filter_map(Amf0Value::as_str)
                 .nth(1)
                 .map(str::to_owned),
-            RequestKind::Play => None,
+            Direction::Play => None,
         };
         let msid = if raw.msid != 0 {
             raw.msid
@@ -396,7 +388,7 @@ pub async fn open_session<S: AsyncRead + AsyncWrite + Unpin>(
     tc_url: &str,
     app: &str,
     stream_name: &str,
-    kind: RequestKind,
+    kind: Direction,
     timeout: Duration,
 ) -> Result<u32, RtmpError> {
     let exchange = async {
@@ -405,7 +397,7 @@ pub async fn open_session<S: AsyncRead + AsyncWrite + Unpin>(
         rtmp.flush().await?;
         wait_result(rtmp, 1.0, "connect").await?;
 
-        if kind == RequestKind::Publish {
+        if kind == Direction::Publish {
             rtmp.queue_command(
                 csid::OVER_CONNECTION,
                 0,
@@ -429,14 +421,14 @@ pub async fn open_session<S: AsyncRead + AsyncWrite + Unpin>(
             as u32;
 
         match kind {
-            RequestKind::Publish => {
+            Direction::Publish => {
                 rtmp.queue_command(
                     csid::OVER_STREAM,
                     msid,
                     Command::publish(5.0, stream_name, "live"),
                 );
             }
-            RequestKind::Play => {
+            Direction::Play => {
                 rtmp.queue_command(csid::OVER_STREAM, msid, Command::play(5.0, stream_name));
                 rtmp.connection().send_message(
                     csid::PROTOCOL_CONTROL,
@@ -519,14 +511,14 @@ mod tests {
             "rtmp://h/live",
             "live",
             "cam?key=1",
-            RequestKind::Publish,
+            Direction::Publish,
             T,
         )
         .await
         .unwrap();
         let (mut server, req) = srv.await.unwrap();
         assert_eq!(msid, 1);
-        assert_eq!(req.kind, RequestKind::Publish);
+        assert_eq!(req.kind, Direction::Publish);
         assert_eq!(req.stream_name, "cam?key=1");
         assert_eq!(req.publish_type.as_deref(), Some("live"));
         assert_eq!(req.connect.app, "live");
@@ -562,13 +554,13 @@ mod tests {
             "rtmp://h/app",
             "app",
             "stream",
-            RequestKind::Play,
+            Direction::Play,
             T,
         )
         .await
         .unwrap();
         let (mut server, req) = srv.await.unwrap().unwrap();
-        assert_eq!(req.kind, RequestKind::Play);
+        assert_eq!(req.kind, Direction::Play);
         assert_eq!(req.stream_name, "stream");
         assert_eq!(req.publish_type, None);
         assert_eq!(req.msid, msid);
@@ -600,7 +592,7 @@ mod tests {
             "rtmp://h/live",
             "live",
             "s",
-            RequestKind::Publish,
+            Direction::Publish,
             T,
         )
         .await

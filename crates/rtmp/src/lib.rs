@@ -27,5 +27,5 @@ pub use error::{Amf0Error, ChunkError, FlvError, HandshakeError, MessageError, R
 pub use flv::{FlvReader, FlvTag};
 pub use handshake::{ClientHandshake, ServerHandshake, HANDSHAKE_SIZE};
 #[cfg(feature = "tokio")]
-pub use io::{accept_session, open_session, RequestKind, RtmpStream, ServerRequest};
+pub use io::{accept_session, open_session, RtmpStream, ServerRequest};
 pub use message::{Command, ConnectParams, Message, UserControl};

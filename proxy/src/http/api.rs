@@ -42,7 +42,7 @@ async fn not_found() -> Response {
 
 /// `POST /api/v1/srs/register`: an origin's heartbeat (docs/design.md §3).
 async fn register(AxumState(state): AxumState<State>, body: Bytes) -> Response {
-    let info = match srs_lb::register::parse_register(&body) {
+    let info = match srs_cluster::parse_register(&body) {
         Ok(info) => info,
         Err(e) => {
             warn!(error = %e, "bad register request");

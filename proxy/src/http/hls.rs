@@ -36,8 +36,8 @@ use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode, Uri};
 use axum::response::Response;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use srs_lb::key::{query_param, StreamKey};
-use srs_lb::store::HlsSession;
+use srs_cluster::{query_param, StreamKey};
+use srs_lb::{SessionKind, SessionRecord};
 use tracing::{debug, info, info_span, warn, Span};
 
 use super::origin::{
@@ -207,12 +207,14 @@ async fn new_session(state: State, request: HlsRequest) -> Response {
         Ok(playlist) => playlist,
         Err(response) => return response,
     };
-    let record = HlsSession {
+    let record = SessionRecord {
+        kind: SessionKind::Hls,
+        id: hls_id,
         key,
         origin_id: origin_id.clone(),
-        origin_http: addr.clone(),
+        origin_addr: addr.clone(),
     };
-    if let Err(e) = state.store.put_hls(&hls_id, &record).await {
+    if let Err(e) = state.store.put_session(&record).await {
         span.in_scope(|| warn!(error = %e, "cannot record the HLS session"));
         return json_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -233,7 +235,7 @@ async fn existing_session(state: State, request: HlsRequest, id: &str) -> Respon
     if !is_session_id(id) {
         return unknown();
     }
-    let record = match state.store.get_hls(id).await {
+    let record = match state.store.get_session(SessionKind::Hls, id).await {
         Ok(Some(record)) => record,
         Ok(None) => return unknown(),
         Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, e),
@@ -257,7 +259,7 @@ async fn existing_session(state: State, request: HlsRequest, id: &str) -> Respon
     let target = request.origin_target();
     let pinned = Pinned {
         id: record.origin_id.clone(),
-        addr: record.origin_http.clone(),
+        addr: record.origin_addr.clone(),
     };
     let connected = request_owner(
         &state,
@@ -277,12 +279,12 @@ async fn existing_session(state: State, request: HlsRequest, id: &str) -> Respon
     };
     let (origin_id, addr, response) = (connected.origin_id, connected.addr, connected.conn);
     if origin_id != record.origin_id {
-        let moved = HlsSession {
-            key: record.key.clone(),
+        let moved = SessionRecord {
             origin_id: origin_id.clone(),
-            origin_http: addr.clone(),
+            origin_addr: addr.clone(),
+            ..record.clone()
         };
-        match state.store.put_hls(id, &moved).await {
+        match state.store.put_session(&moved).await {
             Ok(()) => span
                 .in_scope(|| info!(from = %record.origin_id, to = %origin_id, "HLS session moved")),
             Err(e) => {

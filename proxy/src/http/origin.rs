@@ -15,8 +15,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use srs_lb::key::StreamKey;
-use srs_lb::store::Protocol;
+use srs_cluster::{Protocol, StreamKey};
 use tracing::{debug, info, Span};
 
 use super::json_error;

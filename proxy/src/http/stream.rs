@@ -7,7 +7,7 @@
 use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
-use srs_lb::key::StreamKey;
+use srs_cluster::StreamKey;
 use tracing::{info, info_span, warn};
 
 use super::origin::{request_owner, stream_response, upstream_error_response};

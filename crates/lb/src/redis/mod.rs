@@ -1,6 +1,6 @@
-//! The shared [`Store`] for `PROXY_LOAD_BALANCER_TYPE=redis` (SPEC §2, §5): every proxy on one
-//! Redis agrees on which origins are alive, who owns each stream, and where each HLS and WebRTC
-//! session goes.
+//! The shared [`Store`] for `PROXY_LOAD_BALANCER_TYPE=redis` (docs/design.md §2, §5, §9): every
+//! proxy on one Redis agrees on which origins are alive, who owns each stream, and where each
+//! session (HLS, WebRTC) goes.
 //!
 //! Needs Redis 6.2 or later (`GETEX`), single node or sentinel (the scripts derive keys from
 //! data, which Redis Cluster forbids). Every decision that reads and then writes runs in one Lua
@@ -20,8 +20,7 @@
 //! | `owner:{stream}` | string | the id of the origin holding the stream's lease | `lease`, renewed by `pick` and `refresh_leases` |
 //! | `streams:{id}` | sorted set | streams leased by the origin, scored by lease end (ms); its size is the origin's load | `lease` after its newest lease; ended leases are removed when counted |
 //! | `aside:{id}` | string | `1` while the origin is set aside after a failed dial | the set-aside duration |
-//! | `hls:{id}` | string | an [`HlsSession`] as JSON | `hls_alive`, renewed by every get and put |
-//! | `rtc:{ufrag}` | string | an [`RtcSession`] as JSON | `rtc_alive`, renewed by every get and put |
+//! | `{kind}:{session}` | string | a [`SessionRecord`] as JSON, under its kind ([`SessionKind::as_str`]) and id: `hls:{spbhid}`, `rtc:{ufrag}` | [`StoreConfig::session_alive`] of the kind (`hls_alive`, `rtc_alive`), renewed by every get and put |
 //!
 //! The default backend is never written to Redis (each proxy has it in its configuration); only
 //! its `owner:`, `streams:` and `aside:` keys exist.
@@ -45,11 +44,9 @@ use ::redis::{
 };
 use deadpool_redis::{Manager, Pool, Runtime};
 
-use crate::key::StreamKey;
-use crate::register::OriginInfo;
-use crate::store::{
-    HlsSession, OriginStatus, Protocol, RtcSession, Store, StoreConfig, StoreError,
-};
+use srs_cluster::{OriginInfo, Protocol, StreamKey};
+
+use crate::store::{OriginStatus, SessionKind, SessionRecord, Store, StoreConfig, StoreError};
 
 /// Default [`RedisSettings::prefix`].
 pub const DEFAULT_PREFIX: &str = "srs-proxy:";
@@ -63,7 +60,7 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(1);
 /// Connections in the pool; calls share one multiplexed connection, so few are needed.
 const POOL_SIZE: usize = 4;
 
-/// Where the shared state lives (SPEC §2: PROXY_REDIS_HOST / _PORT / _PASSWORD / _DB).
+/// Where the shared state lives (docs/design.md §2: PROXY_REDIS_HOST / _PORT / _PASSWORD / _DB).
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
     /// Host name or IP address.
@@ -79,7 +76,7 @@ pub struct RedisSettings {
 }
 
 impl Default for RedisSettings {
-    /// `127.0.0.1:6379`, no password, db 0, [`DEFAULT_PREFIX`]: the SPEC §2 defaults.
+    /// `127.0.0.1:6379`, no password, db 0, [`DEFAULT_PREFIX`]: the docs/design.md §2 defaults.
     fn default() -> Self {
         RedisSettings {
             host: "127.0.0.1".into(),
@@ -496,23 +493,27 @@ impl Store for RedisStore {
             .await
     }
 
-    async fn put_hls(&self, id: &str, session: &HlsSession) -> Result<(), StoreError> {
-        self.put_json(self.key("hls", id), session, self.config.hls_alive)
+    async fn put_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let ttl = self.config.session_alive(record.kind);
+        self.put_json(self.key(record.kind.as_str(), &record.id), record, ttl)
             .await
     }
 
-    async fn get_hls(&self, id: &str) -> Result<Option<HlsSession>, StoreError> {
-        self.get_json(self.key("hls", id), self.config.hls_alive)
-            .await
-    }
-
-    async fn put_rtc(&self, ufrag: &str, session: &RtcSession) -> Result<(), StoreError> {
-        self.put_json(self.key("rtc", ufrag), session, self.config.rtc_alive)
-            .await
-    }
-
-    async fn get_rtc(&self, ufrag: &str) -> Result<Option<RtcSession>, StoreError> {
-        self.get_json(self.key("rtc", ufrag), self.config.rtc_alive)
-            .await
+    async fn get_session(
+        &self,
+        kind: SessionKind,
+        id: &str,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let key = self.key(kind.as_str(), id);
+        let record: Option<SessionRecord> = self
+            .get_json(key.clone(), self.config.session_alive(kind))
+            .await?;
+        match record {
+            Some(r) if r.kind != kind || r.id != id => Err(StoreError::Unavailable(format!(
+                "corrupt record {key} in Redis: it holds {} session {}",
+                r.kind, r.id
+            ))),
+            other => Ok(other),
+        }
     }
 }

@@ -1,6 +1,7 @@
-//! Stream identity: every protocol's request maps to one `vhost/app/stream` key (SPEC §4).
+//! Stream identity (docs/design.md §4): every protocol's request maps to one `vhost/app/stream`
+//! key.
 //!
-//! Choices the SPEC leaves open, made here once so every protocol agrees:
+//! Choices the design leaves open, made here once so every protocol agrees:
 //! - The vhost always goes through [`vhost_from_host`], whatever its source (host name, `vhost=`
 //!   parameter, SRT `h=`): a domain name is kept (lowercased, port stripped), anything else is
 //!   [`DEFAULT_VHOST`]. Precedence: the most specific `vhost=` wins (RTMP: stream name's query, then
@@ -17,8 +18,10 @@
 use std::fmt;
 
 use crate::endpoint::is_host_name;
+use crate::protocol::Direction;
 
-/// The vhost of every request whose host is not a domain name (SPEC §4; SRS's name for it).
+/// The vhost of every request whose host is not a domain name (docs/design.md §4; SRS's name for
+/// it).
 pub const DEFAULT_VHOST: &str = "__defaultVhost__";
 
 /// Upper bound on `vhost.len() + app.len() + stream.len() + 2` (the two slashes), in bytes.
@@ -27,7 +30,8 @@ pub const MAX_KEY_LEN: usize = 1024;
 /// SRS's application for a plain SRT stream id without a slash (`livestream` → `live/livestream`).
 const SRT_DEFAULT_APP: &str = "live";
 
-/// Why a request could not be mapped to a [`StreamKey`] (SPEC §4). The request should be refused.
+/// Why a request could not be mapped to a [`StreamKey`] (docs/design.md §4). The request should be
+/// refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     /// The RTMP tcUrl is not `scheme://host[/app][?query]`; the payload says what is missing.
@@ -53,17 +57,8 @@ pub enum KeyError {
     BadStreamId(&'static str),
 }
 
-/// What an SRT client asks for with `m=` in its stream id (SPEC §4, SRS's SRT docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SrtMode {
-    /// `m=publish`: the client sends media.
-    Publish,
-    /// `m=request`, or no `m=` at all: the client plays.
-    Request,
-}
-
-/// One stream's identity, `vhost/app/stream` (SPEC §4). `app` may contain slashes; `stream` does
-/// not; neither is empty. Query strings are never part of it.
+/// One stream's identity, `vhost/app/stream` (docs/design.md §4). `app` may contain slashes;
+/// `stream` does not; neither is empty. Query strings are never part of it.
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
@@ -84,7 +79,7 @@ impl fmt::Display for StreamKey {
 }
 
 impl StreamKey {
-    /// Key of an RTMP session (SPEC §4): `tc_url` is the `tcUrl` of `connect`
+    /// Key of an RTMP session (docs/design.md §4): `tc_url` is the `tcUrl` of `connect`
     /// (`rtmp://host:1935/live?vhost=v.example.com&token=x`), `stream_name` the name given to
     /// `publish`/`play` (`livestream?token=abc`). The app is the tcUrl path; SRS's legacy
     /// `app...vhost...VHOST` form is understood.
@@ -114,7 +109,7 @@ impl StreamKey {
         assemble(vhost, app, stream)
     }
 
-    /// Key of an HTTP request (SPEC §4): the `Host` header (`None` when absent; a port is
+    /// Key of an HTTP request (docs/design.md §4): the `Host` header (`None` when absent; a port is
     /// ignored), the URL path (`/live/livestream.flv`) and the raw query without `?`.
     ///
     /// The last path segment without its extension is the stream and the rest is the app, unless
@@ -154,25 +149,26 @@ impl StreamKey {
         assemble(vhost, &segments.join("/"), stream)
     }
 
-    /// Key and mode of an SRT stream id (SPEC §4, SRS's SRT docs). Accepted forms:
+    /// Key and direction of an SRT stream id (docs/design.md §4, SRS's SRT docs). Accepted forms:
     /// `#!::r=live/livestream,m=publish`, `#!::h=v.example.com,r=live/livestream,m=request`,
     /// SRS's older `#!::h=live/livestream` and `#!::h=v.example.com/live/livestream`, and the
     /// plain `live/livestream[?vhost=..]` (a plain name without a slash gets app `live`, as in
     /// SRS). Items may be separated by `,`, `&` or `?`; a `vhost=` item beats `h=`; unknown items
-    /// (tokens) are ignored. No `m=` means [`SrtMode::Request`]. Trailing NUL padding is ignored.
+    /// (tokens) are ignored. `m=publish` is [`Direction::Publish`]; `m=request`, or no `m=`, is
+    /// [`Direction::Play`]. Trailing NUL padding is ignored.
     ///
     /// Errors: [`KeyError::BadStreamId`] for an `m=` other than `publish`/`request` or no
     /// resource; the rejections listed in the module docs.
-    pub fn from_srt_streamid(streamid: &str) -> Result<(StreamKey, SrtMode), KeyError> {
+    pub fn from_srt_streamid(streamid: &str) -> Result<(StreamKey, Direction), KeyError> {
         let streamid = streamid.trim_end_matches('\0');
         let Some(items) = streamid.strip_prefix("#!::") else {
             let (path, query) = split_query(streamid);
             let vhost = override_vhost(query)?.unwrap_or_else(|| DEFAULT_VHOST.to_owned());
             let (app, stream) = path.rsplit_once('/').unwrap_or((SRT_DEFAULT_APP, path));
-            return Ok((assemble(vhost, app, stream)?, SrtMode::Request));
+            return Ok((assemble(vhost, app, stream)?, Direction::Play));
         };
 
-        let mut mode = SrtMode::Request;
+        let mut direction = Direction::Play;
         let mut host = None;
         let mut vhost_item = None;
         let mut host_resource = None;
@@ -191,9 +187,9 @@ impl StreamKey {
                 },
                 "r" => resource = Some(value),
                 "m" => {
-                    mode = match value.to_ascii_lowercase().as_str() {
-                        "publish" => SrtMode::Publish,
-                        "request" => SrtMode::Request,
+                    direction = match value.to_ascii_lowercase().as_str() {
+                        "publish" => Direction::Publish,
+                        "request" => Direction::Play,
                         _ => return Err(KeyError::BadStreamId("m must be publish or request")),
                     }
                 }
@@ -211,14 +207,15 @@ impl StreamKey {
             None => host.map_or_else(|| DEFAULT_VHOST.to_owned(), vhost_from_host),
         };
         let (app, stream) = resource.rsplit_once('/').unwrap_or(("", resource));
-        Ok((assemble(vhost, app, stream)?, mode))
+        Ok((assemble(vhost, app, stream)?, direction))
     }
 }
 
-/// The vhost for a host name (SPEC §4): the lowercase host when it is a domain name (at least two
-/// dot-separated labels of letters, digits, `-` and `_`, at most 253 bytes, the last label not all
-/// digits, so not an IPv4 address), else [`DEFAULT_VHOST`]. A port, a bracketed or bare IPv6 address and a trailing dot
-/// are handled; anything with other characters falls back to [`DEFAULT_VHOST`].
+/// The vhost for a host name (docs/design.md §4): the lowercase host when it is a domain name (at
+/// least two dot-separated labels of letters, digits, `-` and `_`, at most 253 bytes, the last
+/// label not all digits, so not an IPv4 address), else [`DEFAULT_VHOST`]. A port, a bracketed or
+/// bare IPv6 address and a trailing dot are handled; anything with other characters falls back to
+/// [`DEFAULT_VHOST`].
 pub fn vhost_from_host(host: &str) -> String {
     let host = host.trim();
     // Bracketed or bare IPv6 literals are never domain names.
@@ -525,25 +522,22 @@ mod tests {
         let (k, m) = StreamKey::from_srt_streamid("#!::r=live/livestream,m=publish").unwrap();
         assert_eq!(
             (k, m),
-            (key(DEFAULT_VHOST, "live", "livestream"), SrtMode::Publish)
+            (key(DEFAULT_VHOST, "live", "livestream"), Direction::Publish)
         );
         let (k, m) =
             StreamKey::from_srt_streamid("#!::h=srs.srt.com.cn,r=live/livestream,m=request")
                 .unwrap();
         assert_eq!(
             (k, m),
-            (
-                key("srs.srt.com.cn", "live", "livestream"),
-                SrtMode::Request
-            )
+            (key("srs.srt.com.cn", "live", "livestream"), Direction::Play)
         );
         let (k, m) = StreamKey::from_srt_streamid("#!::r=live/livestream").unwrap();
         assert_eq!(
             (k, m),
-            (key(DEFAULT_VHOST, "live", "livestream"), SrtMode::Request)
+            (key(DEFAULT_VHOST, "live", "livestream"), Direction::Play)
         );
         let (k, m) = StreamKey::from_srt_streamid("#!::r=a/b/c,m=PUBLISH,token=1\0\0").unwrap();
-        assert_eq!((k, m), (key(DEFAULT_VHOST, "a/b", "c"), SrtMode::Publish));
+        assert_eq!((k, m), (key(DEFAULT_VHOST, "a/b", "c"), Direction::Publish));
         let (k, _) = StreamKey::from_srt_streamid("#!::h=1.2.3.4,r=live/s").unwrap();
         assert_eq!(k.vhost, DEFAULT_VHOST);
         let (k, _) =
@@ -558,14 +552,14 @@ mod tests {
             StreamKey::from_srt_streamid("#!::h=live/livestream?secret=x,m=publish").unwrap();
         assert_eq!(
             (k, m),
-            (key(DEFAULT_VHOST, "live", "livestream"), SrtMode::Publish)
+            (key(DEFAULT_VHOST, "live", "livestream"), Direction::Publish)
         );
         let (k, _) = StreamKey::from_srt_streamid("#!::h=srs.srt.com.cn/live/livestream").unwrap();
         assert_eq!(k, key("srs.srt.com.cn", "live", "livestream"));
         let (k, m) = StreamKey::from_srt_streamid("live/livestream").unwrap();
         assert_eq!(
             (k, m),
-            (key(DEFAULT_VHOST, "live", "livestream"), SrtMode::Request)
+            (key(DEFAULT_VHOST, "live", "livestream"), Direction::Play)
         );
         let (k, _) = StreamKey::from_srt_streamid("live/s?vhost=v.example.com").unwrap();
         assert_eq!(k, key("v.example.com", "live", "s"));

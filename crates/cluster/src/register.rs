@@ -1,4 +1,5 @@
-//! The body of `POST /api/v1/srs/register`, as SRS's heartbeat sends it (SPEC §3).
+//! The body of `POST /api/v1/srs/register`, as SRS's heartbeat sends it (docs/design.md §3):
+//! [`RegisterBody`] is what an origin sends, [`parse_register`] what the proxy reads.
 //!
 //! Validation choices: `ip` must be an IP address other than a wildcard (`0.0.0.0`, `::`) or a
 //! host name (dot-separated labels of ASCII letters, digits, `-`, `_`; at most 253 bytes), since
@@ -10,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::endpoint::{is_host_name, Endpoint};
-use crate::store::Protocol;
+use crate::protocol::Protocol;
 
 /// Largest register body accepted, in bytes.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -18,7 +19,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// Longest `server`, `service`, `pid` or `device_id` accepted, in bytes.
 const MAX_IDENT: usize = 256;
 
-/// Why a register body was refused (SPEC §3: "a 4xx with a message that says what is wrong").
+/// Why a register body was refused (docs/design.md §3: "a 4xx with a message that says what is
+/// wrong").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegisterError {
     /// The body is longer than [`MAX_BODY`]; the payload is its length in bytes.
@@ -40,7 +42,7 @@ pub enum RegisterError {
     },
 }
 
-/// A registered origin (SPEC §3): what the store keeps and the proxy dials.
+/// A registered origin (docs/design.md §3): what the store keeps and the proxy dials.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OriginInfo {
     /// `server/service/pid`: the identity; a new `service` or `pid` means the origin restarted.
@@ -80,7 +82,8 @@ impl OriginInfo {
         list.first().map(String::as_str)
     }
 
-    /// Whether the origin can serve `protocol` (SPEC §5); WebRTC needs both `api` and `rtc`.
+    /// Whether the origin can serve `protocol` (docs/design.md §5); WebRTC needs both `api` and
+    /// `rtc`.
     pub fn has(&self, protocol: Protocol) -> bool {
         self.endpoint(protocol).is_some()
             && (protocol != Protocol::Rtc || self.api_addr().is_some())
@@ -92,7 +95,45 @@ impl OriginInfo {
     }
 }
 
-/// The fields of a register body, untyped so each can be checked with a message naming it.
+/// The register body an origin POSTs with every heartbeat (docs/design.md §3), in the JSON form
+/// of SRS's `heartbeat { ports on; }`; [`parse_register`] reads it back into an [`OriginInfo`].
+///
+/// Endpoint strings take any form [`Endpoint::parse`] accepts: a port (`1935`), `host:port`, or
+/// `udp://0.0.0.0:8001`; an endpoint without a host (or a wildcard one) means `ip`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RegisterBody {
+    /// SRS's `device_id`, informational; omitted when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// The address endpoints without their own host resolve to: an IP address (not a wildcard)
+    /// or a host name.
+    pub ip: String,
+    /// Server id, stable across restarts of one origin.
+    pub server: String,
+    /// Service id, new at every start.
+    pub service: String,
+    /// Process id, as text.
+    pub pid: String,
+    /// RTMP endpoints; [`parse_register`] requires at least one. Omitted when empty, as are the
+    /// other lists.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rtmp: Vec<String>,
+    /// HTTP stream endpoints (FLV, TS, HLS).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<String>,
+    /// HTTP API endpoints (WHIP/WHEP signalling).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub api: Vec<String>,
+    /// SRT endpoints (UDP), e.g. `udp://0.0.0.0:10080`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub srt: Vec<String>,
+    /// WebRTC media endpoints (UDP), e.g. `udp://0.0.0.0:8000`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rtc: Vec<String>,
+}
+
+/// The fields of [`RegisterBody`], untyped so each can be checked with a message naming it
+/// (`pid` may also be a number, as some SRS versions send it).
 #[derive(Deserialize)]
 struct RawRegister {
     ip: Option<Value>,
@@ -107,8 +148,9 @@ struct RawRegister {
     rtc: Option<Value>,
 }
 
-/// Parses and validates a register body (SPEC §3) into an [`OriginInfo`] whose endpoints are
-/// resolved against `ip`. Unknown fields (SRS's `summaries`, ...) are ignored.
+/// Parses and validates a register body ([`RegisterBody`], docs/design.md §3) into an
+/// [`OriginInfo`] whose endpoints are resolved against `ip`. Unknown fields (SRS's `summaries`,
+/// ...) are ignored.
 ///
 /// Errors: [`RegisterError`]; for a field, its Display names the field and the problem.
 pub fn parse_register(body: &[u8]) -> Result<OriginInfo, RegisterError> {
@@ -271,18 +313,18 @@ fn endpoints(
 mod tests {
     use super::*;
 
-    const SPEC_BODY: &str = r#"{"device_id":"origin2","ip":"10.78.122.184","server":"vid-46p14mm","service":"z2s3w865",
+    const DOC_BODY: &str = r#"{"device_id":"origin2","ip":"10.78.122.184","server":"vid-46p14mm","service":"z2s3w865",
  "pid":"42583","rtmp":["19352"],"http":["8082"],"api":["19853"],
  "srt":["udp://0.0.0.0:10082"],"rtc":["udp://0.0.0.0:8001"]}"#;
 
     fn body_without(field: &str) -> Vec<u8> {
-        let mut v: Value = serde_json::from_str(SPEC_BODY).unwrap();
+        let mut v: Value = serde_json::from_str(DOC_BODY).unwrap();
         v.as_object_mut().unwrap().remove(field);
         serde_json::to_vec(&v).unwrap()
     }
 
     fn body_with(field: &str, value: Value) -> Vec<u8> {
-        let mut v: Value = serde_json::from_str(SPEC_BODY).unwrap();
+        let mut v: Value = serde_json::from_str(DOC_BODY).unwrap();
         v.as_object_mut().unwrap().insert(field.into(), value);
         serde_json::to_vec(&v).unwrap()
     }
@@ -295,8 +337,8 @@ mod tests {
     }
 
     #[test]
-    fn spec_example_parses() {
-        let info = parse_register(SPEC_BODY.as_bytes()).unwrap();
+    fn design_example_parses() {
+        let info = parse_register(DOC_BODY.as_bytes()).unwrap();
         assert_eq!(info.id, "vid-46p14mm/z2s3w865/42583");
         assert_eq!(info.device_id.as_deref(), Some("origin2"));
         assert_eq!(info.rtmp, ["10.78.122.184:19352"]);
@@ -395,6 +437,59 @@ mod tests {
         assert_eq!(info.srt, ["[fd00::7]:10082"]);
         let info = parse_register(&body_with("ip", Value::from("origin-1.internal"))).unwrap();
         assert_eq!(info.rtmp, ["origin-1.internal:19352"]);
+    }
+
+    #[test]
+    fn register_body_round_trips() {
+        let body = RegisterBody {
+            device_id: Some("origin2".into()),
+            ip: "10.0.0.7".into(),
+            server: "vid-x".into(),
+            service: "svc".into(),
+            pid: "42".into(),
+            rtmp: vec!["1935".into()],
+            http: vec!["tcp://10.0.0.8:8080".into()],
+            api: vec!["1985".into()],
+            srt: vec!["udp://0.0.0.0:10080".into()],
+            rtc: vec!["udp://0.0.0.0:8000".into(), "[fd00::1]:8001".into()],
+        };
+        let json = serde_json::to_vec(&body).unwrap();
+        let info = parse_register(&json).unwrap();
+        let expected = OriginInfo {
+            id: "vid-x/svc/42".into(),
+            device_id: Some("origin2".into()),
+            ip: "10.0.0.7".into(),
+            server: "vid-x".into(),
+            service: "svc".into(),
+            pid: "42".into(),
+            rtmp: vec!["10.0.0.7:1935".into()],
+            http: vec!["10.0.0.8:8080".into()],
+            api: vec!["10.0.0.7:1985".into()],
+            srt: vec!["10.0.0.7:10080".into()],
+            rtc: vec!["10.0.0.7:8000".into(), "[fd00::1]:8001".into()],
+        };
+        assert_eq!(info, expected);
+        for p in [Protocol::Rtmp, Protocol::Http, Protocol::Srt, Protocol::Rtc] {
+            assert!(info.has(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn register_body_omits_what_is_empty() {
+        let body = RegisterBody {
+            ip: "10.0.0.7".into(),
+            server: "vid-x".into(),
+            service: "svc".into(),
+            pid: "42".into(),
+            rtmp: vec!["1935".into()],
+            ..RegisterBody::default()
+        };
+        let v = serde_json::to_value(&body).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["ip", "pid", "rtmp", "server", "service"]);
+        let info = parse_register(&serde_json::to_vec(&body).unwrap()).unwrap();
+        assert!(info.device_id.is_none() && info.srt.is_empty() && info.rtc.is_empty());
     }
 
     #[test]

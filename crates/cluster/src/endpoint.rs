@@ -1,8 +1,8 @@
-//! Origin endpoint forms as SRS's heartbeat reports them (SPEC §3).
+//! Origin endpoint forms as SRS's heartbeat reports them (docs/design.md §3).
 
 use std::net::IpAddr;
 
-/// Why an endpoint string was refused (SPEC §3). Payloads are the offending text.
+/// Why an endpoint string was refused (docs/design.md §3). Payloads are the offending text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EndpointError {
     /// The string is empty.
@@ -24,7 +24,7 @@ pub enum EndpointError {
     Form(String),
 }
 
-/// One listening address of an origin (SPEC §3).
+/// One listening address of an origin (docs/design.md §3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     /// The host to dial: an IP literal (IPv6 without brackets) or a host name; `None` when the
@@ -36,7 +36,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Parses `1935`, `tcp://:1935`, `tcp://0.0.0.0:1935`, `tcp://192.168.3.10:1935`,
-    /// `udp://0.0.0.0:8001`, `[::]:1935`, `udp://[::1]:8001`, `host.name:1935` (SPEC §3).
+    /// `udp://0.0.0.0:8001`, `[::]:1935`, `udp://[::1]:8001`, `host.name:1935` (docs/design.md §3).
     ///
     /// Errors: [`EndpointError`] naming the bad part; port 0 is refused.
     pub fn parse(s: &str) -> Result<Endpoint, EndpointError> {
