@@ -329,17 +329,9 @@ mod tests {
 
     fn origin(name: &str) -> OriginInfo {
         OriginInfo {
-            id: format!("{name}/svc/1"),
-            device_id: None,
-            ip: "127.0.0.1".into(),
-            server: name.into(),
-            service: "svc".into(),
-            pid: "1".into(),
             rtmp: vec![format!("{name}:1935")],
             http: vec![format!("{name}:8080")],
-            api: vec![],
-            srt: vec![],
-            rtc: vec![],
+            ..OriginInfo::new("127.0.0.1", name, "svc", "1")
         }
     }
 

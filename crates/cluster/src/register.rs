@@ -70,6 +70,25 @@ pub struct OriginInfo {
 }
 
 impl OriginInfo {
+    /// An origin with identity `server/service/pid` at `ip` and no endpoints yet: set its
+    /// endpoint lists (resolved `host:port` strings) before use; a registered origin always has
+    /// an `rtmp` one.
+    pub fn new(ip: &str, server: &str, service: &str, pid: &str) -> OriginInfo {
+        OriginInfo {
+            id: format!("{server}/{service}/{pid}"),
+            device_id: None,
+            ip: ip.to_string(),
+            server: server.to_string(),
+            service: service.to_string(),
+            pid: pid.to_string(),
+            rtmp: Vec::new(),
+            http: Vec::new(),
+            api: Vec::new(),
+            srt: Vec::new(),
+            rtc: Vec::new(),
+        }
+    }
+
     /// The first address serving `protocol` (for [`Protocol::Rtc`], the WebRTC media address;
     /// see [`OriginInfo::api_addr`] for the signalling one), if any.
     pub fn endpoint(&self, protocol: Protocol) -> Option<&str> {

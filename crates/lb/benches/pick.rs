@@ -22,17 +22,9 @@ const CONCURRENCY: usize = 32;
 fn origin(i: usize) -> OriginInfo {
     let ip = format!("10.0.0.{i}");
     OriginInfo {
-        id: format!("origin{i}/svc/1"),
-        device_id: None,
-        ip: ip.clone(),
-        server: format!("origin{i}"),
-        service: "svc".into(),
-        pid: "1".into(),
         rtmp: vec![format!("{ip}:1935")],
         http: vec![format!("{ip}:8080")],
-        api: vec![],
-        srt: vec![],
-        rtc: vec![],
+        ..OriginInfo::new(&ip, &format!("origin{i}"), "svc", "1")
     }
 }
 

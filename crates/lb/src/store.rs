@@ -633,21 +633,13 @@ mod tests {
     fn origin(server: &str, pid: &str, http: bool) -> OriginInfo {
         let ip = "10.0.0.1";
         OriginInfo {
-            id: format!("{server}/svc/{pid}"),
-            device_id: None,
-            ip: ip.into(),
-            server: server.into(),
-            service: "svc".into(),
-            pid: pid.into(),
             rtmp: vec![format!("{ip}:1935")],
             http: if http {
                 vec![format!("{ip}:8080")]
             } else {
                 vec![]
             },
-            api: vec![],
-            srt: vec![],
-            rtc: vec![],
+            ..OriginInfo::new(ip, server, "svc", pid)
         }
     }
 

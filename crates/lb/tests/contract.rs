@@ -74,17 +74,9 @@ fn config() -> StoreConfig {
 fn origin(server: &str, pid: &str) -> OriginInfo {
     let ip = "10.0.0.1";
     OriginInfo {
-        id: format!("{server}/svc/{pid}"),
-        device_id: None,
-        ip: ip.into(),
-        server: server.into(),
-        service: "svc".into(),
-        pid: pid.into(),
         rtmp: vec![format!("{ip}:1935")],
         http: vec![format!("{ip}:8080")],
-        api: vec![],
-        srt: vec![],
-        rtc: vec![],
+        ..OriginInfo::new(ip, server, "svc", pid)
     }
 }
 
