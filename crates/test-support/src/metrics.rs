@@ -3,7 +3,7 @@
 /// The value of the sample `name` whose labels are exactly `labels` (in any order), or `None`
 /// when `text` has no such sample.
 ///
-/// `metric(text, "srs_proxy_sessions_total", &[("protocol", "rtmp_play")])`
+/// `metric(text, "srs_proxy_sessions_total", &[("protocol", "rtmp"), ("direction", "play")])`
 pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines()
         .filter(|line| !line.starts_with('#'))
