@@ -353,9 +353,11 @@ impl Relay {
             self.client.conn.bytes_received(),
             self.client.conn.bytes_sent(),
         );
-        self.session.received_from_client(received - self.counted.0);
-        self.session.sent_to_client(sent - self.counted.1);
-        self.counted = (received, sent);
+        if (received, sent) != self.counted {
+            self.session.received_from_client(received - self.counted.0);
+            self.session.sent_to_client(sent - self.counted.1);
+            self.counted = (received, sent);
+        }
     }
 
     async fn pump_loop(&mut self) -> Result<String, String> {

@@ -206,11 +206,7 @@ impl Upstream {
     }
 
     /// The stream's owner ([`Store::pick`]), counting store outages in the metrics.
-    pub async fn pick(
-        &self,
-        key: &StreamKey,
-        protocol: Protocol,
-    ) -> Result<OriginInfo, StoreError> {
+    async fn pick(&self, key: &StreamKey, protocol: Protocol) -> Result<OriginInfo, StoreError> {
         let picked = self.store.pick(key, protocol).await;
         if let Err(StoreError::Unavailable(_)) = &picked {
             self.metrics.store_failed();

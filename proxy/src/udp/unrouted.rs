@@ -72,3 +72,52 @@ impl DatagramHandler for Unrouted {
         self.admitting = false;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn sample(metrics: &Metrics, name: &str) -> String {
+        metrics
+            .encode(&[])
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[test]
+    fn counts_drops_tracks_flows_and_stops_admitting() {
+        let metrics = Arc::new(Metrics::default());
+        let mut h = Unrouted::new("srt", &metrics);
+        let mut out = Outbox::default();
+        let t0 = Instant::now();
+        h.on_datagram(t0, addr(1), b"x", &mut out);
+        h.on_datagram(t0, addr(1), b"x", &mut out);
+        h.on_datagram(t0, addr(2), b"x", &mut out);
+        assert!(out.is_empty(), "nothing is answered");
+        assert_eq!(
+            sample(&metrics, "srs_proxy_udp_datagrams_total"),
+            r#"srs_proxy_udp_datagrams_total{listener="srt",outcome="dropped"} 3"#
+        );
+        assert_eq!(
+            sample(&metrics, "srs_proxy_udp_flows"),
+            r#"srs_proxy_udp_flows{listener="srt"} 2"#
+        );
+        // Client 1 keeps sending; client 2 goes quiet and is forgotten.
+        h.on_datagram(t0 + FLOW_IDLE / 2, addr(1), b"x", &mut out);
+        assert_eq!(h.poll_timeout(), Some(t0 + FLOW_IDLE));
+        h.on_timeout(t0 + FLOW_IDLE, &mut out);
+        assert_eq!(h.flows.len(), 1);
+        assert!(h.flows.get(&addr(1)).is_some());
+        // Draining: datagrams are still counted, new clients no longer tracked.
+        h.stop_admitting();
+        h.on_datagram(t0 + FLOW_IDLE, addr(3), b"x", &mut out);
+        assert_eq!(h.flows.len(), 1);
+        assert!(sample(&metrics, "srs_proxy_udp_datagrams_total").ends_with(" 5"));
+    }
+}
