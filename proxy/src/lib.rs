@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod rtmp;
 pub mod session;
+pub mod srt;
 pub mod state;
 pub mod udp;
 pub mod upstream;

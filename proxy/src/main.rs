@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use srs_proxy::config::{self, Config, LoadBalancerType};
 use srs_proxy::lifecycle::{self, Lifecycle};
+use srs_proxy::srt::{self, SrtRelay};
 use srs_proxy::state::{Inner, State};
 use srs_proxy::udp::{unrouted::Unrouted, UdpEndpoint};
 use srs_proxy::{http, leases, rtmp, udp};
@@ -110,13 +111,29 @@ async fn run() -> anyhow::Result<()> {
     lifecycle.spawn(http::api::serve_system(state.clone(), system_listener));
     lifecycle.spawn(http::api::serve_http_api(state.clone(), api_listener));
     lifecycle.spawn(http::serve_streams(state.clone(), http_listener));
-    let srt = Unrouted::new("srt", &state.metrics);
-    lifecycle.spawn(udp::serve("srt", srt_endpoint, srt, lifecycle.clone()));
+    let srt_endpoint = Arc::new(srt_endpoint);
+    let (srt_events, srt_rx) = tokio::sync::mpsc::channel(srt::EVENT_QUEUE);
+    let srt = SrtRelay::new(
+        state.clone(),
+        srt_endpoint.clone(),
+        srt_events,
+        std::time::Instant::now(),
+    );
+    lifecycle.spawn(udp::serve(
+        "srt",
+        srt_endpoint,
+        srt,
+        srt_rx,
+        lifecycle.clone(),
+    ));
     let webrtc = Unrouted::new("webrtc", &state.metrics);
+    let (_, no_events) = tokio::sync::mpsc::channel(1);
+    let webrtc_endpoint = Arc::new(webrtc_endpoint);
     lifecycle.spawn(udp::serve(
         "webrtc",
         webrtc_endpoint,
         webrtc,
+        no_events,
         lifecycle.clone(),
     ));
 

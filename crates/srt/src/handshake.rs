@@ -284,6 +284,14 @@ pub fn set_syn_cookie(datagram: &mut [u8], cookie: u32) {
     }
 }
 
+/// Replaces the destination socket id in the header of `datagram` (a conclusion forwarded to
+/// another listener goes to its socket 0, as a caller's does). Does nothing to a packet too short.
+pub fn set_dst_socket_id(datagram: &mut [u8], socket_id: u32) {
+    if let Some(field) = datagram.get_mut(12..16) {
+        field.copy_from_slice(&socket_id.to_be_bytes());
+    }
+}
+
 /// The 128-bit peer IP address field for `ip`: IPv4 in the first word, the rest zero.
 fn peer_ip_field(ip: IpAddr) -> [u8; 16] {
     match ip {

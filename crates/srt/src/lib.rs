@@ -13,7 +13,7 @@ pub mod handshake;
 pub use cookie::CookieJar;
 pub use handshake::{
     decode_stream_id, encode_stream_id, induction_request, induction_response, rejection,
-    set_syn_cookie, Handshake, HandshakeError, HandshakeType, Rejection,
+    set_dst_socket_id, set_syn_cookie, Handshake, HandshakeError, HandshakeType, Rejection,
 };
 
 /// Bytes of every SRT packet header (draft-sharabayko-srt 3).

@@ -11,10 +11,12 @@ pub mod unrouted;
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState, BATCH_SIZE};
 use tokio::io::Interest;
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::lifecycle::Lifecycle;
@@ -52,6 +54,20 @@ impl UdpEndpoint {
         self.state.max_gso_segments()
     }
 
+    /// Sends one datagram to `dest` (a reply outside the handler's batch, from another task).
+    ///
+    /// Errors: the send's I/O error.
+    pub async fn send_to(&self, dest: SocketAddr, datagram: &[u8]) -> io::Result<()> {
+        let transmit = Transmit {
+            destination: dest,
+            ecn: None,
+            contents: datagram,
+            segment_size: None,
+            src_ip: None,
+        };
+        self.send(&transmit).await
+    }
+
     /// Waits for datagrams and receives up to [`BATCH_SIZE`] buffers of them into `batch` in one
     /// system call; returns how many buffers were filled (see [`RecvBatch::datagrams`]).
     ///
@@ -79,7 +95,8 @@ impl UdpEndpoint {
     }
 
     /// Sends every datagram queued in `out`, coalescing runs to one destination into GSO
-    /// sends, then empties `out`. A datagram the kernel refuses is dropped, as UDP may drop it
+    /// sends, and those queued for other sockets ([`Outbox::push_to`]) on those sockets, then
+    /// empties `out`. A datagram the kernel refuses is dropped, as UDP may drop it
     /// anywhere on the path; only the first such error of a call is returned.
     ///
     /// Errors: the first send error other than "would block".
@@ -115,6 +132,14 @@ impl UdpEndpoint {
                 first_error.get_or_insert(e);
             }
             i = end;
+        }
+        for (socket, start, len) in &out.legs {
+            // A full socket buffer drops the datagram, as the network may.
+            if let Err(e) = socket.try_send(&out.buf[*start..start + len]) {
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    first_error.get_or_insert(e);
+                }
+            }
         }
         out.clear();
         first_error.map_or(Ok(()), Err)
@@ -175,11 +200,13 @@ impl RecvBatch {
     }
 }
 
-/// Datagrams a handler wants sent, in one reused buffer (no allocation once warmed up).
+/// Datagrams a handler wants sent, in one reused buffer (no allocation once warmed up): to
+/// clients from the listener's socket, or on another socket (a session's origin leg).
 #[derive(Default)]
 pub struct Outbox {
     buf: Vec<u8>,
     queued: Vec<(SocketAddr, usize, usize)>,
+    legs: Vec<(Arc<tokio::net::UdpSocket>, usize, usize)>,
 }
 
 impl Outbox {
@@ -192,24 +219,42 @@ impl Outbox {
         self.buf.extend_from_slice(datagram);
     }
 
+    /// Queues `datagram` to be sent on `socket`, a connected socket of an origin leg.
+    pub fn push_to(&mut self, socket: &Arc<tokio::net::UdpSocket>, datagram: &[u8]) {
+        if datagram.len() > MAX_DATAGRAM {
+            return;
+        }
+        self.legs
+            .push((Arc::clone(socket), self.buf.len(), datagram.len()));
+        self.buf.extend_from_slice(datagram);
+    }
+
     /// Datagrams queued.
     pub fn len(&self) -> usize {
-        self.queued.len()
+        self.queued.len() + self.legs.len()
     }
 
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.queued.is_empty()
+        self.queued.is_empty() && self.legs.is_empty()
     }
 
     fn clear(&mut self) {
         self.buf.clear();
         self.queued.clear();
+        self.legs.clear();
     }
 }
 
-/// A protocol's sans-IO side of a UDP listener: datagrams and time in, datagrams out.
+/// A protocol's sans-IO side of a UDP listener: datagrams, time and events (the results of work
+/// done elsewhere, such as an origin handshake) in, datagrams out.
 pub trait DatagramHandler: Send + 'static {
+    /// What the protocol's tasks report back to the handler.
+    type Event: Send + 'static;
+
+    /// An event from one of the protocol's tasks, at `now`; what to send goes to `out`.
+    fn on_event(&mut self, now: Instant, event: Self::Event, out: &mut Outbox);
+
     /// One datagram from `from`, received at `now`; what to send goes to `out`.
     fn on_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8], out: &mut Outbox);
 
@@ -223,11 +268,13 @@ pub trait DatagramHandler: Send + 'static {
     fn stop_admitting(&mut self);
 }
 
-/// Drives `handler` on `endpoint` until the lifecycle's final stop (docs/design.md §8).
+/// Drives `handler` on `endpoint`, with the events its tasks send on `events`, until the
+/// lifecycle's final stop (docs/design.md §8).
 pub async fn serve<H: DatagramHandler>(
     name: &'static str,
-    endpoint: UdpEndpoint,
+    endpoint: Arc<UdpEndpoint>,
     mut handler: H,
+    mut events: mpsc::Receiver<H::Event>,
     lifecycle: Lifecycle,
 ) {
     let mut batch = RecvBatch::new(&endpoint);
@@ -257,6 +304,7 @@ pub async fn serve<H: DatagramHandler>(
                 }
             },
             _ = sleep_until(timeout) => handler.on_timeout(Instant::now(), &mut out),
+            Some(event) = events.recv() => handler.on_event(Instant::now(), event, &mut out),
             _ = &mut no_longer_admitting, if admitting => {
                 admitting = false;
                 handler.stop_admitting();

@@ -40,6 +40,12 @@ impl Unrouted {
 }
 
 impl DatagramHandler for Unrouted {
+    type Event = std::convert::Infallible;
+
+    fn on_event(&mut self, _now: Instant, event: Self::Event, _out: &mut Outbox) {
+        match event {}
+    }
+
     fn on_datagram(&mut self, now: Instant, from: SocketAddr, _datagram: &[u8], _out: &mut Outbox) {
         self.counters.dropped();
         if self.flows.get_mut(&from, now).is_some() || !self.admitting {

@@ -1,0 +1,575 @@
+//! SRT through the proxy (docs/design.md §6.4): one UDP port for every SRT client, each session
+//! sent to the origin that owns its stream, reading only what must be read of the handshake.
+//!
+//! - An induction is answered by the proxy itself with a stateless SYN cookie ([`CookieJar`]), so
+//!   an induction flood creates no state.
+//! - A conclusion with a valid cookie: the stream id gives the stream key and direction, the
+//!   owner is picked (it must offer `srt`), and a task runs induction and conclusion with it as
+//!   the caller, from a UDP socket of its own (the origin leg). The client's conclusion goes to the
+//!   origin byte for byte but for the cookie and the destination socket id, so every extension
+//!   (HSREQ, KMREQ for encryption, stream id, congestion, filter) arrives unchanged; the origin's
+//!   conclusion response goes back to the client unchanged.
+//! - Socket ids: the origin leg uses the client's socket id and the client learns the origin's
+//!   from the response, so both ends address each other directly and data packets are forwarded
+//!   without any rewriting.
+//! - Retransmitted handshakes are answered from the flow's state: no second origin handshake.
+//! - A flow ends on SHUTDOWN from either side, when the origin leg fails, or after
+//!   [`FLOW_IDLE`] without a packet from the client.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use srs_cluster::{Direction, Protocol, StreamKey};
+use srs_lb::StoreError;
+use srs_srt::handshake::CIF_LEN;
+use srs_srt::{
+    induction_request, induction_response, rejection, set_dst_socket_id, set_syn_cookie, CookieJar,
+    Handshake, HandshakeType, Header, Rejection, CONTROL_HANDSHAKE, CONTROL_SHUTDOWN, HEADER_LEN,
+};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::metrics::UdpCounters;
+use crate::session::{ClientProtocol, Session};
+use crate::state::State;
+use crate::udp::flow::FlowTable;
+use crate::udp::{DatagramHandler, Outbox, UdpEndpoint};
+use crate::upstream::{ConnectError, ErrorChain, UpstreamError};
+
+/// Sessions (flows) at most; a conclusion beyond it is rejected with SRT_REJ_RESOURCE.
+pub const MAX_FLOWS: usize = 10_000;
+/// A flow with no packet from its client this long is freed (SRT sends a keep-alive every
+/// second, draft-sharabayko-srt 3.2.3).
+pub const FLOW_IDLE: Duration = Duration::from_secs(15);
+/// Time allowed for the whole handshake with the origin.
+pub const ORIGIN_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Interval of handshake retransmissions to the origin.
+const RETRANSMIT: Duration = Duration::from_millis(250);
+/// Largest SRT packet relayed from an origin (SRT's MSS is at most 1500).
+const MAX_PACKET: usize = 1500;
+/// Events the origin-leg tasks may have in flight to the handler.
+pub const EVENT_QUEUE: usize = 1024;
+
+/// What the proxy's SRT tasks report to the handler.
+#[derive(Debug)]
+pub enum SrtEvent {
+    /// The origin handshake of the client at `client` finished.
+    Connected {
+        /// The client's address.
+        client: SocketAddr,
+        /// The origin leg and the origin's answer, or why there is none.
+        result: Result<OriginLeg, UpstreamError>,
+    },
+    /// The origin leg of `client` ended (SHUTDOWN from the origin, a socket error, idle).
+    LegClosed {
+        /// The client's address.
+        client: SocketAddr,
+        /// Why, for the log.
+        reason: String,
+    },
+}
+
+/// An origin leg after the handshake: its socket and the origin's conclusion response.
+#[derive(Debug)]
+pub struct OriginLeg {
+    origin_id: String,
+    socket: Arc<UdpSocket>,
+    /// The origin's answer to the conclusion: a response, or its rejection.
+    response: Vec<u8>,
+    rejected: Option<Rejection>,
+}
+
+enum FlowState {
+    /// The origin handshake runs; retransmitted conclusions are ignored. `request` is the
+    /// client's conclusion, to answer it with a rejection if need be.
+    Connecting { request: Vec<u8> },
+    /// Relaying. `response` answers retransmitted conclusions.
+    Connected {
+        socket: Arc<UdpSocket>,
+        response: Vec<u8>,
+        session: Arc<Session>,
+        _leg: LegTask,
+    },
+    /// Refused; `response` answers retransmitted conclusions until the flow expires.
+    Refused { response: Vec<u8> },
+}
+
+struct Flow {
+    key: StreamKey,
+    direction: Direction,
+    state: FlowState,
+}
+
+/// Aborts the origin leg's task when the flow goes.
+struct LegTask(AbortHandle);
+
+impl Drop for LegTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The SRT listener's handler; see the module docs.
+pub struct SrtRelay {
+    state: State,
+    endpoint: Arc<UdpEndpoint>,
+    events: mpsc::Sender<SrtEvent>,
+    cookies: CookieJar,
+    flows: FlowTable<Flow>,
+    counters: UdpCounters,
+    admitting: bool,
+    scratch: Vec<u8>,
+    /// When a dropped packet was last logged, to log at most one a second.
+    last_drop_log: Option<Instant>,
+}
+
+impl SrtRelay {
+    /// The handler of the SRT listener on `endpoint`; its tasks report on `events`.
+    pub fn new(
+        state: State,
+        endpoint: Arc<UdpEndpoint>,
+        events: mpsc::Sender<SrtEvent>,
+        now: Instant,
+    ) -> SrtRelay {
+        let counters = state.metrics.udp("srt");
+        SrtRelay {
+            state,
+            endpoint,
+            events,
+            cookies: CookieJar::new(now),
+            flows: FlowTable::new(MAX_FLOWS, FLOW_IDLE),
+            counters,
+            admitting: true,
+            scratch: Vec::with_capacity(HEADER_LEN + CIF_LEN),
+            last_drop_log: None,
+        }
+    }
+
+    fn drop_packet(&mut self, now: Instant, from: SocketAddr, why: &str) {
+        self.counters.dropped();
+        if self
+            .last_drop_log
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            self.last_drop_log = Some(now);
+            debug!(client = %from, why, "SRT packet dropped (one line a second at most)");
+        }
+    }
+
+    fn refuse(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        hs: &Handshake<'_>,
+        reason: Rejection,
+        flow: Option<(StreamKey, Direction)>,
+        out: &mut Outbox,
+    ) {
+        rejection(hs, reason, 0, from.ip(), &mut self.scratch);
+        out.push(from, &self.scratch);
+        if let Some((key, direction)) = flow {
+            let refused = Flow {
+                key,
+                direction,
+                state: FlowState::Refused {
+                    response: self.scratch.clone(),
+                },
+            };
+            let _ = self.flows.insert(from, refused, now);
+        }
+    }
+
+    fn on_handshake(&mut self, now: Instant, from: SocketAddr, datagram: &[u8], out: &mut Outbox) {
+        let hs = match Handshake::parse(datagram) {
+            Ok(hs) => hs,
+            Err(e) => return self.drop_packet(now, from, &e.to_string()),
+        };
+        match hs.handshake_type() {
+            HandshakeType::Induction => {
+                let cookie = self.cookies.cookie(from, now);
+                induction_response(&hs, cookie, 0, from.ip(), &mut self.scratch);
+                out.push(from, &self.scratch);
+            }
+            HandshakeType::Conclusion => self.on_conclusion(now, from, &hs, out),
+            _ => self.drop_packet(now, from, "handshake of an unexpected type"),
+        }
+    }
+
+    fn on_conclusion(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        hs: &Handshake<'_>,
+        out: &mut Outbox,
+    ) {
+        if !self.cookies.check(from, hs.syn_cookie(), now) {
+            return self.drop_packet(now, from, "conclusion with a wrong or stale SYN cookie");
+        }
+        if !self.admitting {
+            return self.refuse(now, from, hs, Rejection::DOWN, None, out);
+        }
+        let stream_id = match hs.stream_id() {
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                info!(client = %from, "SRT refused: no stream id");
+                return self.refuse(now, from, hs, Rejection::BAD_REQUEST, None, out);
+            }
+            Err(e) => {
+                info!(client = %from, error = %e, "SRT refused: bad stream id");
+                return self.refuse(now, from, hs, Rejection::BAD_REQUEST, None, out);
+            }
+        };
+        let (key, direction) = match StreamKey::from_srt_streamid(&stream_id) {
+            Ok(k) => k,
+            Err(e) => {
+                info!(client = %from, %stream_id, error = %e, "SRT refused: bad stream id");
+                return self.refuse(now, from, hs, Rejection::BAD_REQUEST, None, out);
+            }
+        };
+        let flow = Flow {
+            key: key.clone(),
+            direction,
+            state: FlowState::Connecting {
+                request: hs.bytes().to_vec(),
+            },
+        };
+        if let Err(e) = self.flows.insert(from, flow, now) {
+            warn!(client = %from, error = %e, "SRT refused");
+            return self.refuse(now, from, hs, Rejection::RESOURCE, None, out);
+        }
+        let span = info_span!("srt", client = %from, stream = %key, direction = %direction);
+        let task = connect_origin(
+            self.state.clone(),
+            from,
+            key,
+            hs.bytes().to_vec(),
+            self.events.clone(),
+        );
+        tokio::spawn(task.instrument(span));
+    }
+
+    fn on_connected(
+        &mut self,
+        now: Instant,
+        client: SocketAddr,
+        result: Result<OriginLeg, UpstreamError>,
+        out: &mut Outbox,
+    ) {
+        let Some(flow) = self.flows.get_mut(&client, now) else {
+            return;
+        };
+        let FlowState::Connecting { request } = &mut flow.state else {
+            return;
+        };
+        let request = std::mem::take(request);
+        let (key, direction) = (flow.key.clone(), flow.direction);
+        let leg = match result {
+            Ok(leg) => leg,
+            Err(e) => {
+                let reason = match &e {
+                    UpstreamError::Store {
+                        source: StoreError::Unavailable(_),
+                        ..
+                    } => Rejection::DOWN,
+                    UpstreamError::Store { .. } | UpstreamError::NoEndpoint { .. } => {
+                        Rejection::NOT_FOUND
+                    }
+                    UpstreamError::Connect { .. } => Rejection::DOWN,
+                };
+                info!(client = %client, stream = %key, error = %ErrorChain(&e), code = reason.handshake_type(), "SRT refused");
+                self.flows.remove(&client);
+                if let Ok(hs) = Handshake::parse(&request) {
+                    self.refuse(now, client, &hs, reason, Some((key, direction)), out);
+                }
+                return;
+            }
+        };
+        out.push(client, &leg.response);
+        if let Some(reason) = leg.rejected {
+            info!(client = %client, stream = %key, origin = %leg.origin_id, code = reason.handshake_type(), "SRT refused by the origin");
+            if let Some(flow) = self.flows.get_mut(&client, now) {
+                flow.state = FlowState::Refused {
+                    response: leg.response,
+                };
+            }
+            return;
+        }
+        let session = Arc::new(self.state.open_session(
+            ClientProtocol::Srt,
+            direction,
+            key.clone(),
+            leg.origin_id.clone(),
+        ));
+        let task = relay_origin_to_client(
+            Arc::clone(&leg.socket),
+            Arc::clone(&self.endpoint),
+            client,
+            Arc::clone(&session),
+            self.events.clone(),
+        );
+        let span = info_span!("srt", client = %client, stream = %key, direction = %direction);
+        let handle = tokio::spawn(task.instrument(span.clone())).abort_handle();
+        span.in_scope(|| info!(origin = %leg.origin_id, "SRT session started"));
+        if let Some(flow) = self.flows.get_mut(&client, now) {
+            flow.state = FlowState::Connected {
+                socket: leg.socket,
+                response: leg.response,
+                session,
+                _leg: LegTask(handle),
+            };
+        }
+    }
+}
+
+impl DatagramHandler for SrtRelay {
+    type Event = SrtEvent;
+
+    fn on_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8], out: &mut Outbox) {
+        let Some(header) = Header::parse(datagram) else {
+            return self.drop_packet(now, from, "shorter than an SRT header");
+        };
+        let is_handshake = header.is_control(CONTROL_HANDSHAKE);
+        let Some(flow) = self.flows.get_mut(&from, now) else {
+            if is_handshake {
+                return self.on_handshake(now, from, datagram, out);
+            }
+            return self.drop_packet(now, from, "packet of no known session");
+        };
+        match &flow.state {
+            FlowState::Connected {
+                socket,
+                response,
+                session,
+                ..
+            } => {
+                if is_handshake {
+                    // A retransmitted conclusion: the response again, no second handshake.
+                    if let Ok(hs) = Handshake::parse(datagram) {
+                        if hs.handshake_type() == HandshakeType::Conclusion {
+                            out.push(from, response);
+                        }
+                    }
+                    return;
+                }
+                out.push_to(socket, datagram);
+                session.received_from_client(datagram.len() as u64);
+                if header.is_control(CONTROL_SHUTDOWN) {
+                    info!(client = %from, stream = %flow.key, "SRT session ended by the client");
+                    self.flows.remove(&from);
+                }
+            }
+            FlowState::Refused { response } => {
+                if is_handshake {
+                    out.push(from, response);
+                }
+            }
+            FlowState::Connecting { .. } => {}
+        }
+    }
+
+    fn on_event(&mut self, now: Instant, event: SrtEvent, out: &mut Outbox) {
+        match event {
+            SrtEvent::Connected { client, result } => self.on_connected(now, client, result, out),
+            SrtEvent::LegClosed { client, reason } => {
+                if let Some(flow) = self.flows.remove(&client) {
+                    info!(client = %client, stream = %flow.key, %reason, "SRT session ended");
+                }
+            }
+        }
+    }
+
+    fn on_timeout(&mut self, now: Instant, _out: &mut Outbox) {
+        self.flows.expire(now, |client, flow| {
+            if matches!(flow.state, FlowState::Connected { .. }) {
+                info!(client = %client, stream = %flow.key, "SRT session idle; freed");
+            }
+        });
+        self.counters.set_flows(self.flows.len());
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.flows.next_deadline()
+    }
+
+    fn stop_admitting(&mut self) {
+        self.admitting = false;
+    }
+}
+
+/// Runs the origin handshake for the client at `client` and reports the result.
+async fn connect_origin(
+    state: State,
+    client: SocketAddr,
+    key: StreamKey,
+    conclusion: Vec<u8>,
+    events: mpsc::Sender<SrtEvent>,
+) {
+    let result = state
+        .upstream
+        .connect(&key, Protocol::Srt, None, |target| {
+            origin_handshake(target.addr.to_string(), &conclusion)
+        })
+        .await
+        .map(|connected| {
+            let (socket, response, rejected) = connected.conn;
+            OriginLeg {
+                origin_id: connected.origin_id,
+                socket,
+                response,
+                rejected,
+            }
+        });
+    let _ = events.send(SrtEvent::Connected { client, result }).await;
+}
+
+/// Why the origin handshake failed, as the source of a [`ConnectError`].
+#[derive(Debug, thiserror::Error)]
+enum OriginHandshakeError {
+    #[error("no answer to the SRT {0} within {1:?}")]
+    NoAnswer(&'static str, Duration),
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+}
+
+type Answer = (Arc<UdpSocket>, Vec<u8>, Option<Rejection>);
+
+/// Induction and conclusion with the origin at `addr` as the client would have done them: the
+/// SRT connect step of [`crate::upstream::Upstream::connect`]. A handshake with no answer within
+/// [`ORIGIN_HANDSHAKE_TIMEOUT`] is [`ConnectError::Unreachable`], so the origin is set aside.
+async fn origin_handshake(addr: String, conclusion: &[u8]) -> Result<Answer, ConnectError> {
+    let unreachable = |addr: &str, e: OriginHandshakeError| ConnectError::Unreachable {
+        addr: addr.to_string(),
+        source: e.into(),
+    };
+    let origin = tokio::net::lookup_host(&addr)
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| unreachable(&addr, OriginHandshakeError::Resolve(addr.clone())))?;
+    let local: SocketAddr = match origin.ip() {
+        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let failed = |addr: &str, e: std::io::Error| ConnectError::Failed {
+        addr: addr.to_string(),
+        source: e.into(),
+    };
+    let socket = UdpSocket::bind(local).await.map_err(|e| failed(&addr, e))?;
+    socket.connect(origin).await.map_err(|e| failed(&addr, e))?;
+    let deadline = tokio::time::Instant::now() + ORIGIN_HANDSHAKE_TIMEOUT;
+    let Ok(client_hs) = Handshake::parse(conclusion) else {
+        return Err(ConnectError::BadRequest("not a handshake".into()));
+    };
+    let mut induction = Vec::new();
+    induction_request(&client_hs, origin.ip(), &mut induction);
+    let mut buf = vec![0u8; MAX_PACKET];
+    let cookie = loop {
+        let answer = exchange(&socket, &induction, &mut buf, deadline).await;
+        let Some(n) = answer.map_err(|e| failed(&addr, e))? else {
+            let e = OriginHandshakeError::NoAnswer("induction", ORIGIN_HANDSHAKE_TIMEOUT);
+            return Err(unreachable(&addr, e));
+        };
+        if let Ok(hs) = Handshake::parse(&buf[..n]) {
+            match hs.handshake_type() {
+                HandshakeType::Induction if hs.version() >= 5 => break hs.syn_cookie(),
+                HandshakeType::Rejected(r) => {
+                    return Ok(rejected(socket, &buf[..n], r, conclusion))
+                }
+                _ => {}
+            }
+        }
+    };
+    let mut forwarded = conclusion.to_vec();
+    set_syn_cookie(&mut forwarded, cookie);
+    set_dst_socket_id(&mut forwarded, 0);
+    loop {
+        let answer = exchange(&socket, &forwarded, &mut buf, deadline).await;
+        let Some(n) = answer.map_err(|e| failed(&addr, e))? else {
+            let e = OriginHandshakeError::NoAnswer("conclusion", ORIGIN_HANDSHAKE_TIMEOUT);
+            return Err(unreachable(&addr, e));
+        };
+        if let Ok(hs) = Handshake::parse(&buf[..n]) {
+            match hs.handshake_type() {
+                HandshakeType::Conclusion => {
+                    return Ok((Arc::new(socket), buf[..n].to_vec(), None));
+                }
+                HandshakeType::Rejected(r) => {
+                    return Ok(rejected(socket, &buf[..n], r, conclusion))
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The origin's rejection, addressed to the client's socket.
+fn rejected(socket: UdpSocket, answer: &[u8], reason: Rejection, conclusion: &[u8]) -> Answer {
+    let mut response = answer.to_vec();
+    if let Ok(client) = Handshake::parse(conclusion) {
+        set_dst_socket_id(&mut response, client.socket_id());
+    }
+    (Arc::new(socket), response, Some(reason))
+}
+
+/// Sends `packet` every [`RETRANSMIT`] until a handshake comes back or `deadline` passes;
+/// `Ok(None)` on the deadline.
+async fn exchange(
+    socket: &UdpSocket,
+    packet: &[u8],
+    buf: &mut [u8],
+    deadline: tokio::time::Instant,
+) -> std::io::Result<Option<usize>> {
+    loop {
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        socket.send(packet).await?;
+        let wait = (tokio::time::Instant::now() + RETRANSMIT).min(deadline);
+        match tokio::time::timeout_at(wait, socket.recv(buf)).await {
+            Ok(Ok(n))
+                if Header::parse(&buf[..n]).is_some_and(|h| h.is_control(CONTROL_HANDSHAKE)) =>
+            {
+                return Ok(Some(n))
+            }
+            Ok(Ok(_)) => {}
+            // ICMP port unreachable on a connected socket: keep trying until the deadline.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                tokio::time::sleep_until(wait).await;
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Relays the origin leg's packets to the client until SHUTDOWN, an error or [`FLOW_IDLE`] of
+/// silence, then tells the handler.
+async fn relay_origin_to_client(
+    socket: Arc<UdpSocket>,
+    endpoint: Arc<UdpEndpoint>,
+    client: SocketAddr,
+    session: Arc<Session>,
+    events: mpsc::Sender<SrtEvent>,
+) {
+    let mut buf = vec![0u8; MAX_PACKET];
+    let reason = loop {
+        let n = match tokio::time::timeout(FLOW_IDLE, socket.recv(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => break format!("origin leg failed: {e}"),
+            Err(_) => break format!("origin silent for {FLOW_IDLE:?}"),
+        };
+        let packet = &buf[..n];
+        if let Err(e) = endpoint.send_to(client, packet).await {
+            debug!(error = %e, "SRT packet to the client dropped");
+            continue;
+        }
+        session.sent_to_client(n as u64);
+        if Header::parse(packet).is_some_and(|h| h.is_control(CONTROL_SHUTDOWN)) {
+            break "origin sent SHUTDOWN".to_string();
+        }
+    };
+    let _ = events.send(SrtEvent::LegClosed { client, reason }).await;
+}
