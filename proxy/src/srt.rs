@@ -573,3 +573,147 @@ async fn relay_origin_to_client(
     };
     let _ = events.send(SrtEvent::LegClosed { client, reason }).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::lifecycle::Lifecycle;
+    use crate::state::Inner;
+    use srs_lb::{MemoryStore, Store, StoreConfig};
+    use srs_srt::encode_stream_id;
+
+    const CLIENT: &str = "127.0.0.1:40000";
+
+    fn relay() -> (SrtRelay, mpsc::Receiver<SrtEvent>, Instant) {
+        let config = Config::from_pairs([]).unwrap();
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::with_config(StoreConfig::new(
+            Duration::from_secs(30),
+            None,
+        )));
+        let state = Inner::new(config, store, Lifecycle::new());
+        let endpoint = Arc::new(UdpEndpoint::bind("127.0.0.1:0".parse().unwrap()).unwrap());
+        let (tx, rx) = mpsc::channel(8);
+        let now = Instant::now();
+        (SrtRelay::new(state, endpoint, tx, now), rx, now)
+    }
+
+    /// A caller's induction (version 4, cookie 0) from socket 0x1234.
+    fn induction() -> Vec<u8> {
+        let mut conclusion_like = conclusion(0, None);
+        conclusion_like.truncate(HEADER_LEN + CIF_LEN);
+        let hs = Handshake::parse(&conclusion_like).unwrap();
+        let mut out = Vec::new();
+        induction_request(&hs, "127.0.0.1".parse().unwrap(), &mut out);
+        out
+    }
+
+    /// A caller's conclusion from socket 0x1234 with `cookie` and an optional stream id.
+    fn conclusion(cookie: u32, stream_id: Option<&str>) -> Vec<u8> {
+        let mut p = vec![0u8; HEADER_LEN + CIF_LEN];
+        p[0] = 0x80;
+        p[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&5u32.to_be_bytes());
+        p[HEADER_LEN + 20..HEADER_LEN + 24].copy_from_slice(&0xFFFF_FFFFu32.to_be_bytes());
+        p[HEADER_LEN + 24..HEADER_LEN + 28].copy_from_slice(&0x1234u32.to_be_bytes());
+        set_syn_cookie(&mut p, cookie);
+        if let Some(id) = stream_id {
+            let sid = encode_stream_id(id);
+            p.extend_from_slice(&5u16.to_be_bytes());
+            p.extend_from_slice(&((sid.len() / 4) as u16).to_be_bytes());
+            p.extend_from_slice(&sid);
+        }
+        p
+    }
+
+    /// The handshakes queued in `out` for the client.
+    fn answers(out: &Outbox) -> Vec<(HandshakeType, u32, u32)> {
+        out.to_clients()
+            .map(|(_, datagram)| {
+                let hs = Handshake::parse(datagram).unwrap();
+                (hs.handshake_type(), hs.syn_cookie(), hs.dst_socket_id())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn induction_is_answered_without_state_and_cookies_are_checked() {
+        let (mut relay, _rx, now) = relay();
+        let client: SocketAddr = CLIENT.parse().unwrap();
+        let mut out = Outbox::default();
+        relay.on_datagram(now, client, &induction(), &mut out);
+        let got = answers(&out);
+        assert_eq!(got.len(), 1);
+        let (kind, cookie, dst) = got[0];
+        assert_eq!((kind, dst), (HandshakeType::Induction, 0x1234));
+        assert!(relay.flows.is_empty(), "an induction creates no state");
+        // Many inductions: still no state, the same cookie.
+        for _ in 0..1000 {
+            relay.on_datagram(now, client, &induction(), &mut out);
+        }
+        assert!(relay.flows.is_empty());
+        assert!(answers(&out).iter().all(|a| a.1 == cookie));
+        // A wrong cookie is dropped in silence; an unknown client's data too.
+        let mut out = Outbox::default();
+        relay.on_datagram(
+            now,
+            client,
+            &conclusion(cookie ^ 1, Some("live/s")),
+            &mut out,
+        );
+        relay.on_datagram(now, client, &[0u8; 40], &mut out);
+        relay.on_datagram(now, client, &[0x80], &mut out);
+        assert!(out.is_empty() && relay.flows.is_empty());
+        let text = relay.state.metrics.encode(&[]);
+        assert!(
+            text.contains(r#"srs_proxy_udp_datagrams_total{listener="srt",outcome="dropped"} 3"#),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_conclusion_without_stream_id_is_rejected_and_retransmits_answered_alike() {
+        let (mut relay, _rx, now) = relay();
+        let client: SocketAddr = CLIENT.parse().unwrap();
+        let cookie = relay.cookies.cookie(client, now);
+        let mut out = Outbox::default();
+        relay.on_datagram(now, client, &conclusion(cookie, None), &mut out);
+        let rejected = HandshakeType::Rejected(Rejection::BAD_REQUEST);
+        assert_eq!(answers(&out), [(rejected, cookie, 0x1234)]);
+        let mut out = Outbox::default();
+        relay.on_datagram(
+            now,
+            client,
+            &conclusion(cookie, Some("#!::m=publish")),
+            &mut out,
+        );
+        assert_eq!(answers(&out)[0].0, rejected);
+    }
+
+    #[tokio::test]
+    async fn no_origin_is_not_found_once_for_every_retransmit() {
+        let (mut relay, mut rx, now) = relay();
+        let client: SocketAddr = CLIENT.parse().unwrap();
+        let cookie = relay.cookies.cookie(client, now);
+        let hs = conclusion(cookie, Some("#!::r=live/s,m=publish"));
+        let mut out = Outbox::default();
+        relay.on_datagram(now, client, &hs, &mut out);
+        // Retransmits while the origin is sought start nothing more.
+        relay.on_datagram(now, client, &hs, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(relay.flows.len(), 1);
+        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        relay.on_event(now, event, &mut out);
+        let not_found = HandshakeType::Rejected(Rejection::NOT_FOUND);
+        assert_eq!(answers(&out), [(not_found, cookie, 0x1234)]);
+        let mut out = Outbox::default();
+        relay.on_datagram(now, client, &hs, &mut out);
+        assert_eq!(answers(&out), [(not_found, cookie, 0x1234)]);
+        assert!(rx.try_recv().is_err(), "no second origin handshake");
+        // The refusal is forgotten with the flow.
+        relay.on_timeout(now + FLOW_IDLE, &mut out);
+        assert!(relay.flows.is_empty());
+    }
+}

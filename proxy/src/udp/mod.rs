@@ -229,6 +229,13 @@ impl Outbox {
         self.buf.extend_from_slice(datagram);
     }
 
+    /// The datagrams queued for clients of the listener, in order (for tests and logs).
+    pub fn to_clients(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
+        self.queued
+            .iter()
+            .map(|&(dest, start, len)| (dest, &self.buf[start..start + len]))
+    }
+
     /// Datagrams queued.
     pub fn len(&self) -> usize {
         self.queued.len() + self.legs.len()
