@@ -1,0 +1,163 @@
+//! SRT through the proxy (docs/design.md §6.4) with real libsrt peers: ffmpeg as the client and
+//! srt-live-transmit as the origin's SRT listener.
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use srs_e2e::{http, metric, wait_until, Proc, Proxy, TempDir};
+use srs_test_support::media::count_video_frames;
+
+/// srt-live-transmit listening for one SRT caller on a free UDP port, writing what it receives
+/// to `<dir>/<name>.ts`. Returns the process and its port.
+fn srt_sink(dir: &Path, name: &str) -> (Proc, u16) {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free UDP port")
+        .port();
+    let out = dir.join(format!("{name}.ts"));
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(format!(
+        "exec srt-live-transmit -q 'srt://127.0.0.1:{port}?mode=listener' file://con > '{}'",
+        out.display()
+    ));
+    (Proc::spawn(name, cmd, dir), port)
+}
+
+/// Registers an origin whose only streaming endpoint is SRT on `srt_port`.
+fn register_srt_origin(proxy: &Proxy, server: &str, srt_port: u16) {
+    let body = format!(
+        r#"{{"ip":"127.0.0.1","server":"{server}","service":"s","pid":"1","rtmp":["1"],"srt":["udp://0.0.0.0:{srt_port}"]}}"#
+    );
+    let (status, reply) = http("POST", &proxy.register_url(), Some(&body));
+    assert_eq!(status, 200, "{reply}");
+}
+
+/// ffmpeg publishing 4 s of a test pattern as MPEG-TS to `url` (an `srt://` URL).
+fn srt_publish(dir: &Path, name: &str, url: &str) -> Proc {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "warning", "-re"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+            "-t",
+            "4",
+        ])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
+        .args(["-f", "mpegts", url]);
+    Proc::spawn(name, cmd, dir)
+}
+
+fn srt_url(proxy: &Proxy, stream_id: &str) -> String {
+    format!("srt://{}?streamid={stream_id}", proxy.srt)
+}
+
+fn sample(proxy: &Proxy, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metric(&proxy.metrics(), name, labels).unwrap_or(0.0)
+}
+
+#[test]
+fn srt_publish_reaches_the_owner_origin_and_the_session_is_freed() {
+    let dir = TempDir::new("srt-publish");
+    let proxy = Proxy::start(&dir, "proxy", &[]);
+    let (mut sink, port) = srt_sink(&dir, "origin");
+    register_srt_origin(&proxy, "slt", port);
+    let mut publisher = srt_publish(
+        &dir,
+        "publisher",
+        &srt_url(&proxy, "#!::r=live/s,m=publish"),
+    );
+    let publish = [("protocol", "srt"), ("direction", "publish")];
+    wait_until(Duration::from_secs(10), "SRT session active", || {
+        sample(&proxy, "srs_proxy_sessions_active", &publish) == 1.0
+    });
+    let status = publisher.wait_exit(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "publisher: {}",
+        publisher.log_tail(20)
+    );
+    // The client's SHUTDOWN frees the session at once, not after the idle period.
+    wait_until(Duration::from_secs(5), "SRT session freed", || {
+        sample(&proxy, "srs_proxy_sessions_active", &publish) == 0.0
+    });
+    assert_eq!(sample(&proxy, "srs_proxy_sessions_total", &publish), 1.0);
+    let received = sample(&proxy, "srs_proxy_client_bytes_received_total", &publish);
+    assert!(received > 50_000.0, "bytes from the publisher: {received}");
+    sink.signal(libc::SIGTERM);
+    sink.wait_exit(Duration::from_secs(5));
+    let frames = count_video_frames(&dir.join("origin.ts"));
+    assert!(frames >= 50, "frames the origin received: {frames}");
+}
+
+#[test]
+fn srt_refusals_and_bad_packets_harm_nobody() {
+    let dir = TempDir::new("srt-bad");
+    let proxy = Proxy::start(&dir, "proxy", &[]);
+    // No origin offers SRT: the caller is rejected at once, not left to time out.
+    let started = Instant::now();
+    let mut refused = srt_publish(&dir, "refused", &srt_url(&proxy, "#!::r=live/s,m=publish"));
+    let status = refused.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "publisher without origin must fail"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "rejected promptly: {:?}",
+        started.elapsed()
+    );
+    let log = refused.log_text();
+    assert!(log.to_lowercase().contains("reject"), "{log}");
+
+    // Garbage, truncated handshakes, a conclusion with no induction, an induction flood.
+    let client = UdpSocket::bind("127.0.0.1:0").expect("client socket");
+    let mut conclusion = vec![0u8; 64];
+    conclusion[0] = 0x80;
+    conclusion[16..20].copy_from_slice(&5u32.to_be_bytes());
+    conclusion[36..40].copy_from_slice(&u32::MAX.to_be_bytes());
+    let mut induction = vec![0u8; 64];
+    induction[0] = 0x80;
+    induction[16..20].copy_from_slice(&4u32.to_be_bytes());
+    induction[36..40].copy_from_slice(&1u32.to_be_bytes());
+    for packet in [&b"x"[..], &[0u8; 15], &[0x80; 40], &conclusion] {
+        client.send_to(packet, proxy.srt).expect("send");
+    }
+    for _ in 0..10_000 {
+        client.send_to(&induction, proxy.srt).expect("send");
+    }
+    let flows = || sample(&proxy, "srs_proxy_udp_flows", &[("listener", "srt")]);
+    let dropped = || {
+        sample(
+            &proxy,
+            "srs_proxy_udp_datagrams_total",
+            &[("listener", "srt"), ("outcome", "dropped")],
+        )
+    };
+    wait_until(Duration::from_secs(10), "bad packets counted", || {
+        dropped() >= 4.0
+    });
+    assert_eq!(flows(), 0.0, "no state for inductions or garbage");
+
+    // A real session still works afterwards.
+    let (mut sink, port) = srt_sink(&dir, "origin");
+    register_srt_origin(&proxy, "slt", port);
+    let mut publisher = srt_publish(
+        &dir,
+        "publisher",
+        &srt_url(&proxy, "#!::r=live/t,m=publish"),
+    );
+    let status = publisher.wait_exit(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "publisher: {}",
+        publisher.log_tail(20)
+    );
+    sink.signal(libc::SIGTERM);
+    sink.wait_exit(Duration::from_secs(5));
+    let frames = count_video_frames(&dir.join("origin.ts"));
+    assert!(frames >= 50, "frames the origin received: {frames}");
+}
