@@ -6,23 +6,48 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use srs_e2e::{http, metric, wait_until, Proc, Proxy, TempDir};
+use srs_e2e::{assert_played, http, metric, play, wait_until, Proc, Proxy, TempDir};
 use srs_test_support::media::count_video_frames;
 
-/// srt-live-transmit listening for one SRT caller on a free UDP port, writing what it receives
-/// to `<dir>/<name>.ts`. Returns the process and its port.
-fn srt_sink(dir: &Path, name: &str) -> (Proc, u16) {
-    let port = UdpSocket::bind("127.0.0.1:0")
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .expect("free UDP port")
-        .port();
+        .port()
+}
+
+/// srt-live-transmit listening for one SRT caller on a free UDP port (with `options`, e.g.
+/// `&passphrase=...`), writing what it receives to `<dir>/<name>.ts`. Returns the process and
+/// its port.
+fn srt_sink(dir: &Path, name: &str, options: &str) -> (Proc, u16) {
+    let port = free_udp_port();
     let out = dir.join(format!("{name}.ts"));
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(format!(
-        "exec srt-live-transmit -q 'srt://127.0.0.1:{port}?mode=listener' file://con > '{}'",
+        "exec srt-live-transmit -q 'srt://127.0.0.1:{port}?mode=listener{options}' file://con > '{}'",
         out.display()
     ));
     (Proc::spawn(name, cmd, dir), port)
+}
+
+/// An SRT origin serving a live test pattern to callers: ffmpeg sends MPEG-TS over UDP to
+/// srt-live-transmit, which serves it on an SRT listener. Returns both and the SRT port.
+fn srt_source(dir: &Path, name: &str) -> (Proc, Proc, u16) {
+    let (udp, srt) = (free_udp_port(), free_udp_port());
+    let mut relay = Command::new("srt-live-transmit");
+    relay.args([
+        "-q",
+        &format!("udp://127.0.0.1:{udp}"),
+        &format!("srt://127.0.0.1:{srt}?mode=listener"),
+    ]);
+    let relay = Proc::spawn(name, relay, dir);
+    let feed = srt_publish(
+        dir,
+        &format!("{name}-feed"),
+        &format!("udp://127.0.0.1:{udp}?pkt_size=1316"),
+        30,
+    );
+    (relay, feed, srt)
 }
 
 /// Registers an origin whose only streaming endpoint is SRT on `srt_port`.
@@ -34,18 +59,13 @@ fn register_srt_origin(proxy: &Proxy, server: &str, srt_port: u16) {
     assert_eq!(status, 200, "{reply}");
 }
 
-/// ffmpeg publishing 4 s of a test pattern as MPEG-TS to `url` (an `srt://` URL).
-fn srt_publish(dir: &Path, name: &str, url: &str) -> Proc {
+/// ffmpeg publishing `seconds` of a test pattern and tone as MPEG-TS to `url` (`srt://`, `udp://`).
+fn srt_publish(dir: &Path, name: &str, url: &str, seconds: u32) -> Proc {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "warning", "-re"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=25",
-            "-t",
-            "4",
-        ])
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &seconds.to_string(), "-c:a", "aac", "-b:a", "64k"])
         .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
         .args(["-f", "mpegts", url]);
     Proc::spawn(name, cmd, dir)
@@ -63,12 +83,13 @@ fn sample(proxy: &Proxy, name: &str, labels: &[(&str, &str)]) -> f64 {
 fn srt_publish_reaches_the_owner_origin_and_the_session_is_freed() {
     let dir = TempDir::new("srt-publish");
     let proxy = Proxy::start(&dir, "proxy", &[]);
-    let (mut sink, port) = srt_sink(&dir, "origin");
+    let (mut sink, port) = srt_sink(&dir, "origin", "");
     register_srt_origin(&proxy, "slt", port);
     let mut publisher = srt_publish(
         &dir,
         "publisher",
         &srt_url(&proxy, "#!::r=live/s,m=publish"),
+        4,
     );
     let publish = [("protocol", "srt"), ("direction", "publish")];
     wait_until(Duration::from_secs(10), "SRT session active", || {
@@ -99,7 +120,12 @@ fn srt_refusals_and_bad_packets_harm_nobody() {
     let proxy = Proxy::start(&dir, "proxy", &[]);
     // No origin offers SRT: the caller is rejected at once, not left to time out.
     let started = Instant::now();
-    let mut refused = srt_publish(&dir, "refused", &srt_url(&proxy, "#!::r=live/s,m=publish"));
+    let mut refused = srt_publish(
+        &dir,
+        "refused",
+        &srt_url(&proxy, "#!::r=live/s,m=publish"),
+        4,
+    );
     let status = refused.wait_exit(Duration::from_secs(10));
     assert!(
         status.is_some_and(|s| !s.success()),
@@ -143,12 +169,13 @@ fn srt_refusals_and_bad_packets_harm_nobody() {
     assert_eq!(flows(), 0.0, "no state for inductions or garbage");
 
     // A real session still works afterwards.
-    let (mut sink, port) = srt_sink(&dir, "origin");
+    let (mut sink, port) = srt_sink(&dir, "origin", "");
     register_srt_origin(&proxy, "slt", port);
     let mut publisher = srt_publish(
         &dir,
         "publisher",
         &srt_url(&proxy, "#!::r=live/t,m=publish"),
+        4,
     );
     let status = publisher.wait_exit(Duration::from_secs(20));
     assert!(
@@ -160,4 +187,65 @@ fn srt_refusals_and_bad_packets_harm_nobody() {
     sink.wait_exit(Duration::from_secs(5));
     let frames = count_video_frames(&dir.join("origin.ts"));
     assert!(frames >= 50, "frames the origin received: {frames}");
+}
+
+#[test]
+fn srt_play_through_the_proxy_decodes() {
+    let dir = TempDir::new("srt-play");
+    let proxy = Proxy::start(&dir, "proxy", &[]);
+    let (_relay, _feed, port) = srt_source(&dir, "origin");
+    register_srt_origin(&proxy, "source", port);
+    let played = play(
+        &dir,
+        "player",
+        &srt_url(&proxy, "#!::r=live/p,m=request"),
+        50,
+        Duration::from_secs(20),
+    );
+    assert_played(&played, 50, "SRT play through the proxy");
+    let play = [("protocol", "srt"), ("direction", "play")];
+    assert_eq!(sample(&proxy, "srs_proxy_sessions_total", &play), 1.0);
+    assert!(sample(&proxy, "srs_proxy_client_bytes_sent_total", &play) > 20_000.0);
+}
+
+#[test]
+fn encrypted_srt_works_end_to_end_and_a_wrong_passphrase_is_refused() {
+    let dir = TempDir::new("srt-crypt");
+    let proxy = Proxy::start(&dir, "proxy", &[]);
+    const SECRET: &str = "0123456789abcdef";
+    let (mut sink, port) = srt_sink(&dir, "origin", &format!("&passphrase={SECRET}"));
+    register_srt_origin(&proxy, "slt", port);
+    // The key material travels in the handshake the proxy relays untouched.
+    let wrong = format!(
+        "{}&passphrase=fedcba9876543210",
+        srt_url(&proxy, "#!::r=live/c,m=publish")
+    );
+    let mut refused = srt_publish(&dir, "wrong-key", &wrong, 2);
+    let status = refused.wait_exit(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "a wrong passphrase must be refused: {}",
+        refused.log_tail(10)
+    );
+    let (mut sink, port) = {
+        sink.signal(libc::SIGTERM);
+        sink.wait_exit(Duration::from_secs(5));
+        srt_sink(&dir, "origin2", &format!("&passphrase={SECRET}"))
+    };
+    register_srt_origin(&proxy, "slt2", port);
+    let url = format!(
+        "{}&passphrase={SECRET}",
+        srt_url(&proxy, "#!::r=live/d,m=publish")
+    );
+    let mut publisher = srt_publish(&dir, "publisher", &url, 4);
+    let status = publisher.wait_exit(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "publisher: {}",
+        publisher.log_tail(20)
+    );
+    sink.signal(libc::SIGTERM);
+    sink.wait_exit(Duration::from_secs(5));
+    let frames = count_video_frames(&dir.join("origin2.ts"));
+    assert!(frames >= 50, "frames the origin decrypted: {frames}");
 }
