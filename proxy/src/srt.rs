@@ -24,8 +24,9 @@ use srs_cluster::{Direction, Protocol, StreamKey};
 use srs_lb::StoreError;
 use srs_srt::handshake::CIF_LEN;
 use srs_srt::{
-    induction_request, induction_response, rejection, set_dst_socket_id, set_syn_cookie, CookieJar,
-    Handshake, HandshakeType, Header, Rejection, CONTROL_HANDSHAKE, CONTROL_SHUTDOWN, HEADER_LEN,
+    induction_request, induction_response, rejection, set_dst_socket_id, set_syn_cookie, shutdown,
+    CookieJar, Handshake, HandshakeType, Header, Rejection, CONTROL_HANDSHAKE, CONTROL_SHUTDOWN,
+    HEADER_LEN,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -44,8 +45,10 @@ pub const MAX_FLOWS: usize = 10_000;
 /// A flow with no packet from its client this long is freed (SRT sends a keep-alive every
 /// second, draft-sharabayko-srt 3.2.3).
 pub const FLOW_IDLE: Duration = Duration::from_secs(15);
-/// Time allowed for the whole handshake with the origin.
-pub const ORIGIN_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time allowed for the whole handshake with one origin. libsrt callers give up connecting after
+/// 3 s by default, so a silent origin must be given up on well before, leaving time to fail over
+/// to another origin within the same client attempt.
+pub const ORIGIN_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Interval of handshake retransmissions to the origin.
 const RETRANSMIT: Duration = Duration::from_millis(250);
 /// Largest SRT packet relayed from an origin (SRT's MSS is at most 1500).
@@ -100,6 +103,8 @@ enum FlowState {
 struct Flow {
     key: StreamKey,
     direction: Direction,
+    /// The client's socket id, from its conclusion.
+    socket_id: u32,
     state: FlowState,
 }
 
@@ -174,6 +179,7 @@ impl SrtRelay {
             let refused = Flow {
                 key,
                 direction,
+                socket_id: hs.socket_id(),
                 state: FlowState::Refused {
                     response: self.scratch.clone(),
                 },
@@ -232,6 +238,7 @@ impl SrtRelay {
         let flow = Flow {
             key: key.clone(),
             direction,
+            socket_id: hs.socket_id(),
             state: FlowState::Connecting {
                 request: hs.bytes().to_vec(),
             },
@@ -376,6 +383,9 @@ impl DatagramHandler for SrtRelay {
             SrtEvent::LegClosed { client, reason } => {
                 if let Some(flow) = self.flows.remove(&client) {
                     info!(client = %client, stream = %flow.key, %reason, "SRT session ended");
+                    // Tell the client now rather than let it time out.
+                    shutdown(flow.socket_id, &mut self.scratch);
+                    out.push(client, &self.scratch);
                 }
             }
         }
@@ -457,6 +467,18 @@ async fn origin_handshake(addr: String, conclusion: &[u8]) -> Result<Answer, Con
         addr: addr.to_string(),
         source: e.into(),
     };
+    // Nothing listening (ICMP port unreachable on the connected socket) is as good as a refused
+    // TCP dial: the origin is gone.
+    let io_error = |addr: &str, e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            ConnectError::Unreachable {
+                addr: addr.to_string(),
+                source: e.into(),
+            }
+        } else {
+            failed(addr, e)
+        }
+    };
     let socket = UdpSocket::bind(local).await.map_err(|e| failed(&addr, e))?;
     socket.connect(origin).await.map_err(|e| failed(&addr, e))?;
     let deadline = tokio::time::Instant::now() + ORIGIN_HANDSHAKE_TIMEOUT;
@@ -468,7 +490,7 @@ async fn origin_handshake(addr: String, conclusion: &[u8]) -> Result<Answer, Con
     let mut buf = vec![0u8; MAX_PACKET];
     let cookie = loop {
         let answer = exchange(&socket, &induction, &mut buf, deadline).await;
-        let Some(n) = answer.map_err(|e| failed(&addr, e))? else {
+        let Some(n) = answer.map_err(|e| io_error(&addr, e))? else {
             let e = OriginHandshakeError::NoAnswer("induction", ORIGIN_HANDSHAKE_TIMEOUT);
             return Err(unreachable(&addr, e));
         };
@@ -487,7 +509,7 @@ async fn origin_handshake(addr: String, conclusion: &[u8]) -> Result<Answer, Con
     set_dst_socket_id(&mut forwarded, 0);
     loop {
         let answer = exchange(&socket, &forwarded, &mut buf, deadline).await;
-        let Some(n) = answer.map_err(|e| failed(&addr, e))? else {
+        let Some(n) = answer.map_err(|e| io_error(&addr, e))? else {
             let e = OriginHandshakeError::NoAnswer("conclusion", ORIGIN_HANDSHAKE_TIMEOUT);
             return Err(unreachable(&addr, e));
         };
@@ -535,10 +557,6 @@ async fn exchange(
                 return Ok(Some(n))
             }
             Ok(Ok(_)) => {}
-            // ICMP port unreachable on a connected socket: keep trying until the deadline.
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                tokio::time::sleep_until(wait).await;
-            }
             Ok(Err(e)) => return Err(e),
             Err(_) => {}
         }

@@ -249,3 +249,56 @@ fn encrypted_srt_works_end_to_end_and_a_wrong_passphrase_is_refused() {
     let frames = count_video_frames(&dir.join("origin2.ts"));
     assert!(frames >= 50, "frames the origin decrypted: {frames}");
 }
+
+#[test]
+fn a_killed_origins_sessions_are_freed_and_a_republish_lands_elsewhere() {
+    let dir = TempDir::new("srt-kill");
+    let proxy = Proxy::start(&dir, "proxy", &[]);
+    let (mut a, port_a) = srt_sink(&dir, "origin-a", "");
+    let (mut b, port_b) = srt_sink(&dir, "origin-b", "");
+    register_srt_origin(&proxy, "a", port_a);
+    register_srt_origin(&proxy, "b", port_b);
+    let url = srt_url(&proxy, "#!::r=live/k,m=publish");
+    let mut first = srt_publish(&dir, "first", &url, 30);
+    let size = |name: &str| {
+        std::fs::metadata(dir.join(format!("{name}.ts")))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    wait_until(Duration::from_secs(10), "media at one origin", || {
+        size("origin-a") + size("origin-b") > 20_000
+    });
+    let (owner, survivor) = if size("origin-a") > 0 {
+        (&mut a, "origin-b")
+    } else {
+        (&mut b, "origin-a")
+    };
+    owner.signal(libc::SIGKILL);
+    let publish = [("protocol", "srt"), ("direction", "publish")];
+    wait_until(
+        Duration::from_secs(10),
+        "the dead origin's session freed",
+        || sample(&proxy, "srs_proxy_sessions_active", &publish) == 0.0,
+    );
+    first.wait_exit(Duration::from_secs(10));
+    let mut again = srt_publish(&dir, "again", &url, 4);
+    let status = again.wait_exit(Duration::from_secs(25));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "republish: {}",
+        again.log_tail(20)
+    );
+    let survivor_proc = if survivor == "origin-a" {
+        &mut a
+    } else {
+        &mut b
+    };
+    survivor_proc.signal(libc::SIGTERM);
+    survivor_proc.wait_exit(Duration::from_secs(5));
+    let frames = count_video_frames(&dir.join(format!("{survivor}.ts")));
+    assert!(frames >= 50, "frames at the surviving origin: {frames}");
+    assert!(
+        sample(&proxy, "srs_proxy_origin_dial_failures_total", &[]) >= 1.0,
+        "the dead origin was set aside"
+    );
+}

@@ -59,6 +59,17 @@ impl Header {
     }
 }
 
+/// Writes into `out` a SHUTDOWN control packet to the socket `dst_socket_id`
+/// (draft-sharabayko-srt 3.2.7): the relay ends a client's session when its origin went away.
+pub fn shutdown(dst_socket_id: u32, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&(0x8000_0000u32 | u32::from(CONTROL_SHUTDOWN) << 16).to_be_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&dst_socket_id.to_be_bytes());
+    // The CIF of a shutdown is one unused word.
+    out.extend_from_slice(&[0; 4]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +89,10 @@ mod tests {
         p[0] = 0x12;
         assert_eq!(Header::parse(&p).unwrap().control_type, None);
         assert_eq!(Header::parse(&p[..15]), None);
+        let mut out = Vec::new();
+        shutdown(77, &mut out);
+        let h = Header::parse(&out).unwrap();
+        assert!(h.is_control(CONTROL_SHUTDOWN));
+        assert_eq!((h.dst_socket_id, out.len()), (77, 20));
     }
 }
