@@ -189,6 +189,10 @@ impl SrtRelay {
     }
 
     fn on_handshake(&mut self, now: Instant, from: SocketAddr, datagram: &[u8], out: &mut Outbox) {
+        // A flow keeps its client's conclusion while connecting: bound it to one packet's size.
+        if datagram.len() > MAX_PACKET {
+            return self.drop_packet(now, from, "handshake larger than an SRT packet");
+        }
         let hs = match Handshake::parse(datagram) {
             Ok(hs) => hs,
             Err(e) => return self.drop_packet(now, from, &e.to_string()),
