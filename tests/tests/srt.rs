@@ -71,6 +71,21 @@ fn srt_publish(dir: &Path, name: &str, url: &str, seconds: u32) -> Proc {
     Proc::spawn(name, cmd, dir)
 }
 
+/// Publishes 4 s to `url`, expects the publisher to succeed, stops `sink` (an [`srt_sink`]) and
+/// returns the video frames decodable in what it received (`<dir>/<sink_name>.ts`).
+fn publish_into(dir: &Path, url: &str, sink: &mut Proc, sink_name: &str) -> u64 {
+    let mut publisher = srt_publish(dir, &format!("publisher-{sink_name}"), url, 4);
+    let status = publisher.wait_exit(Duration::from_secs(25));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "publisher: {}",
+        publisher.log_tail(20)
+    );
+    sink.signal(libc::SIGTERM);
+    sink.wait_exit(Duration::from_secs(5));
+    count_video_frames(&dir.join(format!("{sink_name}.ts")))
+}
+
 fn srt_url(proxy: &Proxy, stream_id: &str) -> String {
     format!("srt://{}?streamid={stream_id}", proxy.srt)
 }
@@ -171,21 +186,12 @@ fn srt_refusals_and_bad_packets_harm_nobody() {
     // A real session still works afterwards.
     let (mut sink, port) = srt_sink(&dir, "origin", "");
     register_srt_origin(&proxy, "slt", port);
-    let mut publisher = srt_publish(
+    let frames = publish_into(
         &dir,
-        "publisher",
         &srt_url(&proxy, "#!::r=live/t,m=publish"),
-        4,
+        &mut sink,
+        "origin",
     );
-    let status = publisher.wait_exit(Duration::from_secs(20));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "publisher: {}",
-        publisher.log_tail(20)
-    );
-    sink.signal(libc::SIGTERM);
-    sink.wait_exit(Duration::from_secs(5));
-    let frames = count_video_frames(&dir.join("origin.ts"));
     assert!(frames >= 50, "frames the origin received: {frames}");
 }
 
@@ -237,16 +243,7 @@ fn encrypted_srt_works_end_to_end_and_a_wrong_passphrase_is_refused() {
         "{}&passphrase={SECRET}",
         srt_url(&proxy, "#!::r=live/d,m=publish")
     );
-    let mut publisher = srt_publish(&dir, "publisher", &url, 4);
-    let status = publisher.wait_exit(Duration::from_secs(20));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "publisher: {}",
-        publisher.log_tail(20)
-    );
-    sink.signal(libc::SIGTERM);
-    sink.wait_exit(Duration::from_secs(5));
-    let frames = count_video_frames(&dir.join("origin2.ts"));
+    let frames = publish_into(&dir, &url, &mut sink, "origin2");
     assert!(frames >= 50, "frames the origin decrypted: {frames}");
 }
 
@@ -281,21 +278,12 @@ fn a_killed_origins_sessions_are_freed_and_a_republish_lands_elsewhere() {
         || sample(&proxy, "srs_proxy_sessions_active", &publish) == 0.0,
     );
     first.wait_exit(Duration::from_secs(10));
-    let mut again = srt_publish(&dir, "again", &url, 4);
-    let status = again.wait_exit(Duration::from_secs(25));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "republish: {}",
-        again.log_tail(20)
-    );
     let survivor_proc = if survivor == "origin-a" {
         &mut a
     } else {
         &mut b
     };
-    survivor_proc.signal(libc::SIGTERM);
-    survivor_proc.wait_exit(Duration::from_secs(5));
-    let frames = count_video_frames(&dir.join(format!("{survivor}.ts")));
+    let frames = publish_into(&dir, &url, survivor_proc, survivor);
     assert!(frames >= 50, "frames at the surviving origin: {frames}");
     assert!(
         sample(&proxy, "srs_proxy_origin_dial_failures_total", &[]) >= 1.0,
