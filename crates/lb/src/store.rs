@@ -56,6 +56,17 @@ pub struct StoreHealth {
     pub up: bool,
 }
 
+impl StoreHealth {
+    /// The health of a [`MemoryStore`]: always up, no primary.
+    pub fn memory() -> StoreHealth {
+        StoreHealth {
+            mode: "memory",
+            primary: String::new(),
+            up: true,
+        }
+    }
+}
+
 /// One origin as the store sees it, for the system API and metrics.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct OriginStatus {
@@ -626,11 +637,7 @@ impl Store for MemoryStore {
     }
 
     async fn health(&self) -> StoreHealth {
-        StoreHealth {
-            mode: "memory",
-            primary: String::new(),
-            up: true,
-        }
+        StoreHealth::memory()
     }
 
     async fn put_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
