@@ -93,7 +93,7 @@ impl RedisSentinels {
         let conf = format!(
             "sentinel monitor {m} 127.0.0.1 {p} 2\n\
              sentinel down-after-milliseconds {m} 1000\n\
-             sentinel failover-timeout {m} 3000\n",
+             sentinel failover-timeout {m} 1500\n",
             m = Self::MASTER,
             p = primary.port
         );
