@@ -53,7 +53,23 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("PROXY_REDIS_HOST", "127.0.0.1", "Redis host"),
     ("PROXY_REDIS_PORT", "6379", "Redis port"),
     ("PROXY_REDIS_PASSWORD", "", "Redis password"),
-    ("PROXY_REDIS_DB", "0", "Redis database"),
+    ("PROXY_REDIS_DB", "0", "Redis database (0 on a cluster)"),
+    (
+        "PROXY_REDIS_SENTINEL_ADDRS",
+        "",
+        "Sentinels host:port,...: find and follow the primary through them (instead of HOST/PORT)",
+    ),
+    (
+        "PROXY_REDIS_SENTINEL_MASTER",
+        "",
+        "the primary's name at the Sentinels (needed with SENTINEL_ADDRS)",
+    ),
+    ("PROXY_REDIS_SENTINEL_PASSWORD", "", "Sentinels' password"),
+    (
+        "PROXY_REDIS_CLUSTER_ADDRS",
+        "",
+        "Redis Cluster seed nodes host:port,... (instead of HOST/PORT; not with SENTINEL_ADDRS)",
+    ),
     (
         "PROXY_DEFAULT_BACKEND_ENABLED",
         "off",
@@ -146,6 +162,8 @@ pub struct RedisConfig {
     pub password: String,
     /// Database number.
     pub db: u32,
+    /// Single node (`host`, `port`), Sentinel or Cluster (docs/design.md §9).
+    pub topology: srs_lb::Topology,
 }
 
 /// The validated configuration of one proxy process.
@@ -202,6 +220,10 @@ struct Raw {
     redis_port: Option<String>,
     redis_password: Option<String>,
     redis_db: Option<String>,
+    redis_sentinel_addrs: Option<String>,
+    redis_sentinel_master: Option<String>,
+    redis_sentinel_password: Option<String>,
+    redis_cluster_addrs: Option<String>,
     default_backend_enabled: Option<String>,
     default_backend_ip: Option<String>,
     default_backend_rtmp: Option<String>,
@@ -216,6 +238,70 @@ struct Raw {
     force_quit_timeout: Option<String>,
     rtmp_timeout: Option<String>,
     stream_lease_duration: Option<String>,
+}
+
+/// The Redis mode the Sentinel and Cluster variables ask for (docs/design.md §9).
+///
+/// Errors: a malformed address list, Sentinels without a master name or the reverse, or both
+/// Sentinel and Cluster addresses (naming both variables).
+fn redis_topology(raw: &Raw) -> Result<srs_lb::Topology, ConfigError> {
+    let sentinels = value_or_default("PROXY_REDIS_SENTINEL_ADDRS", &raw.redis_sentinel_addrs);
+    let master = value_or_default("PROXY_REDIS_SENTINEL_MASTER", &raw.redis_sentinel_master);
+    let cluster = value_or_default("PROXY_REDIS_CLUSTER_ADDRS", &raw.redis_cluster_addrs);
+    if !sentinels.is_empty() && !cluster.is_empty() {
+        return Err(ConfigError::new(
+            "PROXY_REDIS_SENTINEL_ADDRS and PROXY_REDIS_CLUSTER_ADDRS",
+            &format!("{sentinels} and {cluster}"),
+            "set one of them: Sentinel and Cluster are two ways to run Redis",
+        ));
+    }
+    if !cluster.is_empty() {
+        return Ok(srs_lb::Topology::Cluster {
+            nodes: parse_addrs("PROXY_REDIS_CLUSTER_ADDRS", &cluster)?,
+        });
+    }
+    match (sentinels.is_empty(), master.is_empty()) {
+        (true, true) => Ok(srs_lb::Topology::Single),
+        (false, false) => Ok(srs_lb::Topology::Sentinel {
+            sentinels: parse_addrs("PROXY_REDIS_SENTINEL_ADDRS", &sentinels)?,
+            master,
+            password: value_or_default(
+                "PROXY_REDIS_SENTINEL_PASSWORD",
+                &raw.redis_sentinel_password,
+            ),
+        }),
+        (false, true) => Err(ConfigError::new(
+            "PROXY_REDIS_SENTINEL_MASTER",
+            "",
+            "needed with PROXY_REDIS_SENTINEL_ADDRS: the name the Sentinels monitor the primary under",
+        )),
+        (true, false) => Err(ConfigError::new(
+            "PROXY_REDIS_SENTINEL_ADDRS",
+            "",
+            "needed with PROXY_REDIS_SENTINEL_MASTER: the Sentinels' host:port list",
+        )),
+    }
+}
+
+/// Parses `host:port,host:port,...` (`[v6]:port` for IPv6 addresses), at least one.
+///
+/// Errors: an empty list or a malformed entry, naming `name`.
+fn parse_addrs(name: &str, value: &str) -> Result<Vec<(String, u16)>, ConfigError> {
+    let mut addrs = Vec::new();
+    for entry in value.split(',').map(str::trim) {
+        let bad = || ConfigError::new(name, value, format!("expected host:port, got {entry:?}"));
+        let (host, port) = entry.rsplit_once(':').ok_or_else(bad)?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(bad());
+        }
+        let port = parse_port(name, port).map_err(|_| bad())?;
+        addrs.push((host.to_string(), port));
+    }
+    Ok(addrs)
 }
 
 /// Looks up a variable's default in [`VARIABLES`].
@@ -254,6 +340,7 @@ impl Config {
             port: self.redis.port,
             password: self.redis.password.clone(),
             db: self.redis.db,
+            topology: self.redis.topology.clone(),
             ..srs_lb::redis::RedisSettings::default()
         }
     }
@@ -315,7 +402,15 @@ impl Config {
             db: redis_db.parse().map_err(|_| {
                 ConfigError::new("PROXY_REDIS_DB", &redis_db, "expected a database number")
             })?,
+            topology: redis_topology(&raw)?,
         };
+        if matches!(redis.topology, srs_lb::Topology::Cluster { .. }) && redis.db != 0 {
+            return Err(ConfigError::new(
+                "PROXY_REDIS_DB",
+                &redis_db,
+                "a Redis Cluster has database 0 only (PROXY_REDIS_CLUSTER_ADDRS is set)",
+            ));
+        }
 
         let enabled = value_or_default(
             "PROXY_DEFAULT_BACKEND_ENABLED",
@@ -464,6 +559,69 @@ mod tests {
             e.to_string().contains("PROXY_DEFAULT_BACKEND_ENABLED"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn redis_modes_from_variables() {
+        let c = Config::from_pairs([]).unwrap();
+        assert_eq!(c.redis_settings().topology, srs_lb::Topology::Single);
+        let c = Config::from_pairs([
+            ("PROXY_REDIS_SENTINEL_ADDRS", "s1:26379, [::1]:26380"),
+            ("PROXY_REDIS_SENTINEL_MASTER", "mymaster"),
+            ("PROXY_REDIS_SENTINEL_PASSWORD", "pw"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.redis_settings().topology,
+            srs_lb::Topology::Sentinel {
+                sentinels: vec![("s1".into(), 26379), ("::1".into(), 26380)],
+                master: "mymaster".into(),
+                password: "pw".into(),
+            }
+        );
+        let c = Config::from_pairs([("PROXY_REDIS_CLUSTER_ADDRS", "a:7000,b:7001")]).unwrap();
+        assert_eq!(
+            c.redis_settings().topology,
+            srs_lb::Topology::Cluster {
+                nodes: vec![("a".into(), 7000), ("b".into(), 7001)],
+            }
+        );
+    }
+
+    #[test]
+    fn bad_redis_modes_name_the_variables() {
+        let err = |pairs: &[(&str, &str)]| {
+            Config::from_pairs(pairs.iter().copied())
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(&[
+            ("PROXY_REDIS_SENTINEL_ADDRS", "s:26379"),
+            ("PROXY_REDIS_SENTINEL_MASTER", "m"),
+            ("PROXY_REDIS_CLUSTER_ADDRS", "c:7000"),
+        ]);
+        assert!(
+            e.contains("PROXY_REDIS_SENTINEL_ADDRS") && e.contains("PROXY_REDIS_CLUSTER_ADDRS"),
+            "{e}"
+        );
+        let e = err(&[("PROXY_REDIS_SENTINEL_ADDRS", "s:26379")]);
+        assert!(e.starts_with("PROXY_REDIS_SENTINEL_MASTER="), "{e}");
+        let e = err(&[("PROXY_REDIS_SENTINEL_MASTER", "m")]);
+        assert!(e.starts_with("PROXY_REDIS_SENTINEL_ADDRS="), "{e}");
+        for bad in ["s", "s:", ":26379", "s:99999", "s:1,", "a b:1"] {
+            let e = err(&[
+                ("PROXY_REDIS_SENTINEL_ADDRS", bad),
+                ("PROXY_REDIS_SENTINEL_MASTER", "m"),
+            ]);
+            assert!(e.starts_with("PROXY_REDIS_SENTINEL_ADDRS="), "{bad}: {e}");
+        }
+        let e = err(&[("PROXY_REDIS_CLUSTER_ADDRS", "c:x")]);
+        assert!(e.starts_with("PROXY_REDIS_CLUSTER_ADDRS="), "{e}");
+        let e = err(&[
+            ("PROXY_REDIS_CLUSTER_ADDRS", "c:7000"),
+            ("PROXY_REDIS_DB", "2"),
+        ]);
+        assert!(e.starts_with("PROXY_REDIS_DB="), "{e}");
     }
 
     #[test]

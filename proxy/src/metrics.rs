@@ -8,7 +8,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use srs_lb::store::OriginStatus;
+use srs_lb::store::{OriginStatus, StoreHealth};
 
 use crate::session::{ClientProtocol, Direction};
 
@@ -45,6 +45,12 @@ struct StateLabel {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StoreLabels {
+    mode: String,
+    primary: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct OriginLabel {
     origin: String,
     device_id: String,
@@ -63,6 +69,7 @@ pub struct Metrics {
     udp_flows: Family<ListenerLabel, Gauge>,
     origins: Family<StateLabel, Gauge>,
     origin_streams: Family<OriginLabel, Gauge>,
+    store_primary: Family<StoreLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -80,6 +87,7 @@ impl Default for Metrics {
             udp_flows: Family::default(),
             origins: Family::default(),
             origin_streams: Family::default(),
+            store_primary: Family::default(),
         };
         registry.register(
             "sessions_active",
@@ -131,6 +139,11 @@ impl Default for Metrics {
             "Streams leased to each live origin",
             m.origin_streams.clone(),
         );
+        registry.register(
+            "store_primary",
+            "The load-balancer store's mode and the primary taking its writes; 1 while it answers",
+            m.store_primary.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -180,8 +193,16 @@ impl Metrics {
         self.store_errors.inc();
     }
 
-    /// The metrics in the OpenMetrics text format, with the origin gauges taken from `origins`.
-    pub fn encode(&self, origins: &[OriginStatus]) -> String {
+    /// The metrics in the OpenMetrics text format, with the origin gauges taken from `origins`
+    /// and the store gauge from `store`.
+    pub fn encode(&self, origins: &[OriginStatus], store: &StoreHealth) -> String {
+        self.store_primary.clear();
+        self.store_primary
+            .get_or_create(&StoreLabels {
+                mode: store.mode.to_string(),
+                primary: store.primary.clone(),
+            })
+            .set(i64::from(store.up));
         self.origins.clear();
         self.origin_streams.clear();
         for state in ["alive", "aside", "dead"] {
@@ -276,7 +297,28 @@ mod tests {
         a.received_from_client(7);
         drop(b);
         m.dial_failed();
-        let text = m.encode(&[]);
+        let store = StoreHealth {
+            mode: "sentinel",
+            primary: "10.0.0.2:6379".into(),
+            up: true,
+        };
+        let text = m.encode(&[], &store);
+        assert!(
+            text.contains("srs_proxy_store_primary{mode=\"sentinel\",primary=\"10.0.0.2:6379\"} 1"),
+            "{text}"
+        );
+        // After a failover only the new primary is listed; 0 while it does not answer.
+        let store = StoreHealth {
+            mode: "sentinel",
+            primary: "10.0.0.3:6379".into(),
+            up: false,
+        };
+        let text = m.encode(&[], &store);
+        assert!(!text.contains("10.0.0.2:6379"), "{text}");
+        assert!(
+            text.contains("srs_proxy_store_primary{mode=\"sentinel\",primary=\"10.0.0.3:6379\"} 0"),
+            "{text}"
+        );
         assert!(
             text.contains("srs_proxy_sessions_active{protocol=\"rtmp\",direction=\"publish\"} 1"),
             "{text}"

@@ -185,6 +185,7 @@ impl SrtRelay {
                 },
             };
             let _ = self.flows.insert(from, refused, now);
+            self.counters.set_flows(self.flows.len());
         }
     }
 
@@ -247,7 +248,9 @@ impl SrtRelay {
                 request: hs.bytes().to_vec(),
             },
         };
-        if let Err(e) = self.flows.insert(from, flow, now) {
+        let inserted = self.flows.insert(from, flow, now).map(|_| ());
+        self.counters.set_flows(self.flows.len());
+        if let Err(e) = inserted {
             warn!(client = %from, error = %e, "SRT refused");
             return self.refuse(now, from, hs, Rejection::RESOURCE, None, out);
         }
@@ -370,6 +373,7 @@ impl DatagramHandler for SrtRelay {
                 if header.is_control(CONTROL_SHUTDOWN) {
                     info!(client = %from, stream = %flow.key, "SRT session ended by the client");
                     self.flows.remove(&from);
+                    self.counters.set_flows(self.flows.len());
                 }
             }
             FlowState::Refused { response } => {
@@ -385,7 +389,9 @@ impl DatagramHandler for SrtRelay {
         match event {
             SrtEvent::Connected { client, result } => self.on_connected(now, client, result, out),
             SrtEvent::LegClosed { client, reason } => {
-                if let Some(flow) = self.flows.remove(&client) {
+                let removed = self.flows.remove(&client);
+                self.counters.set_flows(self.flows.len());
+                if let Some(flow) = removed {
                     info!(client = %client, stream = %flow.key, %reason, "SRT session ended");
                     // Tell the client now rather than let it time out.
                     shutdown(flow.socket_id, &mut self.scratch);
@@ -685,7 +691,10 @@ mod tests {
         relay.on_datagram(now, client, &[0u8; 40], &mut out);
         relay.on_datagram(now, client, &[0x80], &mut out);
         assert!(out.is_empty() && relay.flows.is_empty());
-        let text = relay.state.metrics.encode(&[]);
+        let text = relay
+            .state
+            .metrics
+            .encode(&[], &srs_lb::StoreHealth::memory());
         assert!(
             text.contains(r#"srs_proxy_udp_datagrams_total{listener="srt",outcome="dropped"} 3"#),
             "{text}"

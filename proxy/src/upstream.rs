@@ -413,7 +413,7 @@ mod tests {
             ErrorChain(&err)
         );
         assert!(metrics
-            .encode(&[])
+            .encode(&[], &srs_lb::StoreHealth::memory())
             .contains("srs_proxy_origin_dial_failures_total 3"));
     }
 

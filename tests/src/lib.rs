@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 pub use srs_test_support::media::{assert_played, play, publish, PlayResult};
 pub use srs_test_support::{
-    free_port, metric, on_free_port, read_listening, wait_until, Error, Proc, Redis, TempDir,
+    free_port, metric, on_free_port, read_listening, wait_until, Error, Proc, Redis,
+    RedisSentinels, TempDir,
 };
 
 /// How long a server gets to print its listening line or accept connections.
@@ -260,6 +261,18 @@ pub fn redis_env(redis: &Redis) -> Vec<(&'static str, String)> {
         ("PROXY_LOAD_BALANCER_TYPE", "redis".to_string()),
         ("PROXY_REDIS_HOST", "127.0.0.1".to_string()),
         ("PROXY_REDIS_PORT", redis.port.to_string()),
+    ]
+}
+
+/// The proxy variables that point at the Sentinels of `set`.
+pub fn sentinel_env(set: &RedisSentinels) -> Vec<(&'static str, String)> {
+    vec![
+        ("PROXY_LOAD_BALANCER_TYPE", "redis".to_string()),
+        ("PROXY_REDIS_SENTINEL_ADDRS", set.sentinel_addrs().join(",")),
+        (
+            "PROXY_REDIS_SENTINEL_MASTER",
+            RedisSentinels::MASTER.to_string(),
+        ),
     ]
 }
 

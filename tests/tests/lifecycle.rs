@@ -100,6 +100,7 @@ fn malformed_variable_stops_startup_naming_it() {
         ("PROXY_SERVER_ALIVE_DURATION", "soon"),
         ("PROXY_RTMP_SERVER", "port-one"),
         ("PROXY_LOAD_BALANCER_TYPE", "etcd"),
+        ("PROXY_REDIS_CLUSTER_ADDRS", "redis-0"),
     ] {
         let out = run_proxy(&[(var, value)], &[]);
         assert!(!out.status.success(), "{var}={value} must stop start-up");
@@ -109,6 +110,24 @@ fn malformed_variable_stops_startup_naming_it() {
             "error must name {var} and {value}: {err}"
         );
     }
+}
+
+#[test]
+fn sentinel_and_cluster_together_stop_startup_naming_both() {
+    let out = run_proxy(
+        &[
+            ("PROXY_REDIS_SENTINEL_ADDRS", "s:26379"),
+            ("PROXY_REDIS_SENTINEL_MASTER", "mymaster"),
+            ("PROXY_REDIS_CLUSTER_ADDRS", "c:7000"),
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("PROXY_REDIS_SENTINEL_ADDRS") && err.contains("PROXY_REDIS_CLUSTER_ADDRS"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -6,7 +6,8 @@
 pub mod redis;
 pub mod store;
 
-pub use crate::redis::{RedisSettings, RedisStore};
+pub use crate::redis::{RedisSettings, RedisStore, Topology};
 pub use store::{
     MemoryStore, OriginStatus, SessionKind, SessionRecord, Store, StoreConfig, StoreError,
+    StoreHealth,
 };

@@ -41,6 +41,32 @@ pub const DEFAULT_RTC_ALIVE: Duration = Duration::from_secs(120);
 /// Session maps are not swept below this many entries.
 const MIN_SWEEP: usize = 64;
 
+/// What a store runs on, where its data is written, and whether it answers now (docs/design.md
+/// §9), for the `store_primary` metric.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// `memory`, `redis` (one node), `sentinel` or `cluster`.
+    pub mode: &'static str,
+    /// `host:port` of the node taking the writes: the configured node, the primary the
+    /// Sentinels named, or the cluster primary serving the fleet's hash slot. The last known
+    /// one while the store does not answer; empty for memory or when never known.
+    pub primary: String,
+    /// Whether a primary answered within 1 s (`ROLE` says primary; `PING` on a cluster);
+    /// always `true` for memory.
+    pub up: bool,
+}
+
+impl StoreHealth {
+    /// The health of a [`MemoryStore`]: always up, no primary.
+    pub fn memory() -> StoreHealth {
+        StoreHealth {
+            mode: "memory",
+            primary: String::new(),
+            up: true,
+        }
+    }
+}
+
 /// One origin as the store sees it, for the system API and metrics.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct OriginStatus {
@@ -226,6 +252,10 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// Errors: [`StoreError::Unavailable`] when the backend is down.
     async fn put_session(&self, record: &SessionRecord) -> Result<(), StoreError>;
+
+    /// The store's mode and current primary, and whether it answers within 1 s. Never fails:
+    /// an unreachable store is reported with `up: false`.
+    async fn health(&self) -> StoreHealth;
 
     /// The session record of `kind` with `id`, if stored and not expired; a hit extends its life
     /// to [`StoreConfig::session_alive`] of `kind` from now.
@@ -604,6 +634,10 @@ impl Store for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn health(&self) -> StoreHealth {
+        StoreHealth::memory()
     }
 
     async fn put_session(&self, record: &SessionRecord) -> Result<(), StoreError> {

@@ -1,6 +1,9 @@
 //! The contract of [`Store`] (docs/design.md §5, §9), run against both
-//! implementations: each test function takes a [`Backend`] and runs once as `memory::NAME` and
-//! once as `redis_store::NAME`, the latter on its own real `redis-server`. Redis-only tests (races
+//! implementations and every Redis mode: each test function takes a [`Backend`] and runs once as
+//! `memory::NAME` and once as `redis_store::NAME`, the latter on its own real `redis-server`;
+//! `sentinel::contract_then_failover` and `cluster::contract_then_failover` run them all in turn
+//! on one Sentinel-managed pair or one Redis Cluster (a fresh key prefix each), then fail the
+//! primary over and run the pick, lease and session cases again. Redis-only tests (races
 //! between proxies, faults, settings) follow in `redis_only`.
 //!
 //! Time is real (Redis keeps its own clock), so durations are short but keep margins of at least
@@ -12,17 +15,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use srs_cluster::{OriginInfo, Protocol, StreamKey};
-use srs_lb::{MemoryStore, RedisStore, SessionKind, SessionRecord, Store, StoreConfig, StoreError};
+use srs_lb::{
+    MemoryStore, RedisSettings, RedisStore, SessionKind, SessionRecord, Store, StoreConfig,
+    StoreError, Topology,
+};
+use srs_test_support::{RedisCluster, RedisSentinels};
 use support::{RedisServer, Settings};
 use tokio::time::sleep;
 
 /// Long enough that nothing dies by accident during a test.
 const LONG: Duration = Duration::from_secs(60);
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Backend {
     Memory,
+    /// A fresh `redis-server` for each store.
     Redis,
+    /// A Sentinel set or a cluster shared by the tests run in turn on it: each store gets a key
+    /// prefix of its own from `prefixes`.
+    Shared {
+        settings: RedisSettings,
+        prefixes: Arc<dyn Fn() -> String + Send + Sync>,
+    },
 }
 
 /// A store under test, and the Redis server behind it, if any.
@@ -39,7 +53,7 @@ impl std::ops::Deref for Harness {
 }
 
 impl Backend {
-    async fn open(self, config: StoreConfig) -> Harness {
+    async fn open(&self, config: StoreConfig) -> Harness {
         match self {
             Backend::Memory => Harness {
                 store: Arc::new(MemoryStore::with_config(config)),
@@ -55,8 +69,49 @@ impl Backend {
                     _server: Some(server),
                 }
             }
+            Backend::Shared { settings, prefixes } => {
+                let settings = RedisSettings {
+                    prefix: prefixes(),
+                    ..settings.clone()
+                };
+                let store = RedisStore::connect(settings, config)
+                    .await
+                    .expect("connect to the test Redis set");
+                Harness {
+                    store: Arc::new(store),
+                    _server: None,
+                }
+            }
         }
     }
+}
+
+/// `test-N:` prefixes, N counting up.
+fn numbered_prefixes() -> Arc<dyn Fn() -> String + Send + Sync> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    Arc::new(move || {
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("test-{n}:")
+    })
+}
+
+/// Settings of a store on `nodes` of `topology` (default prefix, no password).
+fn ha_settings(topology: Topology) -> RedisSettings {
+    RedisSettings {
+        topology,
+        ..RedisSettings::default()
+    }
+}
+
+/// `127.0.0.1:port` strings as `(host, port)` pairs.
+fn pairs(addrs: &[String]) -> Vec<(String, u16)> {
+    addrs
+        .iter()
+        .map(|a| {
+            let (host, port) = a.rsplit_once(':').expect("host:port");
+            (host.to_string(), port.parse().expect("port"))
+        })
+        .collect()
 }
 
 /// Settings with every lifetime `LONG` except those a test overrides.
@@ -110,6 +165,14 @@ fn ids(list: &[&str]) -> Vec<String> {
 
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
+        /// Every case in turn, named for failure messages.
+        async fn all_cases(backend: &Backend) {
+            $(
+                eprintln!("contract case {}", stringify!($name));
+                $name(backend.clone()).await;
+            )*
+        }
+
         mod memory {
             $(#[tokio::test]
             async fn $name() {
@@ -142,6 +205,150 @@ contract!(
     rtc_sessions,
     default_backend,
 );
+
+/// The cases that must pass again after a failover: picks, leases, sessions.
+async fn after_failover_cases(backend: &Backend) {
+    registration_and_sticky_owner(backend.clone()).await;
+    leases_expire_unless_refreshed(backend.clone()).await;
+    publisher_claims_override_a_wrong_owner(backend.clone()).await;
+    hls_sessions(backend.clone()).await;
+}
+
+/// A store on a Redis set that registered an origin and picked stream `s` before a failover:
+/// after it, the same store instance (no restart) answers again within `limit`, with the owner
+/// it had. Returns how long calls failed.
+async fn survives_failover(store: &RedisStore, limit: Duration, fail: impl FnOnce()) -> Duration {
+    store.register(origin("a", "1")).await.unwrap();
+    store.register(origin("b", "1")).await.unwrap();
+    let owner = pick_id(store, "s", Protocol::Rtmp).await;
+    // Let the replica receive the last writes: replication is asynchronous.
+    sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    fail();
+    loop {
+        let call = Instant::now();
+        match store.pick(&stream("s"), Protocol::Rtmp).await {
+            Ok(info) => {
+                assert_eq!(info.id, owner, "the owner survives the failover");
+                break;
+            }
+            Err(StoreError::Unavailable(why)) => {
+                // Fails fast while the store fails over.
+                assert!(call.elapsed() < Duration::from_millis(2500), "{why}");
+                assert!(
+                    started.elapsed() < limit,
+                    "not back within {limit:?}: {why}"
+                );
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+    let gap = started.elapsed();
+    // Writes work again: a script on the new primary (NOSCRIPT there: loaded again).
+    store.register(origin("c", "1")).await.unwrap();
+    pick_id(store, "t", Protocol::Rtmp).await;
+    gap
+}
+
+mod sentinel {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn contract_then_failover() {
+        let mut set = RedisSentinels::start();
+        let settings = ha_settings(Topology::Sentinel {
+            sentinels: pairs(&set.sentinel_addrs()),
+            master: RedisSentinels::MASTER.into(),
+            password: String::new(),
+        });
+        let backend = Backend::Shared {
+            settings: settings.clone(),
+            prefixes: numbered_prefixes(),
+        };
+        all_cases(&backend).await;
+
+        let store = RedisStore::connect(settings.clone(), config())
+            .await
+            .unwrap();
+        let first = set.primary_port().unwrap();
+        let health = store.health().await;
+        assert_eq!(
+            (health.mode, health.primary.as_str(), health.up),
+            ("sentinel", format!("127.0.0.1:{first}").as_str(), true)
+        );
+        let mut killed = 0;
+        let gap = survives_failover(&store, Duration::from_secs(15), || {
+            killed = set.kill_primary();
+        })
+        .await;
+        eprintln!("Sentinel failover (SIGKILL of the primary): calls failed for {gap:?}");
+        let promoted = set.wait_promoted(killed, Duration::from_secs(5));
+        let health = store.health().await;
+        assert_eq!(health.primary, format!("127.0.0.1:{promoted}"));
+        assert!(health.up);
+        after_failover_cases(&backend).await;
+    }
+}
+
+mod cluster {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn contract_then_failover() {
+        let mut cluster = RedisCluster::start();
+        let settings = ha_settings(Topology::Cluster {
+            nodes: pairs(&cluster.addrs()),
+        });
+        let backend = Backend::Shared {
+            settings: settings.clone(),
+            prefixes: numbered_prefixes(),
+        };
+        all_cases(&backend).await;
+
+        // The default prefix is the hash tag `{srs-proxy}`: every key in one slot.
+        let store = RedisStore::connect(settings.clone(), config())
+            .await
+            .unwrap();
+        let slot_key = "{srs-proxy}:origins";
+        let first = cluster.primary_of(slot_key).unwrap();
+        let health = store.health().await;
+        assert_eq!(
+            (health.mode, health.primary.as_str(), health.up),
+            ("cluster", format!("127.0.0.1:{first}").as_str(), true)
+        );
+        let gap = survives_failover(&store, Duration::from_secs(15), || cluster.kill(first)).await;
+        eprintln!("Cluster failover (SIGKILL of the slot's primary): calls failed for {gap:?}");
+        let promoted = cluster.wait_promoted(slot_key, first, Duration::from_secs(5));
+        let health = store.health().await;
+        assert_eq!(health.primary, format!("127.0.0.1:{promoted}"));
+
+        // The cases again, on prefixes whose slot the promoted replica now serves.
+        let mut on_promoted = Vec::new();
+        for n in 0.. {
+            let prefix = format!("after-{n}");
+            if cluster
+                .primary_of(&format!("{{{prefix}}}:origins"))
+                .unwrap()
+                == promoted
+            {
+                on_promoted.push(format!("{prefix}:"));
+                if on_promoted.len() == 8 {
+                    break;
+                }
+            }
+        }
+        let queue = std::sync::Mutex::new(on_promoted);
+        let backend = Backend::Shared {
+            settings,
+            prefixes: Arc::new(move || {
+                let mut q = queue.lock().unwrap();
+                q.pop().expect("enough prefixes on the promoted node")
+            }),
+        };
+        after_failover_cases(&backend).await;
+    }
+}
 
 async fn registration_and_sticky_owner(backend: Backend) {
     let store = backend.open(config()).await;

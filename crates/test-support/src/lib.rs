@@ -1,7 +1,8 @@
 //! What the workspace's tests and benchmark need to drive real programs: child processes that
 //! never outlive the test ([`Proc`]), workspace binaries built on demand ([`binary`]), free
 //! ports for servers that cannot take port 0 ([`on_free_port`]), temporary directories kept
-//! when a test fails ([`TempDir`]), a real `redis-server` ([`Redis`]), ffmpeg/ffprobe helpers
+//! when a test fails ([`TempDir`]), a real `redis-server` ([`Redis`]), a Sentinel-managed pair
+//! ([`RedisSentinels`]) and a Redis Cluster ([`RedisCluster`]), ffmpeg/ffprobe helpers
 //! ([`media`]) and Prometheus text reading ([`metric`]).
 
 mod bin;
@@ -11,6 +12,7 @@ mod metrics;
 mod port;
 mod process;
 mod redis;
+mod redis_ha;
 mod tempdir;
 
 use std::time::{Duration, Instant};
@@ -21,6 +23,7 @@ pub use metrics::metric;
 pub use port::{free_port, listens_on, on_free_port, PORT_TRIES};
 pub use process::{drain, read_listening, send_signal, Proc};
 pub use redis::Redis;
+pub use redis_ha::{redis_query, RedisCluster, RedisSentinels};
 pub use tempdir::TempDir;
 
 /// Polls `cond` every 100 ms until it holds; panics with `what` after `limit`.

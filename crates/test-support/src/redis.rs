@@ -16,6 +16,11 @@ pub struct Redis {
     /// Its TCP port on 127.0.0.1.
     pub port: u16,
     extra: Vec<String>,
+    /// The text of the configuration file given first, if any (Sentinel needs one it can
+    /// rewrite).
+    conf: Option<String>,
+    /// Whether it is a cluster node, which needs a second free port for the cluster bus.
+    cluster_bus: bool,
     proc: Option<Proc>,
     dir: TempDir,
 }
@@ -44,14 +49,37 @@ impl Redis {
 
     /// [`Redis::start_on`] with extra arguments, returning the failure.
     pub fn try_start_on(port: u16, extra: &[&str]) -> Result<Redis, Error> {
+        Self::try_start_as(port, None, false, extra)
+    }
+
+    /// Starts a server on `port` with configuration file text `conf` (if any) and extra
+    /// arguments; `cluster_bus` gives it a free cluster bus port (`--cluster-port`).
+    pub(crate) fn try_start_as(
+        port: u16,
+        conf: Option<String>,
+        cluster_bus: bool,
+        extra: &[&str],
+    ) -> Result<Redis, Error> {
         let mut redis = Redis {
             port,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            conf,
+            cluster_bus,
             proc: None,
             dir: TempDir::try_new("redis")?,
         };
         redis.try_restart()?;
         Ok(redis)
+    }
+
+    /// Its process id, 0 once stopped.
+    pub fn pid(&self) -> u32 {
+        self.proc.as_ref().map_or(0, Proc::pid)
+    }
+
+    /// True while the server process runs.
+    pub fn running(&mut self) -> bool {
+        self.proc.as_mut().is_some_and(Proc::running)
     }
 
     /// The address to connect to.
@@ -76,9 +104,22 @@ impl Redis {
         self.stop();
         let port = self.port.to_string();
         let mut cmd = Command::new("redis-server");
+        if let Some(conf) = &self.conf {
+            let path = self.dir.join("redis.conf");
+            std::fs::write(&path, conf).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            cmd.arg(path);
+        }
         cmd.args(["--port", &port, "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
             .args(&self.extra);
+        if self.cluster_bus {
+            cmd.args(["--cluster-port", &crate::free_port().to_string()]);
+        }
         let name = format!("redis-{port}");
         let mut proc = Proc::try_spawn(&name, cmd, &self.dir).map_err(|e| match e {
             Error::Spawn { source, .. } => Error::NotReady {

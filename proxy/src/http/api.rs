@@ -74,12 +74,13 @@ async fn metrics(AxumState(state): AxumState<State>) -> Response {
             Vec::new()
         }
     };
+    let store = state.store.health().await;
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.encode(&origins),
+        state.metrics.encode(&origins, &store),
     )
         .into_response()
 }

@@ -89,7 +89,7 @@ mod tests {
 
     fn sample(metrics: &Metrics, name: &str) -> String {
         metrics
-            .encode(&[])
+            .encode(&[], &srs_lb::StoreHealth::memory())
             .lines()
             .find(|l| l.starts_with(name))
             .unwrap_or_default()

@@ -1,6 +1,8 @@
 -- Prelude of every script (see mod.rs for the key layout). ARGV[1] is always the key prefix.
--- Keys are derived from ARGV, not passed in KEYS: the owner of a stream is only known once
--- read, so the scripts need a single-node (or sentinel) Redis, not Redis Cluster.
+-- Keys are derived from ARGV and from what is read (a stream's owner), so they cannot all be
+-- declared; KEYS[1] is the fleet's index key, declared so that a cluster runs the script on the
+-- primary of its slot. On a cluster the prefix is a hash tag, putting every key in that one
+-- slot (docs/design.md §9).
 local P = ARGV[1]
 -- Redis's clock, so every proxy agrees on lease ends whatever its own clock says
 -- (TIME before writes is allowed with effects replication, the only mode since Redis 7).

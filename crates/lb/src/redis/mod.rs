@@ -2,14 +2,18 @@
 //! proxy on one Redis agrees on which origins are alive, who owns each stream, and where each
 //! session (HLS, WebRTC) goes.
 //!
-//! Needs Redis 6.2 or later (`GETEX`), single node or sentinel (the scripts derive keys from
-//! data, which Redis Cluster forbids). Every decision that reads and then writes runs in one Lua
-//! script, so it is atomic across proxies, and uses Redis's clock (`TIME`), so proxies with
-//! skewed clocks still agree on lease ends.
+//! Needs Redis 6.2 or later (`GETEX`): a single node, a Sentinel-managed primary, or a Redis
+//! Cluster ([`Topology`]). Every decision that reads and then writes runs in one Lua script, so
+//! it is atomic across proxies, and uses Redis's clock (`TIME`), so proxies with skewed clocks
+//! still agree on lease ends. The scripts derive keys from what they read (a stream's owner), so
+//! on a cluster every key of a fleet carries one hash tag, the prefix (`{srs-proxy}:`), and
+//! lives in one slot: one primary and its replicas hold the fleet, for availability, not
+//! sharding (docs/design.md §9).
 //!
 //! # Key layout
 //!
-//! Every key starts with [`RedisSettings::prefix`] (`srs-proxy:` by default). `{id}` is an origin
+//! Every key starts with [`RedisSettings::prefix`] (`srs-proxy:` by default; `{srs-proxy}:` on a
+//! cluster, see [`RedisSettings::key_prefix`]). `{id}` is an origin
 //! id (`server/service/pid`), `{stream}` a stream key (`vhost/app/stream`).
 //!
 //! | key | type | holds | expiry |
@@ -28,25 +32,31 @@
 //! # Faults
 //!
 //! Every call gives up after [`OP_TIMEOUT`] with [`StoreError::Unavailable`]. Calls share one
-//! multiplexed connection taken from a deadpool pool; after any failure it is dropped, and the
-//! next call takes a connection from the pool again, which checks it with a `PING` and opens a
-//! new one when needed, so the store recovers by itself when Redis comes back. Every operation is
-//! idempotent, so a call that finds the shared connection broken (Redis restarted since its last
-//! use) is retried once on a fresh connection.
+//! multiplexed connection; after any failure it is dropped, and the next call opens a new one:
+//! from a deadpool pool on a single node (which checks an idle connection with a `PING`), from
+//! the primary the Sentinels name now (checked with `ROLE`), or a cluster connection (which
+//! follows `MOVED`/`ASK` and refreshes its slot map). So the store recovers by itself when Redis
+//! comes back or fails over. Every operation is idempotent, so a call that finds the shared
+//! connection broken (Redis restarted since its last use) or demoted (`READONLY`) is retried
+//! once on a new connection. A script unknown to a node (`NOSCRIPT`: a restarted or newly
+//! promoted node) is loaded and run again.
 
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ::redis::aio::MultiplexedConnection;
-use ::redis::{
-    AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Script,
-};
-use deadpool_redis::{Manager, Pool, Runtime};
+use ::redis::Script;
 
 use srs_cluster::{OriginInfo, Protocol, StreamKey};
 
-use crate::store::{OriginStatus, SessionKind, SessionRecord, Store, StoreConfig, StoreError};
+use crate::store::{
+    OriginStatus, SessionKind, SessionRecord, Store, StoreConfig, StoreError, StoreHealth,
+};
+
+mod conn;
+
+pub use conn::Topology;
+use conn::{host_port, Conn, Connector, Timeouts};
 
 /// Default [`RedisSettings::prefix`].
 pub const DEFAULT_PREFIX: &str = "srs-proxy:";
@@ -57,26 +67,32 @@ pub const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait for a pooled connection, for opening one, and for its health check.
 const POOL_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Connections in the pool; calls share one multiplexed connection, so few are needed.
-const POOL_SIZE: usize = 4;
+/// Longest wait for the `PING` of [`Store::health`].
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Where the shared state lives (docs/design.md §2: PROXY_REDIS_HOST / _PORT / _PASSWORD / _DB).
+/// Where the shared state lives (docs/design.md §2: PROXY_REDIS_HOST / _PORT / _PASSWORD / _DB,
+/// and the Sentinel or Cluster variables of [`Topology`]).
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    /// Host name or IP address.
+    /// Host name or IP address of the single node ([`Topology::Single`]).
     pub host: String,
-    /// TCP port.
+    /// TCP port of the single node.
     pub port: u16,
-    /// `AUTH` password; empty for none.
+    /// `AUTH` password of the data nodes (single, Sentinel-managed or cluster); empty for none.
     pub password: String,
-    /// Database number (`SELECT`).
+    /// Database number (`SELECT`); must be 0 on a cluster.
     pub db: u32,
-    /// Prefix of every key ([`DEFAULT_PREFIX`]), so proxy fleets can share one Redis.
+    /// Prefix of every key ([`DEFAULT_PREFIX`]), so proxy fleets can share one Redis. On a
+    /// cluster it becomes a hash tag (`srs-proxy:` → `{srs-proxy}:`) putting every key of the
+    /// fleet in one slot; it must then be non-empty and without braces.
     pub prefix: String,
+    /// Single node, Sentinel or Cluster.
+    pub topology: Topology,
 }
 
 impl Default for RedisSettings {
-    /// `127.0.0.1:6379`, no password, db 0, [`DEFAULT_PREFIX`]: the docs/design.md §2 defaults.
+    /// `127.0.0.1:6379`, no password, db 0, [`DEFAULT_PREFIX`], single node: the
+    /// docs/design.md §2 defaults.
     fn default() -> Self {
         RedisSettings {
             host: "127.0.0.1".into(),
@@ -84,18 +100,44 @@ impl Default for RedisSettings {
             password: String::new(),
             db: 0,
             prefix: DEFAULT_PREFIX.into(),
+            topology: Topology::Single,
         }
     }
 }
 
 impl RedisSettings {
-    /// `host:port` (`[host]:port` for an IPv6 address), for messages.
+    /// Where the data is, for messages: `host:port` (`[host]:port` for an IPv6 address) of the
+    /// single node, `Sentinel master <name> via host:port,...`, or `cluster host:port,...`.
     pub fn addr(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
+        let list = |nodes: &[(String, u16)]| {
+            let all: Vec<String> = nodes.iter().map(|(h, p)| host_port(h, *p)).collect();
+            all.join(",")
+        };
+        match &self.topology {
+            Topology::Single => host_port(&self.host, self.port),
+            Topology::Sentinel {
+                sentinels, master, ..
+            } => format!("Sentinel master {master} via {}", list(sentinels)),
+            Topology::Cluster { nodes } => format!("cluster {}", list(nodes)),
         }
+    }
+
+    /// The prefix the keys really get: [`RedisSettings::prefix`], as a hash tag on a cluster.
+    ///
+    /// Errors: the reason, for a cluster prefix that is empty or holds a brace (its keys could
+    /// land in several slots).
+    pub fn key_prefix(&self) -> Result<String, String> {
+        if !matches!(self.topology, Topology::Cluster { .. }) {
+            return Ok(self.prefix.clone());
+        }
+        let name = self.prefix.strip_suffix(':').unwrap_or(&self.prefix);
+        if name.is_empty() || name.contains(['{', '}']) {
+            return Err(format!(
+                "key prefix {:?} cannot be a cluster hash tag: it must be non-empty, without braces",
+                self.prefix
+            ));
+        }
+        Ok(format!("{{{name}}}:"))
     }
 }
 
@@ -128,24 +170,37 @@ impl Scripts {
     }
 }
 
+/// The connection calls share while it works, and the primary it writes to when known.
+type Shared = Option<(Conn, Option<String>)>;
+
 /// The [`Store`] shared by many proxies through Redis; see the module docs for the key layout.
 pub struct RedisStore {
-    /// `host:port`, for messages.
+    /// Where the data is ([`RedisSettings::addr`]), for messages.
     addr: String,
+    topology: Topology,
+    /// The prefix of every key ([`RedisSettings::key_prefix`]).
     prefix: String,
+    /// `<prefix>origins`: the key every script declares, so that a cluster routes the script
+    /// to the slot of the fleet's hash tag (docs/design.md §9).
+    index: String,
     config: StoreConfig,
-    pool: Pool,
+    connector: Connector,
     /// The connection calls share while it works (one round trip per call; a pooled connection
     /// would add a health-check `PING` to each).
-    shared: Mutex<Option<MultiplexedConnection>>,
+    shared: Mutex<Shared>,
+    /// The primary the last connection wrote to, for [`Store::health`] while none works.
+    primary: Mutex<String>,
     scripts: Scripts,
 }
 
 impl RedisStore {
-    /// Connects to Redis and checks it with a `PING`.
+    /// Connects to Redis (the single node, the primary the Sentinels name, or the cluster) and
+    /// checks it with a `PING`.
     ///
-    /// Errors: [`StoreError::Unavailable`] naming the address when Redis cannot be reached or
-    /// refuses the password or database, e.g. "cannot reach Redis at 127.0.0.1:6379: ...".
+    /// Errors: [`StoreError::Unavailable`] naming [`RedisSettings::addr`] when Redis cannot be
+    /// reached or refuses the password or database, e.g. "cannot reach Redis at
+    /// 127.0.0.1:6379: ...", or when a setting cannot work (a cluster with a database other
+    /// than 0 or a prefix unfit for a hash tag).
     pub async fn connect(
         settings: RedisSettings,
         config: StoreConfig,
@@ -153,33 +208,32 @@ impl RedisStore {
         let addr = settings.addr();
         let unreachable =
             |e: String| StoreError::Unavailable(format!("cannot reach Redis at {addr}: {e}"));
-        let mut redis = RedisConnectionInfo::default().set_db(i64::from(settings.db));
-        if !settings.password.is_empty() {
-            redis = redis.set_password(&settings.password);
-        }
-        let info = ConnectionAddr::Tcp(settings.host.clone(), settings.port)
-            .into_connection_info()
-            .map_err(|e| unreachable(e.to_string()))?
-            .set_redis_settings(redis);
-        let connection = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(POOL_TIMEOUT))
-            .set_response_timeout(Some(OP_TIMEOUT));
-        let manager =
-            Manager::new_with_config(info, connection).map_err(|e| unreachable(e.to_string()))?;
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .wait_timeout(Some(POOL_TIMEOUT))
-            .create_timeout(Some(POOL_TIMEOUT))
-            .recycle_timeout(Some(POOL_TIMEOUT))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| unreachable(e.to_string()))?;
+        let prefix = settings.key_prefix().map_err(unreachable)?;
+        let timeouts = Timeouts {
+            open: POOL_TIMEOUT,
+            answer: OP_TIMEOUT,
+        };
+        let connector = Connector::new(
+            &settings.topology,
+            (&settings.host, settings.port),
+            &settings.password,
+            settings.db,
+            timeouts,
+        )
+        .map_err(unreachable)?;
+        let primary = match settings.topology {
+            Topology::Single => host_port(&settings.host, settings.port),
+            _ => String::new(),
+        };
         let store = RedisStore {
             addr: addr.clone(),
-            prefix: settings.prefix,
+            topology: settings.topology,
+            index: format!("{prefix}origins"),
+            prefix,
             config,
-            pool,
+            connector,
             shared: Mutex::new(None),
+            primary: Mutex::new(primary),
             scripts: Scripts::new(),
         };
         let ping = async {
@@ -198,22 +252,28 @@ impl RedisStore {
         Ok(store)
     }
 
-    /// The shared connection (and `true`), or a fresh one from the pool (and `false`).
-    async fn connection(&self) -> Result<(MultiplexedConnection, bool), String> {
-        if let Some(c) = self.lock_shared().clone() {
+    /// The shared connection (and `true`), or a new one (and `false`).
+    async fn connection(&self) -> Result<(Conn, bool), String> {
+        if let Some((c, _)) = self.lock(&self.shared).clone() {
             return Ok((c, true));
         }
-        let pooled = self.pool.get().await.map_err(|e| e.to_string())?;
-        // A multiplexed connection is a handle on one socket: the clone serves any number of
-        // callers, and the pooled object goes back to the pool to be health-checked later.
-        let c = MultiplexedConnection::clone(&pooled);
-        *self.lock_shared() = Some(c.clone());
+        let (c, primary) = self.connector.connect().await?;
+        if let Some(primary) = &primary {
+            let mut last = self.lock(&self.primary);
+            if *last != *primary {
+                if !last.is_empty() {
+                    tracing::warn!(old = %last, new = %primary, "Redis primary changed");
+                }
+                last.clone_from(primary);
+            }
+        }
+        *self.lock(&self.shared) = Some((c.clone(), primary));
         Ok((c, false))
     }
 
-    fn lock_shared(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
-        // A plain slot: a panicking holder cannot leave it half-written.
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock<'a, T>(&self, slot: &'a Mutex<T>) -> std::sync::MutexGuard<'a, T> {
+        // Plain slots: a panicking holder cannot leave them half-written.
+        slot.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs a lease script (prefix, lease ms, default id, then stream/origin pairs) in one round
@@ -229,7 +289,7 @@ impl RedisStore {
         }
         let _count: i64 = self
             .call(what, |mut c| async move {
-                let mut invocation = script.prepare_invoke();
+                let mut invocation = script.key(&self.index);
                 invocation
                     .arg(&self.prefix)
                     .arg(millis(self.config.lease))
@@ -247,11 +307,13 @@ impl RedisStore {
     /// connection and becomes [`StoreError::Unavailable`] naming `what`.
     ///
     /// Every store operation is idempotent, so one that fails on a shared connection broken since
-    /// its last use (Redis restarted, failed over) is retried once on a fresh connection: callers
-    /// only see failures while Redis is really away.
+    /// its last use (Redis restarted, failed over) is retried once on a new connection: callers
+    /// only see failures while Redis is really away. A `READONLY` refusal counts as broken: the
+    /// node was demoted, and a new connection asks the Sentinels for the new primary
+    /// (docs/design.md §9).
     async fn call<T, F, Fut>(&self, what: &str, op: F) -> Result<T, StoreError>
     where
-        F: Fn(MultiplexedConnection) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = ::redis::RedisResult<T>>,
     {
         let attempt = async {
@@ -259,7 +321,7 @@ impl RedisStore {
             match op(c).await {
                 Ok(value) => Ok(value),
                 Err(e) if reused && is_connection_error(&e) => {
-                    self.lock_shared().take();
+                    self.lock(&self.shared).take();
                     let (c, _) = self.connection().await?;
                     op(c).await.map_err(|e| e.to_string())
                 }
@@ -271,12 +333,23 @@ impl RedisStore {
             Ok(Err(why)) => why,
             Err(_) => format!("no answer within {OP_TIMEOUT:?}"),
         };
-        self.lock_shared().take();
+        self.lock(&self.shared).take();
         tracing::warn!(redis = %self.addr, "{what} failed: {why}");
         Err(StoreError::Unavailable(format!(
             "Redis at {}: {what}: {why}",
             self.addr
         )))
+    }
+
+    /// The primary holding the fleet's keys on `c`, asking the cluster which node serves the
+    /// slot; the last known one otherwise.
+    async fn current_primary(&self, c: &mut Conn) -> Result<String, String> {
+        if matches!(self.topology, Topology::Cluster { .. }) {
+            let primary = conn::slot_primary(c, &self.index).await?;
+            self.lock(&self.primary).clone_from(&primary);
+            return Ok(primary);
+        }
+        Ok(self.lock(&self.primary).clone())
     }
 
     /// The full name of key `{kind}:{id}`.
@@ -351,9 +424,13 @@ impl RedisStore {
     }
 }
 
-/// Whether `e` says the connection is broken, rather than Redis refusing the command.
+/// Whether `e` says the connection is broken, or its node was demoted to a replica
+/// (`READONLY`), rather than Redis refusing the command.
 fn is_connection_error(e: &::redis::RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_unrecoverable_error()
+        || e.code() == Some("READONLY")
 }
 
 /// `d` in whole milliseconds, at least 1 (Redis refuses a zero expiry).
@@ -375,6 +452,7 @@ impl Store for RedisStore {
             .call("register", |mut c| async move {
                 self.scripts
                     .register
+                    .key(&self.index)
                     .arg(&self.prefix)
                     .arg(&info.id)
                     .arg(&info.server)
@@ -402,7 +480,7 @@ impl Store for RedisStore {
         let seed: u32 = rand::random();
         let (kind, id, json): (String, String, String) = self
             .call("pick", |mut c| async move {
-                let mut invocation = self.scripts.pick.prepare_invoke();
+                let mut invocation = self.scripts.pick.key(&self.index);
                 invocation
                     .arg(&self.prefix)
                     .arg(key.to_string())
@@ -439,6 +517,7 @@ impl Store for RedisStore {
             .call("origins", |mut c| async move {
                 self.scripts
                     .origins
+                    .key(&self.index)
                     .arg(&self.prefix)
                     .arg(millis(self.config.alive))
                     .arg(self.default_id())
@@ -469,6 +548,7 @@ impl Store for RedisStore {
             .call("set_aside", |mut c| async move {
                 self.scripts
                     .set_aside
+                    .key(&self.index)
                     .arg(&self.prefix)
                     .arg(origin_id)
                     .arg(millis(duration))
@@ -491,6 +571,46 @@ impl Store for RedisStore {
     async fn claim_leases(&self, leases: &[(StreamKey, String)]) -> Result<(), StoreError> {
         self.lease_batch("claim_leases", &self.scripts.claim, leases)
             .await
+    }
+
+    async fn health(&self) -> StoreHealth {
+        let check = async {
+            let (mut c, _) = self.connection().await?;
+            if matches!(c, Conn::Node(_)) {
+                // A demoted primary still answers PING; only a primary takes the writes.
+                let role: Vec<::redis::Value> = ::redis::cmd("ROLE")
+                    .query_async(&mut c)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match role.first() {
+                    Some(::redis::Value::BulkString(r)) if r.as_slice() == b"master" => {}
+                    _ => return Err("the node is not a primary".to_string()),
+                }
+            } else {
+                ::redis::cmd("PING")
+                    .query_async::<String>(&mut c)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            self.current_primary(&mut c).await
+        };
+        let outcome = match tokio::time::timeout(HEALTH_TIMEOUT, check).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!("no answer within {HEALTH_TIMEOUT:?}")),
+        };
+        let up = match outcome {
+            Ok(_) => true,
+            Err(why) => {
+                self.lock(&self.shared).take();
+                tracing::warn!(redis = %self.addr, "health check failed: {why}");
+                false
+            }
+        };
+        StoreHealth {
+            mode: self.topology.mode(),
+            primary: self.lock(&self.primary).clone(),
+            up,
+        }
     }
 
     async fn put_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
