@@ -147,6 +147,7 @@ impl Origin {
             .env("ORIGIN_RTMP_SERVER", "127.0.0.1:0")
             .env("ORIGIN_HTTP_SERVER", "127.0.0.1:0")
             .env("ORIGIN_HTTP_API", "127.0.0.1:0")
+            .env("ORIGIN_SRT_SERVER", "127.0.0.1:0")
             .env("ORIGIN_IP", "127.0.0.1")
             .env("ORIGIN_DEVICE_ID", name)
             .env("ORIGIN_REGISTER_URL", register_url)
