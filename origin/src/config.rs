@@ -227,6 +227,14 @@ pub fn help_text() -> String {
          \x20                            stream named `stream-SEQ`, unless the query has hls_ctx)\n",
     );
     out.push_str(
+        "\nSRT (ORIGIN_SRT_SERVER, UDP, live mode, MPEG-TS payload):\n  \
+         streamid=#!::r=app/stream,m=publish   publish (one publisher per stream, SRT or RTMP)\n  \
+         streamid=#!::r=app/stream,m=request   play (also without m=, or streamid=app/stream)\n  \
+         rejections (wire 2000+HTTP code, libsrt's SRT_REJX_* 1000+): 1409 already published,\n  \
+         \x20 1404 nobody publishes it (no wait), 1400 bad streamid, 1402 too many sessions\n  \
+         an SRT stream also plays as GET /app/stream.ts (not as FLV, RTMP or HLS)\n",
+    );
+    out.push_str(
         "\nLogging: RUST_LOG (default info), to stderr. On start, one line is printed to stdout:\n  \
          srs-origin listening rtmp=<addr> http=<addr> api=<addr> srt=<addr>\n",
     );

@@ -212,7 +212,9 @@ fn serve_live(
     let Some(player) = hub.play(&key) else {
         return text(StatusCode::NOT_FOUND, "stream not found\n");
     };
-    live_response(&key, head_only, content_type, protocol, |span| body(player, span))
+    live_response(&key, head_only, content_type, protocol, |span| {
+        body(player, span)
+    })
 }
 
 /// The streaming response of a live player of `key`, whose body, unless `head_only`, `body`

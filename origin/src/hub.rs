@@ -949,7 +949,10 @@ mod tests {
             hub.publish_ts(key("r"), PublishInfo::default()).is_err(),
             "an SRT publisher of an RTMP stream"
         );
-        assert!(hub.play_ts(&key("r")).is_none(), "no TS play of FLV streams");
+        assert!(
+            hub.play_ts(&key("r")).is_none(),
+            "no TS play of FLV streams"
+        );
         assert!(hub.play(&key("s")).is_none(), "no FLV play of TS streams");
 
         let mut fast = hub.play_ts(&key("s")).unwrap();

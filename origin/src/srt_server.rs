@@ -13,10 +13,10 @@
 //! 2400, 2402); libsrt callers report them as `SRT_REJX_*` (1000 + HTTP status: 1409, ...).
 //!
 //! srt-tokio announces its maximum payload size in the handshake's MSS field, where libsrt puts
-//! its whole MSS (1500 with IP, UDP and SRT headers); a libsrt peer then caps its payloads at
-//! that value minus 44 bytes (1272 for the default 1316), so 1316-byte TS messages no longer fit.
-//! The listener therefore announces [`HANDSHAKE_MSS`], as libsrt does, and sends players chunks of
-//! at most 1316 bytes (7 TS packets).
+//! its whole MSS (1500 with IP, UDP and SRT headers); a libsrt peer that takes the field as an
+//! MSS caps its payloads at it minus 44 bytes (1272 for srt-tokio's 1316). The listener announces
+//! [`HANDSHAKE_MSS`], as libsrt does, and sends players chunks of at most 1316 bytes (7 TS
+//! packets). (With libsrt 1.5.1, 1316-byte messages stayed whole in both directions either way.)
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -238,7 +238,7 @@ async fn play(mut socket: SrtSocket, mut player: TsPlayer) {
                 match tokio::time::timeout(SEND_TIMEOUT, socket.send((Instant::now(), chunk))).await {
                     Ok(Ok(())) => {
                         sent += 1;
-                        if sent % PACE_BURST == 0 {
+                        if sent.is_multiple_of(PACE_BURST) {
                             tokio::time::sleep(PACE_PAUSE).await;
                         }
                     }

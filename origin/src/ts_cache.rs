@@ -59,7 +59,7 @@ impl Framer {
 
 fn is_whole_packets(data: &[u8]) -> bool {
     !data.is_empty()
-        && data.len() % PACKET_SIZE == 0
+        && data.len().is_multiple_of(PACKET_SIZE)
         && data.chunks(PACKET_SIZE).all(|p| p[0] == SYNC)
 }
 
@@ -372,7 +372,11 @@ mod tests {
         );
 
         // A keyframe in the middle of a chunk: the cache starts at its packet.
-        c.push(&chunk(&[audio(), video_start(&[9, 7, 8, 5], false), audio()]));
+        c.push(&chunk(&[
+            audio(),
+            video_start(&[9, 7, 8, 5], false),
+            audio(),
+        ]));
         c.push(&chunk(&[video_start(&[9, 1], false)]));
         assert_eq!(
             c.start_sequence(),

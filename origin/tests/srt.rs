@@ -35,11 +35,15 @@ fn streams(origin: &Origin) -> serde_json::Value {
 
 /// Waits until the origin lists `name` with some video frames received.
 fn wait_published(origin: &Origin, name: &str) {
-    wait_until(Duration::from_secs(15), "the SRT stream to be listed", || {
-        streams(origin)["streams"]
-            .as_array()
-            .is_some_and(|s| s.iter().any(|s| s["name"] == name && s["frames"] != 0))
-    });
+    wait_until(
+        Duration::from_secs(15),
+        "the SRT stream to be listed",
+        || {
+            streams(origin)["streams"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["name"] == name && s["frames"] != 0))
+        },
+    );
 }
 
 /// Starts srt-live-transmit publishing ffmpeg's generated MPEG-TS (read from stdin) to `url`.
@@ -135,11 +139,14 @@ fn srt_live_transmit_publishes_and_plays_whole_1316_byte_messages() {
     }
     assert!(sizes.len() > 50, "messages received: {}", sizes.len());
     assert!(
-        sizes.iter().all(|n| n % 188 == 0 && *n <= 1316),
+        sizes.iter().all(|n| n.is_multiple_of(188) && *n <= 1316),
         "messages of whole TS packets, at most 1316 bytes: {sizes:?}"
     );
     let whole = sizes.iter().filter(|n| **n == 1316).count();
-    assert!(whole * 2 > sizes.len(), "mostly 1316-byte messages: {sizes:?}");
+    assert!(
+        whole * 2 > sizes.len(),
+        "mostly 1316-byte messages: {sizes:?}"
+    );
     let file = origin.dir.join("slt-play.ts");
     std::fs::write(&file, &ts).unwrap();
     let frames = media::count_video_frames(&file);
@@ -166,7 +173,10 @@ fn second_publisher_is_rejected_and_unknown_streams_are_not_found() {
     let rtmp = format!("rtmp://127.0.0.1:{}/live/one", origin.rtmp);
     let mut rtmp_publisher = media::publish(&origin.dir, "publish-rtmp", &rtmp, 20);
     let status = rtmp_publisher.wait_exit(Duration::from_secs(10));
-    assert!(status.is_some_and(|s| !s.success()), "RTMP publisher of an SRT stream");
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "RTMP publisher of an SRT stream"
+    );
 
     // The first publisher is unharmed.
     let played = media::play(
@@ -190,7 +200,10 @@ fn second_publisher_is_rejected_and_unknown_streams_are_not_found() {
     assert!(!played.success && played.frames == 0, "{}", played.log);
     assert!(started.elapsed() < Duration::from_secs(10));
     let log = origin.log();
-    assert!(log.contains("rejected") && log.contains("code=2409"), "{log}");
+    assert!(
+        log.contains("rejected") && log.contains("code=2409"),
+        "{log}"
+    );
     assert!(log.contains("code=2404"), "{log}");
     // A bad stream id is a bad request.
     let played = media::play(

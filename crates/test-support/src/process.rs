@@ -84,8 +84,7 @@ impl Proc {
         } else {
             Stdio::from(file.try_clone().map_err(io)?)
         };
-        cmd.stdin(stdin).stdout(stdout)
-            .stderr(Stdio::from(file));
+        cmd.stdin(stdin).stdout(stdout).stderr(Stdio::from(file));
         // SAFETY: prctl and getppid are async-signal-safe and touch only the new process.
         unsafe {
             let parent = libc::getpid();
