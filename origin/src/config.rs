@@ -29,6 +29,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "HTTP API listener (SRS-style /api/v1/...): port or ip:port",
     ),
     (
+        "ORIGIN_SRT_SERVER",
+        "10080",
+        "SRT listener (UDP; MPEG-TS publish with m=publish, play with m=request): port or ip:port",
+    ),
+    (
         "ORIGIN_IP",
         "127.0.0.1",
         "address advertised to the proxy in the heartbeat",
@@ -89,9 +94,8 @@ pub struct Config {
     pub http_server: SocketAddr,
     /// HTTP API listener address.
     pub http_api: SocketAddr,
-    /// SRT listener address, advertised in the heartbeat's `srt` list; `None` until srs-origin
-    /// has an SRT listener.
-    pub srt_server: Option<SocketAddr>,
+    /// SRT listener address (UDP), advertised in the heartbeat's `srt` list.
+    pub srt_server: SocketAddr,
     /// WebRTC media (UDP) listener address, advertised in the heartbeat's `rtc` list; `None`
     /// until srs-origin has a WebRTC listener.
     pub rtc_server: Option<SocketAddr>,
@@ -123,6 +127,7 @@ struct Raw {
     rtmp_server: Option<String>,
     http_server: Option<String>,
     http_api: Option<String>,
+    srt_server: Option<String>,
     ip: Option<String>,
     device_id: Option<String>,
     server_id: Option<String>,
@@ -167,8 +172,8 @@ impl Config {
             rtmp_server: listen_addr("ORIGIN_RTMP_SERVER", raw.rtmp_server, 1935)?,
             http_server: listen_addr("ORIGIN_HTTP_SERVER", raw.http_server, 8080)?,
             http_api: listen_addr("ORIGIN_HTTP_API", raw.http_api, 1985)?,
-            // No listener yet: the ORIGIN_* variables come with the listeners.
-            srt_server: None,
+            srt_server: listen_addr("ORIGIN_SRT_SERVER", raw.srt_server, 10080)?,
+            // No listener yet: the ORIGIN_* variable comes with the listener.
             rtc_server: None,
             ip,
             device_id: non_empty(raw.device_id),
@@ -222,8 +227,16 @@ pub fn help_text() -> String {
          \x20                            stream named `stream-SEQ`, unless the query has hls_ctx)\n",
     );
     out.push_str(
+        "\nSRT (ORIGIN_SRT_SERVER, UDP, live mode, MPEG-TS payload):\n  \
+         streamid=#!::r=app/stream,m=publish   publish (one publisher per stream, SRT or RTMP)\n  \
+         streamid=#!::r=app/stream,m=request   play (also without m=, or streamid=app/stream)\n  \
+         rejections (wire 2000+HTTP code, libsrt's SRT_REJX_* 1000+): 1409 already published,\n  \
+         \x20 1404 nobody publishes it (no wait), 1400 bad streamid, 1402 too many sessions\n  \
+         an SRT stream also plays as GET /app/stream.ts (not as FLV, RTMP or HLS)\n",
+    );
+    out.push_str(
         "\nLogging: RUST_LOG (default info), to stderr. On start, one line is printed to stdout:\n  \
-         srs-origin listening rtmp=<addr> http=<addr> api=<addr>\n",
+         srs-origin listening rtmp=<addr> http=<addr> api=<addr> srt=<addr>\n",
     );
     out
 }
@@ -293,6 +306,7 @@ mod tests {
         assert_eq!(c.rtmp_server, "0.0.0.0:1935".parse().unwrap());
         assert_eq!(c.http_server, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.http_api, "0.0.0.0:1985".parse().unwrap());
+        assert_eq!(c.srt_server, "0.0.0.0:10080".parse().unwrap());
         assert_eq!(c.ip, "127.0.0.1");
         assert!(c.device_id.is_none());
         assert!(c.server_id.starts_with("vid-") && c.server_id.len() == 11);
@@ -310,6 +324,7 @@ mod tests {
             ("ORIGIN_RTMP_SERVER", "127.0.0.1:0"),
             ("ORIGIN_HTTP_SERVER", "0"),
             ("ORIGIN_HTTP_API", ":1986"),
+            ("ORIGIN_SRT_SERVER", "127.0.0.1:0"),
             ("ORIGIN_DEVICE_ID", "origin2"),
             ("ORIGIN_SERVER_ID", "vid-abc"),
             (
@@ -325,6 +340,7 @@ mod tests {
         assert_eq!(c.rtmp_server, "127.0.0.1:0".parse().unwrap());
         assert_eq!(c.http_server.port(), 0);
         assert_eq!(c.http_api, "0.0.0.0:1986".parse().unwrap());
+        assert_eq!(c.srt_server, "127.0.0.1:0".parse().unwrap());
         assert_eq!(c.device_id.as_deref(), Some("origin2"));
         assert_eq!(c.server_id, "vid-abc");
         assert_eq!(c.register_url.unwrap().port_u16(), Some(12025));
@@ -345,6 +361,8 @@ mod tests {
         assert_eq!(e.name, "ORIGIN_REGISTER_URL");
         let e = Config::from_pairs(&[("ORIGIN_HTTP_API", "70000")]).unwrap_err();
         assert_eq!(e.name, "ORIGIN_HTTP_API");
+        let e = Config::from_pairs(&[("ORIGIN_SRT_SERVER", "udp://x")]).unwrap_err();
+        assert_eq!(e.name, "ORIGIN_SRT_SERVER");
         let e = Config::from_pairs(&[("ORIGIN_HLS_CTX", "maybe")]).unwrap_err();
         assert_eq!(e.name, "ORIGIN_HLS_CTX");
         let e = Config::from_pairs(&[("ORIGIN_HLS_FRAGMENT", "0s")]).unwrap_err();

@@ -1,7 +1,8 @@
 //! The HTTP stream listener, dispatching on the path's extension:
 //!
 //! - `GET /app/stream.flv`: live HTTP-FLV.
-//! - `GET /app/stream.ts`: live HTTP-TS, the same fan-out remuxed to MPEG-TS.
+//! - `GET /app/stream.ts`: live HTTP-TS, the same fan-out remuxed to MPEG-TS; for a stream
+//!   published over SRT, its TS packets as they come (after PAT, PMT and the last keyframe on).
 //! - `GET /app/stream.m3u8`: HLS. With `hls_ctx` on (SRS's default shape), a request without an
 //!   `hls_ctx` query gets a one-variant master playlist pointing at
 //!   `/app/stream.m3u8?hls_ctx=<id>`, which gets the media playlist; with it off, the media
@@ -27,7 +28,7 @@ use bytes::{Bytes, BytesMut};
 use tracing::Instrument;
 
 use crate::hls::{self, HlsSettings};
-use crate::hub::{Hub, Player};
+use crate::hub::{Hub, Player, TsPlayer};
 use crate::media::{Media, MediaKind};
 use srs_cluster::{query_param, StreamKey};
 use srs_ts::Remuxer;
@@ -179,8 +180,14 @@ fn whole_body(content_type: &'static str, body: Bytes) -> Response {
     response
 }
 
-/// Streams live MPEG-TS: PAT/PMT, then the player's start sequence and live messages remuxed.
+/// Streams live MPEG-TS: an SRT stream's packets as they come, or for an FLV stream PAT/PMT,
+/// then the player's start sequence and live messages remuxed.
 fn serve_live_ts(hub: &Hub, key: StreamKey, head_only: bool) -> Response {
+    if let Some(player) = hub.play_ts(&key) {
+        return live_response(&key, head_only, "video/mp2t", "http-ts", |span| {
+            Body::from_stream(ts_passthrough(player, span))
+        });
+    }
     serve_live(
         hub,
         key,
@@ -205,13 +212,27 @@ fn serve_live(
     let Some(player) = hub.play(&key) else {
         return text(StatusCode::NOT_FOUND, "stream not found\n");
     };
+    live_response(&key, head_only, content_type, protocol, |span| {
+        body(player, span)
+    })
+}
+
+/// The streaming response of a live player of `key`, whose body, unless `head_only`, `body`
+/// builds from the player's tracing span.
+fn live_response(
+    key: &StreamKey,
+    head_only: bool,
+    content_type: &'static str,
+    protocol: &'static str,
+    body: impl FnOnce(tracing::Span) -> Body,
+) -> Response {
     let body = if head_only {
         Body::empty()
     } else {
         let cid = crate::config::random_id(8);
         let span = tracing::info_span!("player", protocol, id = %cid, stream = %key);
         span.in_scope(|| tracing::info!("player joined"));
-        body(player, span)
+        body(span)
     };
     let mut response = Response::new(body);
     let headers = response.headers_mut();
@@ -255,6 +276,30 @@ fn ts_stream(
                 }
             }
             Some((Ok(Bytes::from(out)), state))
+        }
+        .instrument(span)
+    })
+}
+
+/// The packets of an MPEG-TS (SRT) stream for one player, batched up to [`CHUNK_BYTES`] and
+/// pulled like [`flv_stream`].
+fn ts_passthrough(
+    player: TsPlayer,
+    span: tracing::Span,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
+    let state = (player, LeaveLog(span));
+    futures_util::stream::unfold(state, |(mut player, guard)| {
+        let span = guard.0.clone();
+        async move {
+            let first = player.recv().await?;
+            let mut out = BytesMut::from(&first[..]);
+            while out.len() < CHUNK_BYTES {
+                match player.try_recv() {
+                    Some(chunk) => out.extend_from_slice(&chunk),
+                    None => break,
+                }
+            }
+            Some((Ok(out.freeze()), (player, guard)))
         }
         .instrument(span)
     })

@@ -4,6 +4,11 @@
 //! Each stream also feeds its HLS segmenter ([`crate::hls`]) as messages arrive, so playlists
 //! and segments are ready in memory whenever a client asks.
 //!
+//! Streams published over SRT are MPEG-TS rather than FLV messages: the hub keeps them apart
+//! ([`Hub::publish_ts`], [`Hub::play_ts`]) and fans their packets out as they come, with a start
+//! cache of their own ([`crate::ts_cache`]). Both kinds share one key space: a key has one
+//! publisher, whatever its protocol.
+//!
 //! The hub is plain data behind short-held locks; it never awaits while holding one. Each player
 //! has a bounded queue: a player that falls too far behind is dropped, so it can never slow the
 //! publisher or the other players.
@@ -13,11 +18,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::Notify;
 
 use crate::hls::{Hls, HlsSettings};
 use crate::media::{self, Media, MediaKind};
+use crate::ts_cache::{Framer, TsCache};
 use srs_cluster::StreamKey;
 
 /// Bounds of the hub's buffers.
@@ -29,6 +36,8 @@ pub struct HubLimits {
     pub gop_max_bytes: usize,
     /// Largest GOP cache in messages; past it the cache waits for the next keyframe.
     pub gop_max_messages: usize,
+    /// Chunks (of up to 1316 bytes) an MPEG-TS player may lag behind before it is dropped.
+    pub ts_player_queue: usize,
 }
 
 impl Default for HubLimits {
@@ -38,6 +47,8 @@ impl Default for HubLimits {
             player_queue: 1024,
             gop_max_bytes: 8 * 1024 * 1024,
             gop_max_messages: 2000,
+            // About 20 s of a 2 Mbit/s stream.
+            ts_player_queue: 4096,
         }
     }
 }
@@ -92,7 +103,10 @@ pub struct Hub {
 
 #[derive(Default)]
 struct HubInner {
+    /// FLV streams. Lock order: this map, then `ts_streams`.
     streams: Mutex<HashMap<StreamKey, Arc<Mutex<Stream>>>>,
+    /// MPEG-TS streams (SRT publishers).
+    ts_streams: Mutex<HashMap<StreamKey, Arc<Mutex<TsStream>>>>,
     /// Woken whenever a stream starts publishing, for players waiting for one.
     published: Notify,
     next_id: AtomicU64,
@@ -176,7 +190,7 @@ impl Hub {
     /// removed, and its players end, when the returned handle is dropped.
     pub fn publish(&self, key: StreamKey, info: PublishInfo) -> Result<Publisher, HubError> {
         let mut streams = lock(&self.inner.streams);
-        if streams.contains_key(&key) {
+        if streams.contains_key(&key) || lock(&self.inner.ts_streams).contains_key(&key) {
             return Err(HubError::AlreadyPublishing(key.to_string()));
         }
         let stream = Arc::new(Mutex::new(Stream {
@@ -295,8 +309,65 @@ impl Hub {
                 }
             })
             .collect();
+        let ts_streams: Vec<_> = lock(&self.inner.ts_streams).values().cloned().collect();
+        out.extend(ts_streams.iter().map(|s| lock(s).stats()));
         out.sort_by_key(|s| s.key.to_string());
         out
+    }
+
+    /// Starts publishing `key` as MPEG-TS; refused when the stream already has a publisher of
+    /// any kind. The stream is removed, and its players end, when the returned handle is dropped.
+    pub fn publish_ts(&self, key: StreamKey, info: PublishInfo) -> Result<TsPublisher, HubError> {
+        let streams = lock(&self.inner.streams);
+        let mut ts_streams = lock(&self.inner.ts_streams);
+        if streams.contains_key(&key) || ts_streams.contains_key(&key) {
+            return Err(HubError::AlreadyPublishing(key.to_string()));
+        }
+        let stream = Arc::new(Mutex::new(TsStream {
+            id: format!("vid-{}", crate::config::random_id(7)),
+            key: key.clone(),
+            publish: info,
+            start_ms: now_ms(),
+            cache: TsCache::new(self.inner.limits.gop_max_bytes),
+            players: Vec::new(),
+            recv_bytes: 0,
+            send_bytes: 0,
+        }));
+        ts_streams.insert(key.clone(), stream.clone());
+        Ok(TsPublisher {
+            hub: self.clone(),
+            key,
+            stream,
+            framer: Framer::default(),
+        })
+    }
+
+    /// Joins the MPEG-TS stream `key` as a player, when it has a publisher. The player first
+    /// gets PAT, PMT and the packets from the last keyframe on, then live chunks as they come.
+    pub fn play_ts(&self, key: &StreamKey) -> Option<TsPlayer> {
+        let stream = lock(&self.inner.ts_streams).get(key)?.clone();
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(self.inner.limits.ts_player_queue.max(1));
+        let mut s = lock(&stream);
+        let initial = s.cache.start_sequence();
+        s.send_bytes += initial.iter().map(|c| c.len() as u64).sum::<u64>();
+        s.players.push(TsSlot { id, tx });
+        drop(s);
+        Some(TsPlayer {
+            id,
+            stream,
+            initial: initial.into(),
+            rx,
+        })
+    }
+
+    fn unpublish_ts(&self, key: &StreamKey, stream: &Arc<Mutex<TsStream>>) {
+        let mut ts_streams = lock(&self.inner.ts_streams);
+        if ts_streams.get(key).is_some_and(|s| Arc::ptr_eq(s, stream)) {
+            ts_streams.remove(key);
+        }
+        drop(ts_streams);
+        lock(stream).players.clear();
     }
 
     fn unpublish(&self, key: &StreamKey, stream: &Arc<Mutex<Stream>>) {
@@ -440,6 +511,125 @@ impl Drop for Player {
     }
 }
 
+/// One live MPEG-TS stream's state.
+struct TsStream {
+    id: String,
+    key: StreamKey,
+    publish: PublishInfo,
+    start_ms: u64,
+    cache: TsCache,
+    players: Vec<TsSlot>,
+    recv_bytes: u64,
+    send_bytes: u64,
+}
+
+struct TsSlot {
+    id: u64,
+    tx: mpsc::Sender<Bytes>,
+}
+
+impl TsStream {
+    fn push(&mut self, chunk: Bytes) {
+        self.recv_bytes += chunk.len() as u64;
+        self.cache.push(&chunk);
+        let key = &self.key;
+        let mut sent = 0u64;
+        self.players.retain(|p| match p.tx.try_send(chunk.clone()) {
+            Ok(()) => {
+                sent += chunk.len() as u64;
+                true
+            }
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!(stream = %key, player = p.id, "player too far behind, dropped");
+                false
+            }
+            Err(TrySendError::Closed(_)) => false,
+        });
+        self.send_bytes += sent;
+    }
+
+    fn stats(&self) -> StreamStats {
+        StreamStats {
+            id: self.id.clone(),
+            key: self.key.clone(),
+            publish: self.publish.clone(),
+            clients: self.players.len() + 1,
+            frames: self.cache.frames(),
+            recv_bytes: self.recv_bytes,
+            send_bytes: self.send_bytes,
+            video_codec: self.cache.video_codec(),
+            audio_codec: self.cache.audio_codec(),
+            start_ms: self.start_ms,
+        }
+    }
+}
+
+/// The publishing side of an MPEG-TS stream. Dropping it ends the stream.
+pub struct TsPublisher {
+    hub: Hub,
+    key: StreamKey,
+    stream: Arc<Mutex<TsStream>>,
+    framer: Framer,
+}
+
+impl TsPublisher {
+    /// Sends the whole packets of one publisher message to every player, in chunks of at most
+    /// 1316 bytes that start at a packet boundary, and updates the start cache.
+    pub fn push(&mut self, message: &Bytes) {
+        let chunks = self.framer.push(message);
+        if chunks.is_empty() {
+            return;
+        }
+        let mut s = lock(&self.stream);
+        for chunk in chunks {
+            s.push(chunk);
+        }
+    }
+
+    /// Bytes of the publisher's messages skipped because they were not inside a TS packet.
+    pub fn skipped(&self) -> u64 {
+        self.framer.skipped()
+    }
+}
+
+impl Drop for TsPublisher {
+    fn drop(&mut self) {
+        self.hub.unpublish_ts(&self.key, &self.stream);
+    }
+}
+
+/// The playing side of an MPEG-TS stream. Dropping it leaves the stream.
+pub struct TsPlayer {
+    id: u64,
+    stream: Arc<Mutex<TsStream>>,
+    initial: VecDeque<Bytes>,
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl TsPlayer {
+    /// The next chunk of whole packets: first the start sequence, then live ones. `None` when
+    /// the publisher has left (or this player was dropped for being too slow) and the queue is
+    /// drained.
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        match self.initial.pop_front() {
+            Some(c) => Some(c),
+            None => self.rx.recv().await,
+        }
+    }
+
+    /// The next chunk if one is ready now, without waiting.
+    pub fn try_recv(&mut self) -> Option<Bytes> {
+        self.initial.pop_front().or_else(|| self.rx.try_recv().ok())
+    }
+}
+
+impl Drop for TsPlayer {
+    fn drop(&mut self) {
+        let id = self.id;
+        lock(&self.stream).players.retain(|p| p.id != id);
+    }
+}
+
 /// Locks a mutex, recovering from poisoning: the hub's state stays consistent between
 /// statements, so a panic elsewhere must not take every stream down.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -455,7 +645,6 @@ fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     fn key(name: &str) -> StreamKey {
         StreamKey {
@@ -553,6 +742,7 @@ mod tests {
                 player_queue: 16,
                 gop_max_bytes: 1 << 20,
                 gop_max_messages: 3,
+                ..HubLimits::default()
             },
             HlsSettings::default(),
         );
@@ -727,5 +917,63 @@ mod tests {
         assert_eq!(s.frames, 1);
         assert_eq!(s.recv_bytes, 7 + 4 + 6);
         assert_eq!(s.publish.cid, "c1");
+    }
+
+    /// A chunk of `n` TS packets whose payload bytes are all `tag`.
+    fn ts_chunk(n: usize, tag: u8) -> Bytes {
+        let mut p = vec![0x47, 0x41, 0x01, 0x10];
+        p.resize(188, tag);
+        Bytes::from(p.repeat(n))
+    }
+
+    #[tokio::test]
+    async fn ts_streams_fan_out_and_share_the_key_space() {
+        let hub = Hub::new(
+            HubLimits {
+                ts_player_queue: 2,
+                ..HubLimits::default()
+            },
+            HlsSettings::default(),
+        );
+        let mut publisher = hub.publish_ts(key("s"), PublishInfo::default()).unwrap();
+        assert!(matches!(
+            hub.publish_ts(key("s"), PublishInfo::default()),
+            Err(HubError::AlreadyPublishing(_))
+        ));
+        assert!(
+            hub.publish(key("s"), PublishInfo::default()).is_err(),
+            "an RTMP publisher of an SRT stream"
+        );
+        let rtmp = hub.publish(key("r"), PublishInfo::default()).unwrap();
+        assert!(
+            hub.publish_ts(key("r"), PublishInfo::default()).is_err(),
+            "an SRT publisher of an RTMP stream"
+        );
+        assert!(
+            hub.play_ts(&key("r")).is_none(),
+            "no TS play of FLV streams"
+        );
+        assert!(hub.play(&key("s")).is_none(), "no FLV play of TS streams");
+
+        let mut fast = hub.play_ts(&key("s")).unwrap();
+        let mut slow = hub.play_ts(&key("s")).unwrap();
+        for tag in 0..4 {
+            publisher.push(&ts_chunk(7, tag));
+            assert_eq!(fast.recv().await, Some(ts_chunk(7, tag)));
+        }
+        assert_eq!(
+            hub.stats().iter().map(|s| s.clients).collect::<Vec<_>>(),
+            [1, 2],
+            "r: publisher; s: publisher + fast"
+        );
+        assert_eq!(slow.try_recv(), Some(ts_chunk(7, 0)));
+        assert_eq!(slow.try_recv(), Some(ts_chunk(7, 1)));
+        assert_eq!(slow.recv().await, None, "dropped when its queue was full");
+
+        drop(rtmp);
+        drop(publisher);
+        assert_eq!(fast.recv().await, None);
+        assert!(hub.stats().is_empty());
+        assert!(hub.publish(key("s"), PublishInfo::default()).is_ok());
     }
 }

@@ -1,7 +1,7 @@
 //! `srs-origin`: a small live-media origin server.
 //!
-//! RTMP publish and play, HTTP-FLV, HTTP-TS and HLS out, an SRS-compatible HTTP API, and an SRS-style heartbeat
-//! to the proxy's register API. Configured by `ORIGIN_*` environment variables (`--help`).
+//! RTMP publish and play, SRT (MPEG-TS) publish and play, HTTP-FLV, HTTP-TS and HLS out, an
+//! SRS-compatible HTTP API, and an SRS-style heartbeat to the proxy's register API. Configured by `ORIGIN_*` environment variables (`--help`).
 
 mod api;
 mod config;
@@ -11,6 +11,8 @@ mod http_stream;
 mod hub;
 mod media;
 mod rtmp_server;
+mod srt_server;
+mod ts_cache;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -88,12 +90,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let (rtmp, rtmp_addr) = bind("ORIGIN_RTMP_SERVER", config.rtmp_server).await?;
     let (http, http_addr) = bind("ORIGIN_HTTP_SERVER", config.http_server).await?;
     let (api, api_addr) = bind("ORIGIN_HTTP_API", config.http_api).await?;
+    let srt_name = "ORIGIN_SRT_SERVER";
+    let (srt, srt_addr) = srt_server::bind(config.srt_server)
+        .await
+        .with_context(|| format!("{srt_name}={}: cannot listen", config.srt_server))?;
 
     // Tests read the real ports from this line when they ask for port 0.
     let mut stdout = std::io::stdout().lock();
     writeln!(
         stdout,
-        "srs-origin listening rtmp={rtmp_addr} http={http_addr} api={api_addr}"
+        "srs-origin listening rtmp={rtmp_addr} http={http_addr} api={api_addr} srt={srt_addr}"
     )
     .and_then(|()| stdout.flush())
     .context("writing to stdout")?;
@@ -105,7 +111,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         pid: std::process::id().to_string(),
     };
     tracing::info!(
-        rtmp = %rtmp_addr, http = %http_addr, api = %api_addr,
+        rtmp = %rtmp_addr, http = %http_addr, api = %api_addr, srt = %srt_addr,
         server = %identity.server, service = %identity.service,
         "srs-origin started"
     );
@@ -121,6 +127,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         publish_timeout: config.publish_timeout,
     };
     let mut rtmp_task = tokio::spawn(rtmp_server::serve(rtmp, hub.clone(), rtmp_settings));
+    let srt_settings = srt_server::Settings {
+        publish_timeout: config.publish_timeout,
+    };
+    let mut srt_task = tokio::spawn(srt_server::serve(srt, hub.clone(), srt_settings));
     let http_state = http_stream::HttpState {
         hub: hub.clone(),
         hls,
@@ -143,11 +153,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             rtmp: vec![rtmp_addr.port().to_string()],
             http: vec![http_addr.port().to_string()],
             api: vec![api_addr.port().to_string()],
-            srt: config
-                .srt_server
-                .into_iter()
-                .map(heartbeat::udp_endpoint)
-                .collect(),
+            srt: vec![heartbeat::udp_endpoint(srt_addr)],
             rtc: config
                 .rtc_server
                 .into_iter()
@@ -167,6 +173,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         r = &mut rtmp_task => server_ended("RTMP", r.map(|r| r.map_err(anyhow::Error::from))),
         r = &mut http_task => server_ended("HTTP", r.map(Ok)),
         r = &mut api_task => server_ended("API", r.map(Ok)),
+        r = &mut srt_task => server_ended("SRT", r.map(Ok)),
     }
 }
 

@@ -159,6 +159,7 @@ async fn publish_play_flv_api_and_heartbeat() {
     assert_eq!(beat["rtmp"][0], origin.rtmp.to_string());
     assert_eq!(beat["http"][0], origin.http.to_string());
     assert_eq!(beat["api"][0], origin.api.to_string());
+    assert_eq!(beat["srt"][0], format!("udp://0.0.0.0:{}", origin.srt));
     assert!(beat["service"].as_str().is_some_and(|s| !s.is_empty()));
 
     // Publish metadata, sequence headers and a GOP.

@@ -137,6 +137,8 @@ pub struct Origin {
     pub http: SocketAddr,
     /// HTTP API listener.
     pub api: SocketAddr,
+    /// SRT listener (UDP).
+    pub srt: SocketAddr,
 }
 
 impl Origin {
@@ -148,6 +150,7 @@ impl Origin {
             .env("ORIGIN_RTMP_SERVER", "127.0.0.1:0")
             .env("ORIGIN_HTTP_SERVER", "127.0.0.1:0")
             .env("ORIGIN_HTTP_API", "127.0.0.1:0")
+            .env("ORIGIN_SRT_SERVER", "127.0.0.1:0")
             .env("ORIGIN_IP", "127.0.0.1")
             .env("ORIGIN_DEVICE_ID", name)
             .env("ORIGIN_REGISTER_URL", register_url)
@@ -161,6 +164,7 @@ impl Origin {
             rtmp: addr_of(&pairs, "rtmp"),
             http: addr_of(&pairs, "http"),
             api: addr_of(&pairs, "api"),
+            srt: addr_of(&pairs, "srt"),
         }
     }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use srs_e2e::{assert_played, http, metric, play, wait_until, Proc, Proxy, TempDir};
+use srs_e2e::{assert_played, http, metric, play, wait_until, Origin, Proc, Proxy, TempDir};
 use srs_test_support::media::count_video_frames;
 
 fn free_udp_port() -> u16 {
@@ -292,4 +292,146 @@ fn a_killed_origins_sessions_are_freed_and_a_republish_lands_elsewhere() {
         sample(&proxy, "srs_proxy_origin_dial_failures_total", &[]) >= 1.0,
         "the dead origin was set aside"
     );
+}
+
+/// srs-origin behind the proxy: an SRT publisher and SRT players through the proxy, two streams
+/// on two origins, and the owner's HTTP-TS of the SRT stream.
+#[test]
+fn srt_through_the_proxy_to_srs_origin() {
+    let dir = TempDir::new("srt-origin");
+    let proxy = Proxy::start(&dir, "proxy", &[]);
+    let a = Origin::start(&dir, "origin-a", &proxy.register_url(), &[]);
+    let b = Origin::start(&dir, "origin-b", &proxy.register_url(), &[]);
+    proxy.wait_origins(2);
+    let mut one_publisher = srt_publish(
+        &dir,
+        "pub-one",
+        &srt_url(&proxy, "#!::r=live/one,m=publish"),
+        30,
+    );
+    let _two = srt_publish(
+        &dir,
+        "pub-two",
+        &srt_url(&proxy, "#!::r=live/two,m=publish"),
+        30,
+    );
+    let owner = |name: &str| {
+        let mut found = None;
+        wait_until(Duration::from_secs(10), "stream on an origin", || {
+            found = [&a, &b]
+                .into_iter()
+                .position(|o| o.publishing("live", name));
+            found.is_some()
+        });
+        found.unwrap_or_default()
+    };
+    let (one, two) = (owner("one"), owner("two"));
+    assert_ne!(one, two, "two streams spread over the two origins");
+    // Several players of one stream and one of the other, at once, through the proxy.
+    let players: Vec<_> = ["one", "one", "two"]
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let url = srt_url(&proxy, &format!("#!::r=live/{name},m=request"));
+            let dir = dir.to_path_buf();
+            std::thread::spawn(move || {
+                play(
+                    &dir,
+                    &format!("player-{i}"),
+                    &url,
+                    50,
+                    Duration::from_secs(25),
+                )
+            })
+        })
+        .collect();
+    for (i, p) in players.into_iter().enumerate() {
+        let played = p.join().expect("player thread");
+        assert_played(&played, 50, &format!("SRT player {i} through the proxy"));
+    }
+    let play = [("protocol", "srt"), ("direction", "play")];
+    assert_eq!(sample(&proxy, "srs_proxy_sessions_total", &play), 3.0);
+    // A second publisher of a stream gets the origin's rejection through the proxy.
+    let mut second = srt_publish(
+        &dir,
+        "pub-second",
+        &srt_url(&proxy, "#!::r=live/one,m=publish"),
+        5,
+    );
+    let status = second.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "a second publisher must be refused"
+    );
+    assert!(one_publisher.running(), "the first publisher is unharmed");
+    // The origin that owns the SRT stream serves it as HTTP-TS too.
+    let origin = [&a, &b][one];
+    let played = srs_e2e::play(
+        &dir,
+        "play-ts",
+        &format!("http://{}/live/one.ts", origin.http),
+        50,
+        Duration::from_secs(20),
+    );
+    assert_played(&played, 50, "HTTP-TS of the SRT stream at its origin");
+}
+
+/// srt-live-transmit as the publishing client through the proxy, ffmpeg playing; then ffmpeg
+/// publishing and srt-live-transmit playing.
+#[test]
+fn srt_live_transmit_is_a_client_too() {
+    let dir = TempDir::new("srt-slt");
+    let proxy = Proxy::start(&dir, "proxy", &[]);
+    let _origin = Origin::start(&dir, "origin", &proxy.register_url(), &[]);
+    proxy.wait_origins(1);
+    let udp = free_udp_port();
+    let mut slt = Command::new("srt-live-transmit");
+    slt.args([
+        "-q",
+        &format!("udp://127.0.0.1:{udp}"),
+        &srt_url(&proxy, "#!::r=live/slt,m=publish"),
+    ]);
+    let _publisher = Proc::spawn("slt-publisher", slt, &dir);
+    let _feed = srt_publish(
+        &dir,
+        "feed",
+        &format!("udp://127.0.0.1:{udp}?pkt_size=1316"),
+        30,
+    );
+    let played = play(
+        &dir,
+        "ffmpeg-player",
+        &srt_url(&proxy, "#!::r=live/slt,m=request"),
+        50,
+        Duration::from_secs(25),
+    );
+    assert_played(
+        &played,
+        50,
+        "ffmpeg playing what srt-live-transmit published",
+    );
+
+    let _ff = srt_publish(
+        &dir,
+        "ffmpeg-publisher",
+        &srt_url(&proxy, "#!::r=live/ff,m=publish"),
+        30,
+    );
+    let out = dir.join("slt-player.ts");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(format!(
+        "exec srt-live-transmit -q '{}' file://con > '{}'",
+        srt_url(&proxy, "#!::r=live/ff,m=request"),
+        out.display()
+    ));
+    let mut player = Proc::spawn("slt-player", cmd, &dir);
+    wait_until(
+        Duration::from_secs(20),
+        "srt-live-transmit received media",
+        || std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) > 200_000,
+    );
+    player.signal(libc::SIGTERM);
+    player.wait_exit(Duration::from_secs(5));
+    let frames = count_video_frames(&out);
+    assert!(frames >= 50, "frames srt-live-transmit played: {frames}");
 }

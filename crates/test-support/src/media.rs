@@ -7,10 +7,22 @@ use std::time::Duration;
 
 use crate::Proc;
 
-/// Starts ffmpeg publishing a generated source to `url` (FLV, e.g. `rtmp://...`) in real
-/// time for up to `seconds`: a 320x240 25 fps H.264 test pattern with a keyframe every second,
-/// and a 440 Hz AAC tone. Its log is `<dir>/<name>.log`.
+/// Starts ffmpeg publishing a generated source to `url` in real time for up to `seconds`: a
+/// 320x240 25 fps H.264 test pattern with a keyframe every second, and a 440 Hz AAC tone. The
+/// container follows the URL: MPEG-TS for `srt://` (1316-byte messages, ffmpeg's default), FLV
+/// otherwise (`rtmp://...`). Its log is `<dir>/<name>.log`.
 pub fn publish(dir: &Path, name: &str, url: &str, seconds: u32) -> Proc {
+    let format = if url.starts_with("srt://") {
+        "mpegts"
+    } else {
+        "flv"
+    };
+    Proc::spawn(name, source_command(seconds, format, url), dir)
+}
+
+/// The ffmpeg command of [`publish`]: the generated source for up to `seconds`, as `format` to
+/// `output` (a URL, or `-` for stdout).
+pub fn source_command(seconds: u32, format: &str, output: &str) -> Command {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "warning", "-re"])
         .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
@@ -18,8 +30,8 @@ pub fn publish(dir: &Path, name: &str, url: &str, seconds: u32) -> Proc {
         .args(["-t", &seconds.to_string()])
         .args(["-c:v", "libx264", "-preset", "ultrafast"])
         .args(["-tune", "zerolatency", "-g", "25", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url]);
-    Proc::spawn(name, cmd, dir)
+        .args(["-c:a", "aac", "-b:a", "64k", "-f", format, output]);
+    cmd
 }
 
 /// What a player saw: codecs of the input streams and video frames decoded.
@@ -37,8 +49,9 @@ pub struct PlayResult {
     pub log: String,
 }
 
-/// Plays `url` with ffmpeg, decoding up to `frames` video frames into the null muxer within
-/// `limit` (killed after it). The log is `<dir>/<name>.log`.
+/// Plays `url` (any URL ffmpeg reads: `rtmp://`, `http://`, `srt://...?streamid=...`) with
+/// ffmpeg, decoding up to `frames` video frames into the null muxer within `limit` (killed after
+/// it). The log is `<dir>/<name>.log`.
 pub fn play(dir: &Path, name: &str, url: &str, frames: u32, limit: Duration) -> PlayResult {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "info", "-nostats"])

@@ -26,7 +26,18 @@ pub struct Proc {
 impl Proc {
     /// Spawns `cmd` with stdout and stderr to `<dir>/<name>.log`.
     pub fn try_spawn(name: &str, cmd: Command, dir: &Path) -> Result<Proc, Error> {
-        Self::start(name, cmd, dir, false).map(|(p, _)| p)
+        Self::start(name, cmd, dir, Stdio::null(), false).map(|(p, _)| p)
+    }
+
+    /// Like [`Proc::try_spawn`], with `stdin` as the child's standard input (e.g. another
+    /// child's piped stdout, for a pipeline of two killed-on-drop processes).
+    pub fn try_spawn_with_stdin(
+        name: &str,
+        cmd: Command,
+        dir: &Path,
+        stdin: Stdio,
+    ) -> Result<Proc, Error> {
+        Self::start(name, cmd, dir, stdin, false).map(|(p, _)| p)
     }
 
     /// Spawns `cmd` with stderr to `<dir>/<name>.log` and stdout piped to the caller, who must
@@ -36,7 +47,7 @@ impl Proc {
         cmd: Command,
         dir: &Path,
     ) -> Result<(Proc, ChildStdout), Error> {
-        let (proc, stdout) = Self::start(name, cmd, dir, true)?;
+        let (proc, stdout) = Self::start(name, cmd, dir, Stdio::null(), true)?;
         let stdout = stdout.ok_or_else(|| Error::NotReady {
             name: name.to_string(),
             why: "no stdout pipe".to_string(),
@@ -59,6 +70,7 @@ impl Proc {
         name: &str,
         mut cmd: Command,
         dir: &Path,
+        stdin: Stdio,
         pipe: bool,
     ) -> Result<(Proc, Option<ChildStdout>), Error> {
         let log = dir.join(format!("{name}.log"));
@@ -72,9 +84,7 @@ impl Proc {
         } else {
             Stdio::from(file.try_clone().map_err(io)?)
         };
-        cmd.stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(Stdio::from(file));
+        cmd.stdin(stdin).stdout(stdout).stderr(Stdio::from(file));
         // SAFETY: prctl and getppid are async-signal-safe and touch only the new process.
         unsafe {
             let parent = libc::getpid();

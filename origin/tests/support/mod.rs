@@ -19,6 +19,17 @@ pub struct Origin {
     /// HTTP API port.
     #[allow(dead_code)] // Not every test binary uses the API.
     pub api: u16,
+    /// SRT (UDP) port.
+    #[allow(dead_code)] // Not every test binary uses SRT.
+    pub srt: u16,
+}
+
+impl Origin {
+    /// The origin's log so far.
+    #[allow(dead_code)] // Not every test binary reads it.
+    pub fn log(&self) -> String {
+        self._proc.log_text()
+    }
 }
 
 /// Starts srs-origin with every listener on 127.0.0.1:0 plus `env`, and reads its ports from the
@@ -36,6 +47,7 @@ pub fn start_origin(env: &[(&str, &str)]) -> Origin {
         .env("ORIGIN_RTMP_SERVER", "127.0.0.1:0")
         .env("ORIGIN_HTTP_SERVER", "127.0.0.1:0")
         .env("ORIGIN_HTTP_API", "127.0.0.1:0")
+        .env("ORIGIN_SRT_SERVER", "127.0.0.1:0")
         .env("RUST_LOG", "info");
     for (k, v) in env {
         cmd.env(k, v);
@@ -53,6 +65,7 @@ pub fn start_origin(env: &[(&str, &str)]) -> Origin {
         rtmp: port("rtmp"),
         http: port("http"),
         api: port("api"),
+        srt: port("srt"),
         _proc: proc,
         dir,
     }
