@@ -20,7 +20,7 @@ pids+=($!)
 sleep 0.5
 for i in 1 2; do
   env ORIGIN_RTMP_SERVER=127.0.0.1:1935$i ORIGIN_HTTP_SERVER=127.0.0.1:808$i \
-      ORIGIN_HTTP_API=127.0.0.1:1985$i ORIGIN_DEVICE_ID=origin$i \
+      ORIGIN_HTTP_API=127.0.0.1:1985$i ORIGIN_SRT_SERVER=127.0.0.1:1008$i ORIGIN_DEVICE_ID=origin$i \
       ORIGIN_REGISTER_URL=http://127.0.0.1:12025/api/v1/srs/register "$BIN/srs-origin" &
   pids+=($!)
 done
