@@ -350,7 +350,10 @@ fn server_alive(raw: &Raw) -> Result<Duration, ConfigError> {
 /// Errors: a type other than `bearer`, or auth on without a token.
 fn register_token(raw: &Raw) -> Result<Option<String>, ConfigError> {
     const ENABLED: &str = "PROXY_HTTP_API_AUTH_ENABLED";
-    if !parse_switch(ENABLED, &value_or_default(ENABLED, &raw.http_api_auth_enabled))? {
+    if !parse_switch(
+        ENABLED,
+        &value_or_default(ENABLED, &raw.http_api_auth_enabled),
+    )? {
         return Ok(None);
     }
     let kind = value_or_default("PROXY_HTTP_API_AUTH_TYPE", &raw.http_api_auth_type);
@@ -787,14 +790,21 @@ mod tests {
         .unwrap();
         assert_eq!(c.register_token.as_deref(), Some("s3cret"));
         let e = Config::from_pairs([("PROXY_HTTP_API_AUTH_ENABLED", "on")]).unwrap_err();
-        assert!(e.to_string().starts_with("PROXY_HTTP_API_AUTH_TOKEN="), "{e}");
+        assert!(
+            e.to_string().starts_with("PROXY_HTTP_API_AUTH_TOKEN="),
+            "{e}"
+        );
         let e = Config::from_pairs([
             ("PROXY_HTTP_API_AUTH_ENABLED", "on"),
             ("PROXY_HTTP_API_AUTH_TYPE", "basic"),
             ("PROXY_HTTP_API_AUTH_TOKEN", "t"),
         ])
         .unwrap_err();
-        assert!(e.to_string().starts_with("PROXY_HTTP_API_AUTH_TYPE=\"basic\""), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("PROXY_HTTP_API_AUTH_TYPE=\"basic\""),
+            "{e}"
+        );
     }
 
     #[test]

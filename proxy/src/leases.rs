@@ -246,15 +246,28 @@ mod tests {
     fn held_while_any_guard_lives() {
         let leases = Arc::new(Leases::default());
         let a = leases.hold(key("s"), "o1".into(), ClientProtocol::Rtmp, Direction::Play);
-        let b = leases.hold(key("s"), "o1".into(), ClientProtocol::HttpFlv, Direction::Play);
+        let b = leases.hold(
+            key("s"),
+            "o1".into(),
+            ClientProtocol::HttpFlv,
+            Direction::Play,
+        );
         let c = leases.hold(key("t"), "o2".into(), ClientProtocol::Rtmp, Direction::Play);
-        let p = leases.hold(key("s"), "o1".into(), ClientProtocol::Rtmp, Direction::Publish);
+        let p = leases.hold(
+            key("s"),
+            "o1".into(),
+            ClientProtocol::Rtmp,
+            Direction::Publish,
+        );
         let streams = leases.streams();
         assert_eq!(streams.len(), 2);
         assert_eq!(streams[0].stream, "s");
         assert_eq!(streams[0].origin, "o1");
         assert_eq!(streams[0].groups.len(), 3);
-        assert_eq!(leases.stream(&key("t")).map(|s| s.groups[0].sessions), Some(1));
+        assert_eq!(
+            leases.stream(&key("t")).map(|s| s.groups[0].sessions),
+            Some(1)
+        );
         assert_eq!(leases.snapshot(Direction::Play).len(), 2);
         assert_eq!(
             leases.snapshot(Direction::Publish),

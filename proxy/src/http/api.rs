@@ -114,7 +114,10 @@ async fn stream(
     Path((vhost, rest)): Path<(String, String)>,
 ) -> Response {
     let Some((app, stream)) = rest.rsplit_once('/') else {
-        return json_error(StatusCode::NOT_FOUND, "expected /api/v1/streams/vhost/app/stream");
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "expected /api/v1/streams/vhost/app/stream",
+        );
     };
     let key = StreamKey {
         vhost,

@@ -342,8 +342,14 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, "play.example.com:18080".parse().unwrap());
         h.insert(header::CONNECTION, "close".parse().unwrap());
-        let r = origin_request("127.0.0.1:8080", &Method::GET, "/live/s.flv?token=x", &h, None)
-            .unwrap();
+        let r = origin_request(
+            "127.0.0.1:8080",
+            &Method::GET,
+            "/live/s.flv?token=x",
+            &h,
+            None,
+        )
+        .unwrap();
         assert_eq!(r.uri(), "http://127.0.0.1:8080/live/s.flv?token=x");
         assert_eq!(r.headers()[header::HOST], "play.example.com:18080");
         assert!(r.headers().get(header::CONNECTION).is_none());
