@@ -45,6 +45,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "system API: origin registration, health, origins, metrics",
     ),
     (
+        "PROXY_REUSE_PORT",
+        "off",
+        "on: every listener sets SO_REUSEPORT, so a new process can bind the ports before this one drains",
+    ),
+    (
         "PROXY_STATIC_FILES",
         "",
         "directory served at / by the HTTP stream listener (empty: none)",
@@ -208,6 +213,8 @@ pub struct Config {
     pub srt_server: SocketAddr,
     /// System API listener address.
     pub system_api: SocketAddr,
+    /// Whether every listener, TCP and UDP, sets `SO_REUSEPORT` (`PROXY_REUSE_PORT`).
+    pub reuse_port: bool,
     /// Directory served at `/` by the HTTP stream listener.
     pub static_files: Option<String>,
     /// Store kind.
@@ -244,6 +251,7 @@ struct Raw {
     srt_server: Option<String>,
     system_api: Option<String>,
     static_files: Option<String>,
+    reuse_port: Option<String>,
     load_balancer_type: Option<String>,
     redis_host: Option<String>,
     redis_port: Option<String>,
@@ -581,6 +589,10 @@ impl Config {
             webrtc_server: listen("PROXY_WEBRTC_SERVER", &raw.webrtc_server)?,
             srt_server: listen("PROXY_SRT_SERVER", &raw.srt_server)?,
             system_api: listen("PROXY_SYSTEM_API", &raw.system_api)?,
+            reuse_port: parse_switch(
+                "PROXY_REUSE_PORT",
+                &value_or_default("PROXY_REUSE_PORT", &raw.reuse_port),
+            )?,
             static_files,
             load_balancer,
             redis,

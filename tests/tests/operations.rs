@@ -318,3 +318,85 @@ fn origins_see_the_client_address() {
         assert_eq!(h["x-real-ip"], "127.0.0.1", "{path}: {h}");
     }
 }
+
+#[test]
+fn reuse_port_lets_a_new_proxy_take_over_while_the_old_drains() {
+    let dir = TempDir::new("ops-reuse-port");
+    let redis = Redis::start();
+    let ports: Vec<String> = (0..6)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let mut env: Vec<(&str, &str)> = vec![
+        ("PROXY_REUSE_PORT", "on"),
+        ("PROXY_GRACE_QUIT_TIMEOUT", "30s"),
+        ("PROXY_FORCE_QUIT_TIMEOUT", "40s"),
+        ("PROXY_RTMP_SERVER", &ports[0]),
+        ("PROXY_HTTP_SERVER", &ports[1]),
+        ("PROXY_HTTP_API", &ports[2]),
+        ("PROXY_SYSTEM_API", &ports[3]),
+        ("PROXY_SRT_SERVER", &ports[4]),
+        ("PROXY_WEBRTC_SERVER", &ports[5]),
+    ];
+    let redis_vars = redis_env(&redis);
+    env.extend(redis_vars.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut old = Proxy::start(&dir, "proxy-old", &env);
+    let origin = Origin::start(&dir, "origin-1", &old.register_url(), &[]);
+    old.wait_origins(1);
+    // Published while only the old proxy listens: relayed through it.
+    let publisher = publish(&dir, "publisher", &old.rtmp_url("live/handover"), 60);
+    wait_until(Duration::from_secs(20), "published", || {
+        origin.publishing("live", "handover")
+    });
+
+    let new = Proxy::start(&dir, "proxy-new", &env);
+    assert_eq!((new.rtmp, new.http), (old.rtmp, old.http), "same ports");
+    old.proc.signal(libc::SIGTERM);
+    // The old proxy drains: its listeners close, its publisher keeps relaying.
+    wait_until(
+        Duration::from_secs(10),
+        "the old proxy stops admitting",
+        || old.proc.log_text().contains("RTMP server stopped"),
+    );
+    let flv = play(
+        &dir,
+        "player-flv",
+        &new.http_url("live/handover.flv"),
+        50,
+        Duration::from_secs(30),
+    );
+    assert_played(&flv, 50, "HTTP-FLV after the restart");
+    let rtmp = play(
+        &dir,
+        "player-rtmp",
+        &new.rtmp_url("live/handover"),
+        50,
+        Duration::from_secs(30),
+    );
+    assert_played(&rtmp, 50, "RTMP after the restart");
+    assert!(old.proc.running(), "the old proxy is still draining");
+    assert!(
+        origin.publishing("live", "handover"),
+        "the publisher still relays through the old proxy"
+    );
+    drop(publisher);
+
+    // New connections were the new proxy's: its metrics count them, the old one's log does not.
+    let metrics = new.metrics();
+    let played = |protocol: &str| {
+        metric(
+            &metrics,
+            "srs_proxy_sessions_total",
+            &[("protocol", protocol), ("direction", "play")],
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(
+        played("http_flv") >= 1.0 && played("rtmp") >= 1.0,
+        "{metrics}"
+    );
+    let old_log = old.proc.log_text();
+    assert!(
+        !old_log.contains("proto=http_flv"),
+        "no HTTP-FLV session on the old proxy: {old_log}"
+    );
+}
