@@ -1,7 +1,7 @@
 //! Operations (issue 11): the streams API, readiness, registration with a token, the alive
 //! duration's alias, and the client's address reaching the origin.
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
