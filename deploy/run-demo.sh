@@ -44,7 +44,9 @@ wait_for 20 two_origins || { echo "the origins did not register:"; tail "$LOGS"/
 # A clock burned into the picture shows the latency; testsrc's own frame counter without drawtext.
 font=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 video=testsrc=size=640x360:rate=25
-if [ -f "$font" ] && ffmpeg -hide_banner -filters 2>/dev/null | grep -qw drawtext; then
+# The list is read whole first: `grep -q` closing the pipe early would fail it under pipefail.
+filters=$(ffmpeg -hide_banner -filters 2>/dev/null || true)
+if [ -f "$font" ] && grep -qw drawtext <<<"$filters"; then
   video="$video,drawtext=fontfile=$font:text='%{localtime\:%T}':fontsize=48:fontcolor=white:box=1:boxcolor=black@0.6:x=20:y=20"
 fi
 ffmpeg -hide_banner -loglevel error -re -f lavfi -i "$video" -f lavfi -i sine=frequency=440 \
