@@ -1,10 +1,15 @@
 # srs-proxy: the two commands of the README are `make run` and `make test`.
-.PHONY: run test build release lint fmt fuzz clean
+.PHONY: run test build release lint fmt fuzz clean setup
 
 CARGO ?= cargo
 
-## Build and start srs-proxy (memory store, SRS ports) with two srs-origin processes.
-run: release
+## Install what run and test need when missing (apt; prints the command when not root).
+setup:
+	bash deploy/setup.sh
+
+## Build and start srs-proxy (memory store, SRS ports), two srs-origin processes and a test
+## publisher; prints the play URLs of every protocol.
+run: setup release
 	bash deploy/run-demo.sh
 
 release:
@@ -14,7 +19,7 @@ build:
 	$(CARGO) build --workspace --bins --tests
 
 ## Every test: unit tests and end-to-end tests with real ffmpeg, nginx-rtmp.
-test: build
+test: setup build
 	$(CARGO) test --workspace -- --test-threads=3
 
 lint:

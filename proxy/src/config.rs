@@ -45,6 +45,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "system API: origin registration, health, origins, metrics",
     ),
     (
+        "PROXY_REUSE_PORT",
+        "off",
+        "on: every listener sets SO_REUSEPORT, so a new process can bind the ports before this one drains",
+    ),
+    (
         "PROXY_STATIC_FILES",
         "",
         "directory served at / by the HTTP stream listener (empty: none)",
@@ -69,6 +74,26 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "PROXY_REDIS_CLUSTER_ADDRS",
         "",
         "Redis Cluster seed nodes host:port,... (instead of HOST/PORT; not with SENTINEL_ADDRS)",
+    ),
+    (
+        "PROXY_REDIS_KEY_PREFIX",
+        "srs-proxy:",
+        "prefix of every Redis key, so fleets can share one Redis (a hash tag on a cluster)",
+    ),
+    (
+        "PROXY_HTTP_API_AUTH_ENABLED",
+        "off",
+        "on: origin registration needs PROXY_HTTP_API_AUTH_TOKEN",
+    ),
+    (
+        "PROXY_HTTP_API_AUTH_TYPE",
+        "bearer",
+        "bearer (the only type): Authorization: Bearer <token> or ?token=<token>",
+    ),
+    (
+        "PROXY_HTTP_API_AUTH_TOKEN",
+        "",
+        "the token origins register with (required when auth is on)",
     ),
     (
         "PROXY_DEFAULT_BACKEND_ENABLED",
@@ -109,6 +134,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "PROXY_SERVER_ALIVE_DURATION",
         "30s",
         "an origin with no heartbeat for this long is dead",
+    ),
+    (
+        "PROXY_ORIGIN_SERVER_TTL",
+        "",
+        "alias of PROXY_SERVER_ALIVE_DURATION (both set and different: start-up fails)",
     ),
     (
         "PROXY_HLS_ALIVE_DURATION",
@@ -164,6 +194,8 @@ pub struct RedisConfig {
     pub db: u32,
     /// Single node (`host`, `port`), Sentinel or Cluster (docs/design.md §9).
     pub topology: srs_lb::Topology,
+    /// Prefix of every key (`PROXY_REDIS_KEY_PREFIX`).
+    pub key_prefix: String,
 }
 
 /// The validated configuration of one proxy process.
@@ -181,6 +213,8 @@ pub struct Config {
     pub srt_server: SocketAddr,
     /// System API listener address.
     pub system_api: SocketAddr,
+    /// Whether every listener, TCP and UDP, sets `SO_REUSEPORT` (`PROXY_REUSE_PORT`).
+    pub reuse_port: bool,
     /// Directory served at `/` by the HTTP stream listener.
     pub static_files: Option<String>,
     /// Store kind.
@@ -203,6 +237,8 @@ pub struct Config {
     pub rtmp_timeout: Duration,
     /// Stream ownership lease; active sessions refresh it every third of it.
     pub stream_lease: Duration,
+    /// The token origins must register with, when `PROXY_HTTP_API_AUTH_ENABLED=on`.
+    pub register_token: Option<String>,
 }
 
 /// The raw variables as strings; `envy` fills it from `PROXY_*`.
@@ -215,6 +251,7 @@ struct Raw {
     srt_server: Option<String>,
     system_api: Option<String>,
     static_files: Option<String>,
+    reuse_port: Option<String>,
     load_balancer_type: Option<String>,
     redis_host: Option<String>,
     redis_port: Option<String>,
@@ -224,6 +261,11 @@ struct Raw {
     redis_sentinel_master: Option<String>,
     redis_sentinel_password: Option<String>,
     redis_cluster_addrs: Option<String>,
+    redis_key_prefix: Option<String>,
+    http_api_auth_enabled: Option<String>,
+    http_api_auth_type: Option<String>,
+    http_api_auth_token: Option<String>,
+    origin_server_ttl: Option<String>,
     default_backend_enabled: Option<String>,
     default_backend_ip: Option<String>,
     default_backend_rtmp: Option<String>,
@@ -281,6 +323,64 @@ fn redis_topology(raw: &Raw) -> Result<srs_lb::Topology, ConfigError> {
             "needed with PROXY_REDIS_SENTINEL_MASTER: the Sentinels' host:port list",
         )),
     }
+}
+
+/// `PROXY_SERVER_ALIVE_DURATION`, or its alias `PROXY_ORIGIN_SERVER_TTL` (docs/design.md §2).
+///
+/// Errors: a malformed value, or both set to different durations (naming both variables).
+fn server_alive(raw: &Raw) -> Result<Duration, ConfigError> {
+    const NAME: &str = "PROXY_SERVER_ALIVE_DURATION";
+    const ALIAS: &str = "PROXY_ORIGIN_SERVER_TTL";
+    let alias = raw.origin_server_ttl.as_deref().map(str::trim);
+    let alias = match alias.filter(|v| !v.is_empty()) {
+        Some(v) => Some((v, parse_duration(ALIAS, v)?)),
+        None => None,
+    };
+    match (&raw.server_alive_duration, alias) {
+        (None, Some((_, ttl))) => Ok(ttl),
+        (Some(value), Some((ttl_value, ttl))) => {
+            let alive = parse_duration(NAME, value.trim())?;
+            if alive != ttl {
+                return Err(ConfigError::new(
+                    "PROXY_SERVER_ALIVE_DURATION and PROXY_ORIGIN_SERVER_TTL",
+                    &format!("{} and {ttl_value}", value.trim()),
+                    "one is an alias of the other: set one, or both to the same duration",
+                ));
+            }
+            Ok(alive)
+        }
+        (value, None) => parse_duration(NAME, &value_or_default(NAME, value)),
+    }
+}
+
+/// The register token when `PROXY_HTTP_API_AUTH_ENABLED=on` (docs/design.md §3).
+///
+/// Errors: a type other than `bearer`, or auth on without a token.
+fn register_token(raw: &Raw) -> Result<Option<String>, ConfigError> {
+    const ENABLED: &str = "PROXY_HTTP_API_AUTH_ENABLED";
+    if !parse_switch(
+        ENABLED,
+        &value_or_default(ENABLED, &raw.http_api_auth_enabled),
+    )? {
+        return Ok(None);
+    }
+    let kind = value_or_default("PROXY_HTTP_API_AUTH_TYPE", &raw.http_api_auth_type);
+    if kind != "bearer" {
+        return Err(ConfigError::new(
+            "PROXY_HTTP_API_AUTH_TYPE",
+            &kind,
+            "expected bearer (the only type)",
+        ));
+    }
+    let token = value_or_default("PROXY_HTTP_API_AUTH_TOKEN", &raw.http_api_auth_token);
+    if token.is_empty() {
+        return Err(ConfigError::new(
+            "PROXY_HTTP_API_AUTH_TOKEN",
+            "",
+            "needed with PROXY_HTTP_API_AUTH_ENABLED=on: the token origins register with",
+        ));
+    }
+    Ok(Some(token))
 }
 
 /// Parses `host:port,host:port,...` (`[v6]:port` for IPv6 addresses), at least one.
@@ -341,7 +441,7 @@ impl Config {
             password: self.redis.password.clone(),
             db: self.redis.db,
             topology: self.redis.topology.clone(),
-            ..srs_lb::redis::RedisSettings::default()
+            prefix: self.redis.key_prefix.clone(),
         }
     }
 
@@ -403,7 +503,20 @@ impl Config {
                 ConfigError::new("PROXY_REDIS_DB", &redis_db, "expected a database number")
             })?,
             topology: redis_topology(&raw)?,
+            key_prefix: value_or_default("PROXY_REDIS_KEY_PREFIX", &raw.redis_key_prefix),
         };
+        let settings = srs_lb::redis::RedisSettings {
+            topology: redis.topology.clone(),
+            prefix: redis.key_prefix.clone(),
+            ..srs_lb::redis::RedisSettings::default()
+        };
+        if let Err(reason) = settings.key_prefix() {
+            return Err(ConfigError::new(
+                "PROXY_REDIS_KEY_PREFIX",
+                &redis.key_prefix,
+                reason,
+            ));
+        }
         if matches!(redis.topology, srs_lb::Topology::Cluster { .. }) && redis.db != 0 {
             return Err(ConfigError::new(
                 "PROXY_REDIS_DB",
@@ -476,17 +589,22 @@ impl Config {
             webrtc_server: listen("PROXY_WEBRTC_SERVER", &raw.webrtc_server)?,
             srt_server: listen("PROXY_SRT_SERVER", &raw.srt_server)?,
             system_api: listen("PROXY_SYSTEM_API", &raw.system_api)?,
+            reuse_port: parse_switch(
+                "PROXY_REUSE_PORT",
+                &value_or_default("PROXY_REUSE_PORT", &raw.reuse_port),
+            )?,
             static_files,
             load_balancer,
             redis,
             default_backend,
-            server_alive: duration("PROXY_SERVER_ALIVE_DURATION", &raw.server_alive_duration)?,
+            server_alive: server_alive(&raw)?,
             hls_alive: duration("PROXY_HLS_ALIVE_DURATION", &raw.hls_alive_duration)?,
             rtc_alive: duration("PROXY_RTC_ALIVE_DURATION", &raw.rtc_alive_duration)?,
             grace_quit: duration("PROXY_GRACE_QUIT_TIMEOUT", &raw.grace_quit_timeout)?,
             force_quit: duration("PROXY_FORCE_QUIT_TIMEOUT", &raw.force_quit_timeout)?,
             rtmp_timeout: duration("PROXY_RTMP_TIMEOUT", &raw.rtmp_timeout)?,
             stream_lease: duration("PROXY_STREAM_LEASE_DURATION", &raw.stream_lease_duration)?,
+            register_token: register_token(&raw)?,
         };
         Ok(config)
     }
@@ -622,6 +740,13 @@ mod tests {
             ("PROXY_REDIS_DB", "2"),
         ]);
         assert!(e.starts_with("PROXY_REDIS_DB="), "{e}");
+        let e = err(&[
+            ("PROXY_REDIS_CLUSTER_ADDRS", "c:7000"),
+            ("PROXY_REDIS_KEY_PREFIX", "{a}:"),
+        ]);
+        assert!(e.starts_with("PROXY_REDIS_KEY_PREFIX="), "{e}");
+        let c = Config::from_pairs([("PROXY_REDIS_KEY_PREFIX", "fleet-b:")]).unwrap();
+        assert_eq!(c.redis_settings().prefix, "fleet-b:");
     }
 
     #[test]
@@ -641,6 +766,57 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.to_string().contains("PROXY_DEFAULT_BACKEND_HTTP"), "{e}");
+    }
+
+    #[test]
+    fn alive_duration_alias() {
+        let c = Config::from_pairs([("PROXY_ORIGIN_SERVER_TTL", "5s")]).unwrap();
+        assert_eq!(c.server_alive, Duration::from_secs(5));
+        let c = Config::from_pairs([
+            ("PROXY_ORIGIN_SERVER_TTL", "5s"),
+            ("PROXY_SERVER_ALIVE_DURATION", "5000ms"),
+        ])
+        .unwrap();
+        assert_eq!(c.server_alive, Duration::from_secs(5));
+        let e = Config::from_pairs([
+            ("PROXY_ORIGIN_SERVER_TTL", "5s"),
+            ("PROXY_SERVER_ALIVE_DURATION", "6s"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("PROXY_SERVER_ALIVE_DURATION") && e.contains("PROXY_ORIGIN_SERVER_TTL"),
+            "{e}"
+        );
+        let e = Config::from_pairs([("PROXY_ORIGIN_SERVER_TTL", "soon")]).unwrap_err();
+        assert!(e.to_string().starts_with("PROXY_ORIGIN_SERVER_TTL="), "{e}");
+    }
+
+    #[test]
+    fn register_auth() {
+        assert!(Config::from_pairs([]).unwrap().register_token.is_none());
+        let c = Config::from_pairs([
+            ("PROXY_HTTP_API_AUTH_ENABLED", "on"),
+            ("PROXY_HTTP_API_AUTH_TOKEN", "s3cret"),
+        ])
+        .unwrap();
+        assert_eq!(c.register_token.as_deref(), Some("s3cret"));
+        let e = Config::from_pairs([("PROXY_HTTP_API_AUTH_ENABLED", "on")]).unwrap_err();
+        assert!(
+            e.to_string().starts_with("PROXY_HTTP_API_AUTH_TOKEN="),
+            "{e}"
+        );
+        let e = Config::from_pairs([
+            ("PROXY_HTTP_API_AUTH_ENABLED", "on"),
+            ("PROXY_HTTP_API_AUTH_TYPE", "basic"),
+            ("PROXY_HTTP_API_AUTH_TOKEN", "t"),
+        ])
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("PROXY_HTTP_API_AUTH_TYPE=\"basic\""),
+            "{e}"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -53,16 +54,27 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Binds a TCP listener, naming the variable on failure.
-async fn bind(var: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} ({var})"))
+/// Binds a TCP listener (`SO_REUSEADDR` as tokio sets it; `SO_REUSEPORT` with `reuse_port`, for
+/// restarts on the same ports, docs/design.md §7), naming the variable on failure.
+fn bind(var: &str, addr: SocketAddr, reuse_port: bool) -> anyhow::Result<TcpListener> {
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        if reuse_port {
+            socket.set_reuse_port(true)?;
+        }
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        socket.set_nonblocking(true)?;
+        TcpListener::from_std(socket.into())
+    };
+    listen().with_context(|| format!("cannot listen on {addr} ({var})"))
 }
 
 /// Binds a UDP listener, naming the variable on failure.
-fn bind_udp(var: &str, addr: SocketAddr) -> anyhow::Result<UdpEndpoint> {
-    UdpEndpoint::bind(addr).with_context(|| format!("cannot listen on UDP {addr} ({var})"))
+fn bind_udp(var: &str, addr: SocketAddr, reuse_port: bool) -> anyhow::Result<UdpEndpoint> {
+    UdpEndpoint::bind(addr, reuse_port)
+        .with_context(|| format!("cannot listen on UDP {addr} ({var})"))
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -80,12 +92,13 @@ async fn run() -> anyhow::Result<()> {
         }
     };
 
-    let rtmp_listener = bind("PROXY_RTMP_SERVER", config.rtmp_server).await?;
-    let http_listener = bind("PROXY_HTTP_SERVER", config.http_server).await?;
-    let api_listener = bind("PROXY_HTTP_API", config.http_api).await?;
-    let system_listener = bind("PROXY_SYSTEM_API", config.system_api).await?;
-    let webrtc_endpoint = bind_udp("PROXY_WEBRTC_SERVER", config.webrtc_server)?;
-    let srt_endpoint = bind_udp("PROXY_SRT_SERVER", config.srt_server)?;
+    let reuse = config.reuse_port;
+    let rtmp_listener = bind("PROXY_RTMP_SERVER", config.rtmp_server, reuse)?;
+    let http_listener = bind("PROXY_HTTP_SERVER", config.http_server, reuse)?;
+    let api_listener = bind("PROXY_HTTP_API", config.http_api, reuse)?;
+    let system_listener = bind("PROXY_SYSTEM_API", config.system_api, reuse)?;
+    let webrtc_endpoint = bind_udp("PROXY_WEBRTC_SERVER", config.webrtc_server, reuse)?;
+    let srt_endpoint = bind_udp("PROXY_SRT_SERVER", config.srt_server, reuse)?;
 
     let lifecycle = Lifecycle::new();
     let state: State = Inner::new(config.clone(), store, lifecycle.clone());

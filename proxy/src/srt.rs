@@ -620,7 +620,7 @@ mod tests {
             None,
         )));
         let state = Inner::new(config, store, Lifecycle::new());
-        let endpoint = Arc::new(UdpEndpoint::bind("127.0.0.1:0".parse().unwrap()).unwrap());
+        let endpoint = Arc::new(UdpEndpoint::bind("127.0.0.1:0".parse().unwrap(), false).unwrap());
         let (tx, rx) = mpsc::channel(8);
         let now = Instant::now();
         (SrtRelay::new(state, endpoint, tx, now), rx, now)

@@ -67,7 +67,7 @@ impl Inner {
     ) -> Session {
         Session::new(
             self.metrics.session(protocol, direction),
-            self.leases.hold(key, origin_id, direction),
+            self.leases.hold(key, origin_id, protocol, direction),
             self.lifecycle.session(),
         )
     }

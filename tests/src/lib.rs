@@ -334,22 +334,33 @@ pub fn get_reply(url: &str) -> HttpReply {
     }
 }
 
-/// A static file server (`python3 -m http.server`) on a free loopback port; its access log is
-/// its log file.
+/// A static file server (python's `http.server`) on a free loopback port; its access log is its
+/// log file, with a `headers {json}` line after each request line.
 pub struct StaticServer {
-    /// The process (stderr: one access-log line per request).
+    /// The process (stderr: one access-log line and one headers line per request).
     pub proc: Proc,
     /// Its port.
     pub port: u16,
 }
+
+/// python's `SimpleHTTPRequestHandler`, logging each request's headers as JSON after its line.
+const STATIC_SERVER: &str = r#"
+import functools, http.server, json, sys
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def log_request(self, code="-", size="-"):
+        super().log_request(code, size)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        sys.stderr.write("headers " + json.dumps(headers) + "\n")
+handler = functools.partial(Handler, directory=sys.argv[2])
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), handler).serve_forever()
+"#;
 
 impl StaticServer {
     /// Serves `root` on a free port, logging to `<dir>/<name>.log`; waits until it listens.
     pub fn start(dir: &Path, name: &str, root: &Path) -> StaticServer {
         on_free_port(name, |port| {
             let mut cmd = Command::new("python3");
-            cmd.args(["-u", "-m", "http.server", &port.to_string()])
-                .args(["--bind", "127.0.0.1", "--directory"])
+            cmd.args(["-u", "-c", STATIC_SERVER, &port.to_string()])
                 .arg(root);
             let mut proc = Proc::try_spawn(name, cmd, dir)?;
             proc.wait_listening(port, Duration::from_secs(10))?;
@@ -363,8 +374,30 @@ impl StaticServer {
         self.proc
             .log_text()
             .lines()
+            .filter(|l| !l.starts_with("headers "))
             .filter_map(|l| l.split('"').nth(1).map(str::to_string))
             .collect()
+    }
+
+    /// Each request logged so far with its headers (names lowercase), in order.
+    pub fn requests_with_headers(&self) -> Vec<(String, serde_json::Value)> {
+        let log = self.proc.log_text();
+        let mut out = Vec::new();
+        let mut line = None;
+        for l in log.lines() {
+            match l.strip_prefix("headers ") {
+                Some(json) => {
+                    if let Some(request) = line.take() {
+                        let headers = serde_json::from_str(json).unwrap_or_else(|e| {
+                            panic!("headers line {json:?} of {}: {e}", self.proc.name())
+                        });
+                        out.push((request, headers));
+                    }
+                }
+                None => line = l.split('"').nth(1).map(str::to_string),
+            }
+        }
+        out
     }
 
     /// Registers this server with `proxy` as an origin (id `server`/1/1) offering only HTTP.

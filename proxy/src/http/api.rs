@@ -1,12 +1,15 @@
-//! The system API (origin registration, health, origins) and the HTTP API (versions) — docs/design.md §3.
+//! The system API (origin registration, health, readiness, origins, streams, metrics) and the
+//! HTTP API (versions) — docs/design.md §3, §7.
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State as AxumState};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Path, State as AxumState};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
+use srs_cluster::StreamKey;
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
@@ -40,8 +43,42 @@ async fn not_found() -> Response {
     json_error(StatusCode::NOT_FOUND, "no such API")
 }
 
+/// Whether a register request carries `token` as `Authorization: Bearer <token>` or as the
+/// `token` query parameter; compared in constant time (docs/design.md §3).
+fn authorized(token: &str, headers: &HeaderMap, uri: &Uri) -> bool {
+    let matches = |given: &str| bool::from(given.as_bytes().ct_eq(token.as_bytes()));
+    let bearer = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .any(|(_, given)| matches(given.trim()));
+    let query = uri
+        .query()
+        .and_then(|q| srs_cluster::query_param(q, "token"))
+        .is_some_and(matches);
+    bearer || query
+}
+
 /// `POST /api/v1/srs/register`: an origin's heartbeat (docs/design.md §3).
-async fn register(AxumState(state): AxumState<State>, body: Bytes) -> Response {
+async fn register(
+    AxumState(state): AxumState<State>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    if let Some(token) = &state.config.register_token {
+        if !authorized(token, &headers, &uri) {
+            warn!("register request without the right token");
+            let mut response = json_error(StatusCode::UNAUTHORIZED, "register needs the token");
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            return response;
+        }
+    }
     let info = match srs_cluster::parse_register(&body) {
         Ok(info) => info,
         Err(e) => {
@@ -63,6 +100,51 @@ async fn origins(AxumState(state): AxumState<State>) -> Response {
         Ok(list) => Json(json!({"code": 0, "origins": list})).into_response(),
         Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, e),
     }
+}
+
+/// `GET /api/v1/streams`: every stream with a session on this proxy (docs/design.md §7).
+async fn streams(AxumState(state): AxumState<State>) -> Response {
+    Json(json!({"code": 0, "streams": state.leases.streams()})).into_response()
+}
+
+/// `GET /api/v1/streams/{vhost}/{app}/{stream}`: one stream (`app` may hold slashes); 404 when
+/// it has no session here.
+async fn stream(
+    AxumState(state): AxumState<State>,
+    Path((vhost, rest)): Path<(String, String)>,
+) -> Response {
+    let Some((app, stream)) = rest.rsplit_once('/') else {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "expected /api/v1/streams/vhost/app/stream",
+        );
+    };
+    let key = StreamKey {
+        vhost,
+        app: app.to_string(),
+        stream: stream.to_string(),
+    };
+    match state.leases.stream(&key) {
+        Some(s) => Json(json!({"code": 0, "stream": s})).into_response(),
+        None => json_error(StatusCode::NOT_FOUND, format!("no session of {key} here")),
+    }
+}
+
+/// `GET /readyz`: 200 while the proxy admits clients and its store answers, else 503 with the
+/// reason. Every listener is bound before any is served (docs/design.md §2), so an answer here
+/// means all of them are.
+async fn ready(AxumState(state): AxumState<State>) -> Response {
+    if !state.lifecycle.is_admitting() {
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, "draining: shutting down");
+    }
+    let store = state.store.health().await;
+    if !store.up {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store {} {} does not answer", store.mode, store.primary),
+        );
+    }
+    Json(json!({"code": 0, "status": "ready", "store": store.mode})).into_response()
 }
 
 /// `GET /metrics`: Prometheus metrics (OpenMetrics text).
@@ -95,7 +177,10 @@ pub async fn serve_system(state: State, listener: TcpListener) {
         .route("/api/v1/srs/register", post(register))
         .route("/api/v1/versions", get(get_versions))
         .route("/api/v1/origins", get(origins))
+        .route("/api/v1/streams", get(streams))
+        .route("/api/v1/streams/{vhost}/{*rest}", get(stream))
         .route("/healthz", get(health))
+        .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_REGISTER_BODY))

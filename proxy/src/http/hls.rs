@@ -43,7 +43,7 @@ use tracing::{debug, info, info_span, warn, Span};
 use super::origin::{
     end_to_end, request_owner, stream_response, upstream_error_response, ORIGIN_RESPONSE_TIMEOUT,
 };
-use super::{client_addr, json_error};
+use super::{client_addr, client_ip, json_error};
 use crate::session::{ClientProtocol, Direction, Session};
 use crate::state::State;
 use crate::upstream::{ErrorChain, Pinned};
@@ -127,6 +127,7 @@ struct HlsRequest {
     query: String,
     host: Option<String>,
     client: String,
+    client_ip: Option<std::net::IpAddr>,
 }
 
 impl HlsRequest {
@@ -144,6 +145,7 @@ impl HlsRequest {
 /// Serves one HLS request (see the module docs).
 pub async fn serve(state: State, request: Request) -> Response {
     let client = client_addr(&request);
+    let client_ip = client_ip(&request);
     let (parts, _body) = request.into_parts();
     let path = match clean_request_path(parts.uri.path()) {
         Ok(path) => path,
@@ -163,6 +165,7 @@ pub async fn serve(state: State, request: Request) -> Response {
         query,
         host,
         client,
+        client_ip,
     };
     match id {
         Some(id) => existing_session(state, request, &id).await,
@@ -181,7 +184,16 @@ async fn new_session(state: State, request: HlsRequest) -> Response {
     let span = info_span!("hls", id = state.session_id(), spbhid = %hls_id, stream = %key);
     let target = request.origin_target();
     let headers = playlist_request_headers(&request.headers);
-    let connected = request_owner(&state, &key, None, &Method::GET, &target, &headers).await;
+    let connected = request_owner(
+        &state,
+        &key,
+        None,
+        &Method::GET,
+        &target,
+        &headers,
+        request.client_ip,
+    )
+    .await;
     let connected = match connected {
         Ok(c) => c,
         Err(e) => {
@@ -268,6 +280,7 @@ async fn existing_session(state: State, request: HlsRequest, id: &str) -> Respon
         &method,
         &target,
         &headers,
+        request.client_ip,
     )
     .await;
     let connected = match connected {

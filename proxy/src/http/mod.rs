@@ -42,6 +42,14 @@ pub fn client_addr(request: &Request) -> String {
         .unwrap_or_default()
 }
 
+/// The client's IP address, for `X-Forwarded-For` (`None` when unknown).
+pub fn client_ip(request: &Request) -> Option<std::net::IpAddr> {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
 /// Dispatches one request on the HTTP stream listener: HLS first (a `.ts` carrying an HLS
 /// session id is a segment, not the HTTP-TS stream), then HTTP-FLV/TS, then static files.
 async fn handle(AxumState(state): AxumState<State>, request: Request) -> Response {

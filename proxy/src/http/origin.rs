@@ -2,12 +2,13 @@
 //! the client's, send it as the upstream connect step, and stream the origin's response back with
 //! the end-to-end headers only.
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -75,7 +76,9 @@ pub fn end_to_end(
 }
 
 /// The request sent to an origin at `addr`: `method`, `path_and_query` and the end-to-end
-/// `headers` (the client's `Host` included), with an empty body.
+/// `headers` (the client's `Host` included), with an empty body. With the `client` address,
+/// `X-Forwarded-For` gets it appended to what the client sent and `X-Real-IP` is it
+/// (docs/design.md §6.2).
 ///
 /// Errors: [`ConnectError::BadRequest`] when `http://{addr}{path_and_query}` is no valid URI.
 pub fn origin_request(
@@ -83,6 +86,7 @@ pub fn origin_request(
     method: &Method,
     path_and_query: &str,
     headers: &HeaderMap,
+    client: Option<IpAddr>,
 ) -> Result<hyper::Request<OriginBody>, ConnectError> {
     let target = format!("http://{addr}{path_and_query}")
         .parse::<Uri>()
@@ -96,8 +100,27 @@ pub fn origin_request(
     for (name, value) in end_to_end(headers) {
         out.append(name, value.clone());
     }
+    if let Some(ip) = client {
+        // Earlier hops' values that are not text cannot be joined; they are dropped.
+        let mut chain: Vec<String> = out
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect();
+        chain.push(ip.to_string());
+        let chain = HeaderValue::from_str(&chain.join(", "))
+            .map_err(|e| ConnectError::BadRequest(e.into()))?;
+        out.insert(X_FORWARDED_FOR, chain);
+        let ip = HeaderValue::from_str(&ip.to_string())
+            .map_err(|e| ConnectError::BadRequest(e.into()))?;
+        out.insert(X_REAL_IP, ip);
+    }
     Ok(request)
 }
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Sends one request to an origin and waits at most [`ORIGIN_RESPONSE_TIMEOUT`] for the response
 /// head: the connect step of the HTTP relays.
@@ -126,8 +149,8 @@ pub async fn send(
     }
 }
 
-/// Sends the client's request (`method`, `path_and_query`, end-to-end `headers`) to the owner of
-/// `key` over HTTP, `pinned` first when given, failing over as [`Upstream::connect`] does; returns
+/// Sends the client's request (`method`, `path_and_query`, end-to-end `headers`, the `client`'s
+/// address in `X-Forwarded-For`/`X-Real-IP`) to the owner of `key` over HTTP, `pinned` first when given, failing over as [`Upstream::connect`] does; returns
 /// the origin that answered and its response head.
 ///
 /// Errors: [`UpstreamError`]; [`upstream_error_response`] is the client's answer.
@@ -140,11 +163,12 @@ pub async fn request_owner(
     method: &Method,
     path_and_query: &str,
     headers: &HeaderMap,
+    client: Option<IpAddr>,
 ) -> Result<Connected<hyper::Response<Incoming>>, UpstreamError> {
     state
         .upstream
         .connect(key, Protocol::Http, pinned, |target| {
-            let request = origin_request(target.addr, method, path_and_query, headers);
+            let request = origin_request(target.addr, method, path_and_query, headers, client);
             let addr = target.addr.to_string();
             let http = &state.http;
             async move { send(http, &addr, request?).await }
@@ -318,11 +342,34 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, "play.example.com:18080".parse().unwrap());
         h.insert(header::CONNECTION, "close".parse().unwrap());
-        let r = origin_request("127.0.0.1:8080", &Method::GET, "/live/s.flv?token=x", &h).unwrap();
+        let r = origin_request(
+            "127.0.0.1:8080",
+            &Method::GET,
+            "/live/s.flv?token=x",
+            &h,
+            None,
+        )
+        .unwrap();
         assert_eq!(r.uri(), "http://127.0.0.1:8080/live/s.flv?token=x");
         assert_eq!(r.headers()[header::HOST], "play.example.com:18080");
         assert!(r.headers().get(header::CONNECTION).is_none());
-        let bad = origin_request("127.0.0.1:8080", &Method::GET, "/a b", &h).unwrap_err();
+        assert!(r.headers().get("x-forwarded-for").is_none());
+        let bad = origin_request("127.0.0.1:8080", &Method::GET, "/a b", &h, None).unwrap_err();
         assert!(matches!(bad, ConnectError::BadRequest(_)));
+    }
+
+    #[test]
+    fn origin_request_carries_the_client_address() {
+        let mut h = HeaderMap::new();
+        h.insert("x-real-ip", "6.6.6.6".parse().unwrap());
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        let r = origin_request("o:80", &Method::GET, "/a.flv", &h, Some(ip)).unwrap();
+        assert_eq!(r.headers()["x-forwarded-for"], "10.1.2.3");
+        assert_eq!(r.headers()["x-real-ip"], "10.1.2.3");
+        h.append("x-forwarded-for", "1.1.1.1".parse().unwrap());
+        h.append("x-forwarded-for", "2.2.2.2, 3.3.3.3".parse().unwrap());
+        let r = origin_request("o:80", &Method::GET, "/a.flv", &h, Some(ip)).unwrap();
+        let chain: Vec<_> = r.headers().get_all("x-forwarded-for").iter().collect();
+        assert_eq!(chain, ["1.1.1.1, 2.2.2.2, 3.3.3.3, 10.1.2.3"]);
     }
 }

@@ -11,7 +11,7 @@ use srs_cluster::StreamKey;
 use tracing::{info, info_span, warn};
 
 use super::origin::{request_owner, stream_response, upstream_error_response};
-use super::{client_addr, json_error};
+use super::{client_addr, client_ip, json_error};
 use crate::session::{ClientProtocol, Direction};
 use crate::state::State;
 use crate::upstream::ErrorChain;
@@ -62,9 +62,10 @@ pub async fn relay(state: State, format: StreamFormat, request: Request) -> Resp
     let protocol = format.protocol();
     let span = info_span!("session", id, proto = %protocol, stream = %key);
     let client = client_addr(&request);
+    let ip = client_ip(&request);
     let (parts, _body) = request.into_parts();
     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let connected = request_owner(&state, &key, None, &parts.method, pq, &parts.headers).await;
+    let connected = request_owner(&state, &key, None, &parts.method, pq, &parts.headers, ip).await;
     let connected = match connected {
         Ok(c) => c,
         Err(e) => {

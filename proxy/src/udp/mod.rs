@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState, BATCH_SIZE};
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -34,11 +35,18 @@ pub struct UdpEndpoint {
 }
 
 impl UdpEndpoint {
-    /// Binds `addr`.
+    /// Binds `addr`; with `reuse_port`, sets `SO_REUSEPORT` first so that another process can
+    /// bind it too (docs/design.md §7, restarts).
     ///
     /// Errors: the bind's I/O error (address in use, permission denied, ...).
-    pub fn bind(addr: SocketAddr) -> io::Result<UdpEndpoint> {
-        let socket = std::net::UdpSocket::bind(addr)?;
+    pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpEndpoint> {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if reuse_port {
+            socket.set_reuse_port(true)?;
+        }
+        socket.bind(&addr.into())?;
+        let socket: std::net::UdpSocket = socket.into();
+        socket.set_nonblocking(true)?;
         let state = UdpSocketState::new((&socket).into())?;
         let socket = tokio::net::UdpSocket::from_std(socket)?;
         Ok(UdpEndpoint { socket, state })
@@ -341,8 +349,8 @@ mod tests {
 
     #[tokio::test]
     async fn batched_receive_and_gso_send_keep_datagrams_whole() {
-        let a = UdpEndpoint::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let b = UdpEndpoint::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let a = UdpEndpoint::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let b = UdpEndpoint::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
         let to = b.local_addr().unwrap();
         let mut out = Outbox::default();
         // A run GSO can coalesce (same size, short last), then other sizes.
