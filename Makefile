@@ -39,14 +39,14 @@ clean:
 	$(CARGO) clean
 
 ## Benchmarks (docs/benchmarks.md): srs-proxy vs srs-origin direct vs haproxy, same run.
-## Options: BENCH_SCENARIOS=1x100,10x100,100x1,flv10k,hls100,throughput BENCH_SECONDS=20 BENCH_WARMUP=5
+## Options: BENCH_SCENARIOS=1x100,10x100,100x1,flv10k,hls100,throughput,srt BENCH_SECONDS=20 BENCH_WARMUP=5
 .PHONY: bench bench-alloc bench-build bench-media
 BENCH_MEDIA_DIR := target/bench-media
 
 bench-build:
 	$(CARGO) build --release -p srs-proxy -p srs-origin -p srs-bench
 
-bench-media: $(BENCH_MEDIA_DIR)/hd.flv $(BENCH_MEDIA_DIR)/low.flv
+bench-media: $(BENCH_MEDIA_DIR)/hd.flv $(BENCH_MEDIA_DIR)/low.flv $(BENCH_MEDIA_DIR)/hd.ts
 
 # 720p H.264 + AAC at ~2.5 Mbit/s, 10 s, GOP 2 s (noise keeps the encoder at its bit rate).
 $(BENCH_MEDIA_DIR)/hd.flv:
@@ -55,6 +55,11 @@ $(BENCH_MEDIA_DIR)/hd.flv:
 	  -f lavfi -i "sine=frequency=440:sample_rate=44100" -t 10 -vf "noise=alls=12:allf=t" \
 	  -c:v libx264 -preset veryfast -pix_fmt yuv420p -b:v 2300k -maxrate 2300k -bufsize 2300k \
 	  -g 50 -keyint_min 50 -sc_threshold 0 -c:a aac -b:a 128k -ar 44100 -f flv $@.tmp
+	mv $@.tmp $@
+
+# The same 720p media as MPEG-TS, for the SRT publisher (`srt` scenario).
+$(BENCH_MEDIA_DIR)/hd.ts: $(BENCH_MEDIA_DIR)/hd.flv
+	ffmpeg -hide_banner -loglevel error -y -i $< -c copy -f mpegts $@.tmp
 	mv $@.tmp $@
 
 # Low bit rate for the 10,000-player scenario: 320x180 at 5 fps, 64 kbit/s, GOP 2 s, no audio.

@@ -30,6 +30,9 @@ use crate::hls::{self, MediaPlaylist};
 use crate::http;
 use crate::media::Media;
 
+mod srt;
+pub use srt::TsSpec;
+
 /// Bound on each client's connect + handshake + session setup.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Sessions set up at once, so thousands of players do not overflow the listen backlog.

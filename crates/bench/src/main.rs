@@ -36,13 +36,14 @@ USAGE:
                       N publishers (streams live/bench0..), players spread over them
 
 ENVIRONMENT (suite, alloc):
-  BENCH_SCENARIOS     comma-separated subset of 1x100,10x100,100x1,flv10k,hls100,throughput
+  BENCH_SCENARIOS     comma-separated subset of 1x100,10x100,100x1,flv10k,hls100,throughput,srt
                       (default: all)
   BENCH_SECONDS       measured window per run (default 20; alloc: short run length, default 5)
   BENCH_WARMUP        seconds between all players playing and the window (default 5)
   BENCH_FLV_PLAYERS   players of flv10k (default 10000; lowered to what RLIMIT_NOFILE allows)
   BENCH_MEDIA         720p file (default target/bench-media/hd.flv)
   BENCH_LOW_MEDIA     low-bitrate file (default target/bench-media/low.flv)
+  BENCH_TS_MEDIA      the 720p file as MPEG-TS, for the SRT publisher (default target/bench-media/hd.ts)
   BENCH_BIN_DIR       directory with srs-proxy and srs-origin (default: next to srs-bench)
   BENCH_OUT_DIR       results and logs (default target/bench-results)
   BENCH_PERF=1        suite: `perf record` srs-proxy during each window (perf.txt in the run's logs)
@@ -116,6 +117,7 @@ async fn run(command: &str, args: &[String]) -> anyhow::Result<()> {
                     "BENCH_LOW_MEDIA",
                     PathBuf::from("target/bench-media/low.flv"),
                 )?,
+                ts: env_or("BENCH_TS_MEDIA", PathBuf::from("target/bench-media/hd.ts"))?,
                 bin_dir: bin_dir()?,
                 out_dir: out_dir()?,
                 nofile,

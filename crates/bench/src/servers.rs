@@ -36,6 +36,8 @@ pub struct Origin {
     pub rtmp: SocketAddr,
     /// HTTP-FLV listener.
     pub http: SocketAddr,
+    /// SRT listener (UDP).
+    pub srt: SocketAddr,
 }
 
 /// A running srs-proxy.
@@ -48,6 +50,8 @@ pub struct Proxy {
     pub rtmp: SocketAddr,
     /// HTTP stream listener.
     pub http: SocketAddr,
+    /// SRT listener (UDP).
+    pub srt: SocketAddr,
     /// System API (register, origins).
     pub system: SocketAddr,
 }
@@ -82,6 +86,7 @@ pub fn start_origin(paths: &Paths, register_url: Option<&str>) -> anyhow::Result
     Ok(Origin {
         rtmp: addr(&pairs, "rtmp")?,
         http: addr(&pairs, "http")?,
+        srt: addr(&pairs, "srt")?,
         proc,
     })
 }
@@ -120,6 +125,7 @@ pub fn start_proxy(paths: &Paths, heaptrack: Option<&Path>) -> anyhow::Result<Pr
         pid,
         rtmp: addr(&pairs, "rtmp")?,
         http: addr(&pairs, "http")?,
+        srt: addr(&pairs, "srt")?,
         system: addr(&pairs, "system")?,
         proc,
     })

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::load::{percentile_ms, Load, Outcome, Pacing, PublishSpec};
+use crate::load::{percentile_ms, Load, Outcome, Pacing, PublishSpec, TsSpec};
 use crate::media::Media;
 use srs_test_support::{drain, send_signal, Proc};
 
@@ -55,6 +55,9 @@ pub struct Scenario {
     pub flv_players: usize,
     /// HLS players in all (spread over the streams).
     pub hls_players: usize,
+    /// SRT players in all (spread over the streams); with any, the publishers use SRT too
+    /// (MPEG-TS) and no RTMP, FLV or HLS players run.
+    pub srt_players: usize,
     /// Replay the low-bitrate file instead of the 720p one.
     pub low_bitrate: bool,
     /// Publisher pacing.
@@ -75,6 +78,7 @@ pub fn scenarios(flv_players: usize) -> Vec<Scenario> {
         rtmp_per_stream,
         flv_players: 0,
         hls_players: 0,
+        srt_players: 0,
         low_bitrate: false,
         pacing: Pacing::RealTime,
         marker_every: Some(Duration::from_millis(100)),
@@ -90,6 +94,7 @@ pub fn scenarios(flv_players: usize) -> Vec<Scenario> {
             rtmp_per_stream: 0,
             flv_players,
             hls_players: 0,
+            srt_players: 0,
             low_bitrate: true,
             pacing: Pacing::RealTime,
             marker_every: Some(Duration::from_millis(1000)),
@@ -103,6 +108,7 @@ pub fn scenarios(flv_players: usize) -> Vec<Scenario> {
             rtmp_per_stream: 0,
             flv_players: 0,
             hls_players: 100,
+            srt_players: 0,
             low_bitrate: false,
             pacing: Pacing::RealTime,
             marker_every: None,
@@ -114,10 +120,26 @@ pub fn scenarios(flv_players: usize) -> Vec<Scenario> {
             rtmp_per_stream: 0,
             flv_players: 0,
             hls_players: 0,
+            srt_players: 0,
             low_bitrate: false,
             pacing: Pacing::None,
             marker_every: None,
             vias: ALL_VIAS,
+        },
+        // One SRT publisher (the 720p file as MPEG-TS, real time, 1316-byte messages) and 20
+        // SRT players. haproxy cannot relay SRT (UDP with per-connection state), so there is no
+        // floor; MPEG-TS carries no markers, so no delay either.
+        Scenario {
+            name: "srt",
+            streams: 1,
+            rtmp_per_stream: 0,
+            flv_players: 0,
+            hls_players: 0,
+            srt_players: 20,
+            low_bitrate: false,
+            pacing: Pacing::RealTime,
+            marker_every: None,
+            vias: &[Via::Direct, Via::Proxy],
         },
     ]
 }
@@ -136,6 +158,8 @@ pub struct Settings {
     pub hd: PathBuf,
     /// The low-bitrate file.
     pub low: PathBuf,
+    /// The 720p file as MPEG-TS (SRT scenarios only).
+    pub ts: PathBuf,
     /// Directory with srs-proxy and srs-origin.
     pub bin_dir: PathBuf,
     /// Directory for results and logs.
@@ -270,6 +294,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             bail!("unknown scenario {wanted:?} in BENCH_SCENARIOS; known: {names:?}");
         }
     }
+    let wants_srt = all
+        .iter()
+        .any(|s| s.srt_players > 0 && settings.scenarios.iter().any(|n| n == s.name));
+    let ts = if wants_srt {
+        let bytes = std::fs::read(&settings.ts).with_context(|| {
+            format!(
+                "cannot read {} (the SRT publisher's MPEG-TS; `make bench-media` makes it)",
+                settings.ts.display()
+            )
+        })?;
+        Some(TsSpec {
+            ts: bytes.into(),
+            lap: Duration::from_millis(u64::from(hd.lap_ms)),
+        })
+    } else {
+        None
+    };
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -294,7 +335,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 bin_dir: settings.bin_dir.clone(),
                 log_dir: dir,
             };
-            let r = run_one(&settings, &paths, sc, via, media.clone()).await?;
+            let r = run_one(&settings, &paths, sc, via, media.clone(), ts.as_ref()).await?;
             println!("  {}", summary_line(&r));
             results.push(r);
         }
@@ -322,6 +363,7 @@ async fn run_one(
     sc: &Scenario,
     via: Via,
     media: Arc<Media>,
+    ts: Option<&TsSpec>,
 ) -> anyhow::Result<RunResult> {
     let (origin, relay): (Origin, Option<Relay>) = match via {
         Via::Direct => (servers::start_origin(paths, None)?, None),
@@ -342,6 +384,11 @@ async fn run_one(
         Some(Relay::Proxy(p)) => (p.rtmp, p.http, Some(p.pid)),
         Some(Relay::Haproxy(h)) => (h.rtmp, h.http, Some(h.proc.pid())),
     };
+    let srt = match &relay {
+        None => Some(origin.srt),
+        Some(Relay::Proxy(p)) => Some(p.srt),
+        Some(Relay::Haproxy(_)) => None,
+    };
     let origin_pid = origin.proc.pid();
     let names: Vec<String> = (0..sc.streams).map(|i| format!("bench{i}")).collect();
     let spec = PublishSpec {
@@ -350,7 +397,18 @@ async fn run_one(
         marker_every: sc.marker_every,
     };
     let mut load = Load::default();
-    let publishing = load.publish(rtmp, &names, &spec).await;
+    let publishing = if sc.srt_players > 0 {
+        let (Some(srt), Some(ts)) = (srt, ts) else {
+            bail!(
+                "{} via {}: no SRT listener or no MPEG-TS media",
+                sc.name,
+                via.label()
+            );
+        };
+        load.publish_srt(srt, &names, ts).await
+    } else {
+        load.publish(rtmp, &names, &spec).await
+    };
     if publishing == 0 {
         let outcome = load.finish(Default::default()).await;
         bail!(
@@ -377,7 +435,13 @@ async fn run_one(
         .map(|i| names[i % sc.streams].clone())
         .collect();
     load.play_hls(http, &hls_names);
-    let players = rtmp_names.len() + flv_names.len() + hls_names.len();
+    let srt_names: Vec<String> = (0..sc.srt_players)
+        .map(|i| names[i % sc.streams].clone())
+        .collect();
+    if let Some(srt) = srt {
+        load.play_srt(srt, &srt_names);
+    }
+    let players = rtmp_names.len() + flv_names.len() + hls_names.len() + srt_names.len();
     let playing = load
         .wait_playing(players, Duration::from_secs(60 + players as u64 / 100))
         .await;
@@ -558,7 +622,7 @@ fn table(results: &[RunResult]) -> String {
     s.push_str(
         "\nrelay = srs-proxy or haproxy; CPU = user+sys seconds in the window; relayed = payload \
          bytes publishers sent + players received in the window (HLS: response bodies); msgs = \
-         messages, FLV tags or HLS responses; delay = onBenchTime marker receive − send time; \
+         messages, FLV tags, HLS responses or SRT messages (1316 bytes of MPEG-TS); delay = onBenchTime marker receive − send time; \
          other load = busy cores not used by the relay, the origin or srs-bench.\n",
     );
     s.push_str(&hls_table(results));
@@ -730,6 +794,39 @@ fn targets(results: &[RunResult]) -> String {
                 r.origin_cpu / (r.bytes() as f64 * 8.0 / 1e9).max(f64::MIN_POSITIVE),
             );
         }
+    }
+    if let (Some(p), Some(d)) = (
+        find(results, "srt", Via::Proxy),
+        find(results, "srt", Via::Direct),
+    ) {
+        let ratio = |a: f64, b: f64| {
+            if b > 0.0 {
+                format!("{:.2}", a / b)
+            } else {
+                "-".into()
+            }
+        };
+        let gbit = |r: &RunResult| (r.bytes() as f64 * 8.0 / 1e9).max(f64::MIN_POSITIVE);
+        let _ = writeln!(
+            s,
+            "- srt ({} SRT players, 1 SRT publisher; no haproxy floor: it cannot relay SRT): \
+             srs-proxy ÷ direct: {} × the messages/s ({:.0} vs {:.0}), {} × the bytes \
+             ({:.1} vs {:.1} MB); srs-proxy {} CPU s per Gbit relayed, peak RSS {} MiB; origin \
+             {:.3} CPU s per Gbit through srs-proxy, {:.3} direct; errors {} vs {}",
+            p.players,
+            ratio(p.msgs_per_sec(), d.msgs_per_sec()),
+            p.msgs_per_sec(),
+            d.msgs_per_sec(),
+            ratio(p.bytes() as f64, d.bytes() as f64),
+            p.bytes() as f64 / 1e6,
+            d.bytes() as f64 / 1e6,
+            fmt_opt(p.cpu_per_gbit(), 3),
+            fmt_opt(p.relay_hwm_kib.map(|k| k as f64 / 1024.0), 1),
+            p.origin_cpu / gbit(p),
+            d.origin_cpu / gbit(d),
+            p.outcome.errors,
+            d.outcome.errors,
+        );
     }
     s.push_str("- allocation per relayed message: see `make bench-alloc`.\n");
     s
