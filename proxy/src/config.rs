@@ -37,7 +37,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "PROXY_SRT_SERVER",
         "20080",
-        "SRT (UDP); bound, not relayed yet",
+        "SRT listener (UDP) for every SRT caller",
     ),
     (
         "PROXY_SYSTEM_API",

@@ -54,7 +54,14 @@ fn nginx_rtmp_origin_registered_by_the_helper_stays_registered() {
     helper
         .arg(root.join("deploy/register-origin.sh"))
         .args(["--proxy", &format!("http://{}", proxy.system)])
-        .args(["--ip", "127.0.0.1", "--server", "nginx-1", "--interval", "1"])
+        .args([
+            "--ip",
+            "127.0.0.1",
+            "--server",
+            "nginx-1",
+            "--interval",
+            "1",
+        ])
         .args(["--rtmp", &port.to_string()])
         .env("PROXY_HTTP_API_AUTH_TOKEN", token);
     let _helper = Proc::spawn("register-origin", helper, &dir);
