@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what `make run` and `make test` need when it is missing (Debian/Ubuntu, apt).
-# Quiet and idempotent when everything is there. As root it installs the missing packages
-# (one `apt-get update`); otherwise it prints the command to run and exits non-zero.
+# Installs what `make run` and `make test` need when it is missing (Debian/Ubuntu, apt; and
+# kubernetes-validate from PyPI with pip). Quiet and idempotent when everything is there. As root
+# it installs the missing packages (one `apt-get update`); otherwise it prints the commands to
+# run and exits non-zero.
 set -euo pipefail
 
 need=()
@@ -15,15 +16,32 @@ command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
 # The demo publisher burns a clock into the picture with drawtext, which needs a font.
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+# tests/tests/deploy.rs checks the systemd unit and the Kubernetes manifests offline.
+command -v systemd-analyze >/dev/null || need+=(systemd)
+pip_need=
+if ! command -v kubernetes-validate >/dev/null; then
+  pip_need=kubernetes-validate
+  python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+fi
 
-[ ${#need[@]} -eq 0 ] && exit 0
+[ ${#need[@]} -eq 0 ] && [ -z "$pip_need" ] && exit 0
 
 if [ "$EUID" -ne 0 ]; then
-  echo "missing: ${need[*]}; install them with:" >&2
-  echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${need[*]}" >&2
+  echo "missing: ${need[*]} $pip_need; install them with:" >&2
+  [ ${#need[@]} -eq 0 ] ||
+    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${need[*]}" >&2
+  [ -z "$pip_need" ] || echo "  pip install $pip_need" >&2
   exit 1
 fi
-echo "installing: ${need[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if [ -n "$pip_need" ]; then
+  echo "installing from PyPI: $pip_need"
+  # Debian's own python3 is externally managed (PEP 668) and needs the override.
+  python3 -m pip install -q "$pip_need" 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages "$pip_need"
+fi

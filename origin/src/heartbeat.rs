@@ -1,5 +1,6 @@
 //! The SRS-style heartbeat: POST this origin's identity and ports ([`RegisterBody`]) to the
-//! proxy's register API (docs/design.md §3).
+//! proxy's register API (docs/design.md §3), with the machine's load in SRS's `summaries` shape
+//! (docs/design.md §5.1).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use srs_cluster::RegisterBody;
+use srs_cluster::{RegisterBody, Summaries};
 
 /// Each heartbeat request must finish within this time.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -35,23 +36,34 @@ enum HeartbeatError {
     Build(#[from] http::Error),
 }
 
-/// Posts `body` to `url` now and then every `interval`, forever. A proxy that is down is retried
-/// quietly: one warning when heartbeats start failing, one info line when they succeed again.
-pub async fn run(url: http::Uri, body: RegisterBody, interval: Duration) {
+/// The machine's one-minute load average (`/proc/loadavg`) and CPU count, as SRS reports them;
+/// `None` where `/proc/loadavg` cannot be read (not Linux).
+pub fn system_summaries() -> Option<Summaries> {
+    let loadavg = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let load_1m = loadavg.split_whitespace().next()?.parse().ok()?;
+    let cpus = std::thread::available_parallelism().ok()?.get();
+    Some(Summaries::new(load_1m, u32::try_from(cpus).ok()?))
+}
+
+/// Posts `body`, with fresh [`system_summaries`], to `url` now and then every `interval`,
+/// forever. A proxy that is down is retried quietly: one warning when heartbeats start failing,
+/// one info line when they succeed again.
+pub async fn run(url: http::Uri, mut body: RegisterBody, interval: Duration) {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let payload = match serde_json::to_vec(&body) {
-        Ok(p) => Bytes::from(p),
-        Err(e) => {
-            tracing::error!("cannot encode the heartbeat body: {e}");
-            return;
-        }
-    };
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
         ticker.tick().await;
-        match beat(&client, &url, payload.clone()).await {
+        body.summaries = system_summaries();
+        let payload = match serde_json::to_vec(&body) {
+            Ok(p) => Bytes::from(p),
+            Err(e) => {
+                tracing::error!("cannot encode the heartbeat body: {e}");
+                return;
+            }
+        };
+        match beat(&client, &url, payload).await {
             Ok(()) if failing => {
                 failing = false;
                 tracing::info!(%url, "heartbeat to the proxy works again");
@@ -126,6 +138,7 @@ mod tests {
             api: vec!["1985".into()],
             srt: vec![],
             rtc: vec![udp_endpoint("127.0.0.1:8000".parse().unwrap())],
+            summaries: None,
         };
         let v = serde_json::to_value(&body).unwrap();
         assert!(v.get("device_id").is_none() && v.get("srt").is_none());
@@ -172,6 +185,10 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert_eq!(v["server"], "vid-x");
+            // The machine's figures, read by the proxy as a load per CPU.
+            let system = &v["summaries"]["data"]["system"];
+            assert!(system["cpus"].as_u64().unwrap_or(0) >= 1, "{v}");
+            assert!(system["load_1m"].as_f64().is_some_and(|l| l >= 0.0), "{v}");
         }
         task.abort();
     }

@@ -159,6 +159,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 .into_iter()
                 .map(heartbeat::udp_endpoint)
                 .collect(),
+            summaries: None,
         };
         tracing::info!(%url, interval = ?config.heartbeat_interval, "heartbeat enabled");
         tokio::spawn(heartbeat::run(url, body, config.heartbeat_interval));

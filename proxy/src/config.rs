@@ -37,7 +37,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "PROXY_SRT_SERVER",
         "20080",
-        "SRT (UDP); bound, not relayed yet",
+        "SRT listener (UDP) for every SRT caller",
     ),
     (
         "PROXY_SYSTEM_API",
@@ -170,6 +170,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "15s",
         "a stream with no active session on any proxy this long is unowned",
     ),
+    (
+        "PROXY_ORIGIN_LOAD_LIMIT",
+        "",
+        "load per CPU (e.g. 0.9) above which an origin gets new streams only when all are above it (empty: off)",
+    ),
 ];
 
 /// Which store holds origins and stream ownership (docs/design.md §5).
@@ -239,6 +244,9 @@ pub struct Config {
     pub stream_lease: Duration,
     /// The token origins must register with, when `PROXY_HTTP_API_AUTH_ENABLED=on`.
     pub register_token: Option<String>,
+    /// Load per CPU above which an origin gets no new stream while another candidate is below it
+    /// (`PROXY_ORIGIN_LOAD_LIMIT`, docs/design.md §5.1); `None`: off.
+    pub origin_load_limit: Option<f64>,
 }
 
 /// The raw variables as strings; `envy` fills it from `PROXY_*`.
@@ -280,6 +288,7 @@ struct Raw {
     force_quit_timeout: Option<String>,
     rtmp_timeout: Option<String>,
     stream_lease_duration: Option<String>,
+    origin_load_limit: Option<String>,
 }
 
 /// The Redis mode the Sentinel and Cluster variables ask for (docs/design.md §9).
@@ -350,6 +359,25 @@ fn server_alive(raw: &Raw) -> Result<Duration, ConfigError> {
             Ok(alive)
         }
         (value, None) => parse_duration(NAME, &value_or_default(NAME, value)),
+    }
+}
+
+/// `PROXY_ORIGIN_LOAD_LIMIT`: a positive load per CPU, or `None` when unset or empty.
+///
+/// Errors: anything but a finite number above 0.
+fn origin_load_limit(raw: &Raw) -> Result<Option<f64>, ConfigError> {
+    const NAME: &str = "PROXY_ORIGIN_LOAD_LIMIT";
+    let value = value_or_default(NAME, &raw.origin_load_limit);
+    if value.is_empty() {
+        return Ok(None);
+    }
+    match value.parse::<f64>() {
+        Ok(limit) if limit.is_finite() && limit > 0.0 => Ok(Some(limit)),
+        _ => Err(ConfigError::new(
+            NAME,
+            &value,
+            "expected a load per CPU above 0, e.g. 0.9",
+        )),
     }
 }
 
@@ -430,6 +458,7 @@ impl Config {
             hls_alive: self.hls_alive,
             rtc_alive: self.rtc_alive,
             default_backend: self.default_backend.clone(),
+            load_limit: self.origin_load_limit,
         }
     }
 
@@ -561,6 +590,7 @@ impl Config {
                 api: vec![port("PROXY_DEFAULT_BACKEND_API", &raw.default_backend_api)?],
                 rtc: vec![port("PROXY_DEFAULT_BACKEND_RTC", &raw.default_backend_rtc)?],
                 srt: vec![port("PROXY_DEFAULT_BACKEND_SRT", &raw.default_backend_srt)?],
+                load: None,
             })
         } else {
             None
@@ -605,6 +635,7 @@ impl Config {
             rtmp_timeout: duration("PROXY_RTMP_TIMEOUT", &raw.rtmp_timeout)?,
             stream_lease: duration("PROXY_STREAM_LEASE_DURATION", &raw.stream_lease_duration)?,
             register_token: register_token(&raw)?,
+            origin_load_limit: origin_load_limit(&raw)?,
         };
         Ok(config)
     }
@@ -677,6 +708,19 @@ mod tests {
             e.to_string().contains("PROXY_DEFAULT_BACKEND_ENABLED"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn origin_load_limit_is_a_positive_number() {
+        assert_eq!(Config::from_pairs([]).unwrap().origin_load_limit, None);
+        let c = Config::from_pairs([("PROXY_ORIGIN_LOAD_LIMIT", "0.9")]).unwrap();
+        assert_eq!(c.origin_load_limit, Some(0.9));
+        assert_eq!(c.store_config().load_limit, Some(0.9));
+        for bad in ["0", "-1", "high", "NaN", "inf"] {
+            let e = Config::from_pairs([("PROXY_ORIGIN_LOAD_LIMIT", bad)]).unwrap_err();
+            let head = format!("PROXY_ORIGIN_LOAD_LIMIT=\"{bad}\": ");
+            assert!(e.to_string().starts_with(&head), "{e}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Prometheus metrics of one proxy process, served at `GET /metrics` on the system API
 //! (OpenMetrics text format, via `prometheus-client`).
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -69,6 +70,7 @@ pub struct Metrics {
     udp_flows: Family<ListenerLabel, Gauge>,
     origins: Family<StateLabel, Gauge>,
     origin_streams: Family<OriginLabel, Gauge>,
+    origin_load: Family<OriginLabel, Gauge<f64, AtomicU64>>,
     store_primary: Family<StoreLabels, Gauge>,
 }
 
@@ -87,6 +89,7 @@ impl Default for Metrics {
             udp_flows: Family::default(),
             origins: Family::default(),
             origin_streams: Family::default(),
+            origin_load: Family::default(),
             store_primary: Family::default(),
         };
         registry.register(
@@ -138,6 +141,11 @@ impl Default for Metrics {
             "origin_streams",
             "Streams leased to each live origin",
             m.origin_streams.clone(),
+        );
+        registry.register(
+            "origin_load",
+            "Load per CPU each live origin reported in its heartbeat (absent: none reported)",
+            m.origin_load.clone(),
         );
         registry.register(
             "store_primary",
@@ -205,6 +213,7 @@ impl Metrics {
             .set(i64::from(store.up));
         self.origins.clear();
         self.origin_streams.clear();
+        self.origin_load.clear();
         for state in ["alive", "aside", "dead"] {
             self.origins
                 .get_or_create(&StateLabel {
@@ -231,6 +240,9 @@ impl Metrics {
                 self.origin_streams
                     .get_or_create(&label)
                     .set(i64::try_from(o.streams).unwrap_or(i64::MAX));
+                if let Some(load) = o.info.load {
+                    self.origin_load.get_or_create(&label).set(load);
+                }
             }
         }
         let mut out = String::new();
@@ -353,5 +365,35 @@ mod tests {
         );
         assert!(text.ends_with("# EOF\n"));
         drop(a);
+    }
+
+    #[test]
+    fn origin_load_is_exposed_when_reported() {
+        let m = Metrics::default();
+        let status = |id: &str, load: Option<f64>| OriginStatus {
+            info: srs_cluster::OriginInfo {
+                load,
+                ..srs_cluster::OriginInfo::new("10.0.0.1", id, "svc", "1")
+            },
+            age_ms: 0,
+            alive: true,
+            aside: false,
+            streams: 2,
+            is_default: false,
+        };
+        let store = StoreHealth {
+            mode: "memory",
+            primary: String::new(),
+            up: true,
+        };
+        let text = m.encode(&[status("a", Some(0.75)), status("b", None)], &store);
+        assert!(
+            text.contains("srs_proxy_origin_load{origin=\"a/svc/1\",device_id=\"\"} 0.75"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("srs_proxy_origin_load{origin=\"b/svc/1\""),
+            "{text}"
+        );
     }
 }

@@ -1,5 +1,7 @@
-//! A third-party origin: Debian's nginx with libnginx-mod-rtmp, registered by curl (docs/design.md §3).
+//! A third-party origin: Debian's nginx with libnginx-mod-rtmp, registered by deploy/register-origin.sh
+//! (docs/design.md §3).
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -8,7 +10,7 @@ use srs_e2e::*;
 const MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
 
 #[test]
-fn nginx_rtmp_origin_registered_by_curl() {
+fn nginx_rtmp_origin_registered_by_the_helper_stays_registered() {
     assert!(
         std::path::Path::new(MODULE).exists(),
         "{MODULE} missing: apt-get install nginx libnginx-mod-rtmp"
@@ -36,25 +38,43 @@ fn nginx_rtmp_origin_registered_by_curl() {
     })
     .unwrap_or_else(|e| panic!("{e}"));
 
-    let proxy = Proxy::start(&dir, "proxy", &[]);
-    let body = format!(
-        r#"{{"device_id":"nginx","ip":"127.0.0.1","server":"nginx-1","service":"s1","pid":"1","rtmp":["{port}"]}}"#
+    // Auth on and a 3 s alive duration: a one-off registration would be dead by the check below.
+    let token = "nginx-secret";
+    let proxy = Proxy::start(
+        &dir,
+        "proxy",
+        &[
+            ("PROXY_SERVER_ALIVE_DURATION", "3s"),
+            ("PROXY_HTTP_API_AUTH_ENABLED", "on"),
+            ("PROXY_HTTP_API_AUTH_TOKEN", token),
+        ],
     );
-    let out = Command::new("curl")
-        .args(["-sS", "-X", "POST", &proxy.register_url()])
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut helper = Command::new("bash");
+    helper
+        .arg(root.join("deploy/register-origin.sh"))
+        .args(["--proxy", &format!("http://{}", proxy.system)])
         .args([
-            "-H",
-            "Connection: Close",
-            "-H",
-            "Content-Type: application/json",
-            "-H",
-            "User-Agent: curl",
+            "--ip",
+            "127.0.0.1",
+            "--server",
+            "nginx-1",
+            "--interval",
+            "1",
         ])
-        .args(["-d", &body])
-        .output()
-        .expect("curl");
-    let reply = String::from_utf8_lossy(&out.stdout);
-    assert!(reply.contains(r#""code":0"#), "register reply: {reply}");
+        .args(["--rtmp", &port.to_string()])
+        .env("PROXY_HTTP_API_AUTH_TOKEN", token);
+    let _helper = Proc::spawn("register-origin", helper, &dir);
+    proxy.wait_origins(1);
+    let first = proxy.origin_entry("register-origin");
+    std::thread::sleep(Duration::from_secs(5));
+    let later = proxy.origin_entry("register-origin");
+    assert_eq!(later["alive"], true, "past the alive duration: {later}");
+    assert_eq!(
+        later["info"]["id"], first["info"]["id"],
+        "re-registration kept one identity"
+    );
+    assert_eq!(proxy.origin_list().len(), 1, "{:?}", proxy.origins());
 
     let _publisher = publish(&dir, "publisher", &proxy.rtmp_url("live/nginx"), 40);
     std::thread::sleep(Duration::from_secs(2));

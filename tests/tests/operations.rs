@@ -400,3 +400,33 @@ fn reuse_port_lets_a_new_proxy_take_over_while_the_old_drains() {
         "no HTTP-FLV session on the old proxy: {old_log}"
     );
 }
+
+#[test]
+fn origin_load_is_listed_and_exported() {
+    let dir = TempDir::new("ops-load");
+    let proxy = Proxy::start(&dir, "proxy", &[("PROXY_ORIGIN_LOAD_LIMIT", "0.9")]);
+    let _origin = Origin::start(&dir, "origin-1", &proxy.register_url(), &[]);
+    proxy.wait_origins(1);
+    // srs-origin sends /proc/loadavg's figure and its CPU count as SRS's summaries.
+    let entry = proxy.origin_entry("origin-1");
+    let load = entry["info"]["load"].as_f64();
+    assert!(load.is_some_and(|l| l >= 0.0), "no load in {entry}");
+    let id = entry["info"]["id"].as_str().unwrap_or_default().to_string();
+    let text = proxy.metrics();
+    let exported = metric(
+        &text,
+        "srs_proxy_origin_load",
+        &[("origin", &id), ("device_id", "origin-1")],
+    );
+    assert!(exported.is_some_and(|l| l >= 0.0), "{text}");
+    // The only candidate is chosen whatever its load.
+    let _publisher = publish(&dir, "publisher", &proxy.rtmp_url("live/load"), 30);
+    let played = play(
+        &dir,
+        "player",
+        &proxy.rtmp_url("live/load"),
+        25,
+        Duration::from_secs(30),
+    );
+    assert_played(&played, 25, "RTMP play through the proxy");
+}

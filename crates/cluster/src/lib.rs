@@ -12,4 +12,7 @@ pub use key::{
     percent_decode, query_param, vhost_from_host, KeyError, StreamKey, DEFAULT_VHOST, MAX_KEY_LEN,
 };
 pub use protocol::{Direction, Protocol};
-pub use register::{parse_register, OriginInfo, RegisterBody, RegisterError, MAX_BODY};
+pub use register::{
+    parse_register, OriginInfo, RegisterBody, RegisterError, Summaries, SummaryData, SystemSummary,
+    MAX_BODY,
+};

@@ -43,7 +43,7 @@ pub enum RegisterError {
 }
 
 /// A registered origin (docs/design.md §3): what the store keeps and the proxy dials.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OriginInfo {
     /// `server/service/pid`: the identity; a new `service` or `pid` means the origin restarted.
     pub id: String,
@@ -67,6 +67,10 @@ pub struct OriginInfo {
     pub srt: Vec<String>,
     /// WebRTC media (UDP) endpoints, resolved `host:port`.
     pub rtc: Vec<String>,
+    /// Load per CPU from the heartbeat's `summaries` (`system.load_1m / system.cpus`); `None`
+    /// when the origin sends none, which the choice treats as below any limit (docs/design.md §5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<f64>,
 }
 
 impl OriginInfo {
@@ -86,6 +90,7 @@ impl OriginInfo {
             api: Vec::new(),
             srt: Vec::new(),
             rtc: Vec::new(),
+            load: None,
         }
     }
 
@@ -119,7 +124,7 @@ impl OriginInfo {
 ///
 /// Endpoint strings take any form [`Endpoint::parse`] accepts: a port (`1935`), `host:port`, or
 /// `udp://0.0.0.0:8001`; an endpoint without a host (or a wildcard one) means `ip`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct RegisterBody {
     /// SRS's `device_id`, informational; omitted when `None`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,6 +154,45 @@ pub struct RegisterBody {
     /// WebRTC media endpoints (UDP), e.g. `udp://0.0.0.0:8000`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rtc: Vec<String>,
+    /// The machine's load, in the shape of SRS's `heartbeat { summaries on; }`; omitted when
+    /// `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summaries: Option<Summaries>,
+}
+
+/// The part of SRS's `summaries` (`/api/v1/summaries`) the proxy reads:
+/// `{"data":{"system":{"load_1m":…,"cpus":…}}}`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Summaries {
+    /// SRS's `data` object.
+    pub data: SummaryData,
+}
+
+/// SRS's `summaries.data`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct SummaryData {
+    /// SRS's `summaries.data.system`.
+    pub system: SystemSummary,
+}
+
+/// SRS's `summaries.data.system`, the fields the load is computed from.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct SystemSummary {
+    /// One-minute load average (`/proc/loadavg`'s first figure).
+    pub load_1m: f64,
+    /// Number of CPUs.
+    pub cpus: u32,
+}
+
+impl Summaries {
+    /// Summaries carrying `load_1m` over `cpus` CPUs.
+    pub fn new(load_1m: f64, cpus: u32) -> Summaries {
+        Summaries {
+            data: SummaryData {
+                system: SystemSummary { load_1m, cpus },
+            },
+        }
+    }
 }
 
 /// The fields of [`RegisterBody`], untyped so each can be checked with a message naming it
@@ -165,11 +209,12 @@ struct RawRegister {
     api: Option<Value>,
     srt: Option<Value>,
     rtc: Option<Value>,
+    summaries: Option<Value>,
 }
 
 /// Parses and validates a register body ([`RegisterBody`], docs/design.md §3) into an
-/// [`OriginInfo`] whose endpoints are resolved against `ip`. Unknown fields (SRS's `summaries`,
-/// ...) are ignored.
+/// [`OriginInfo`] whose endpoints are resolved against `ip`, with the load per CPU read from
+/// `summaries` when it carries one ([`summary_load`]). Unknown fields are ignored.
 ///
 /// Errors: [`RegisterError`]; for a field, its Display names the field and the problem.
 pub fn parse_register(body: &[u8]) -> Result<OriginInfo, RegisterError> {
@@ -226,11 +271,22 @@ pub fn parse_register(body: &[u8]) -> Result<OriginInfo, RegisterError> {
         api: endpoints("api", raw.api, &ip)?,
         srt: endpoints("srt", raw.srt, &ip)?,
         rtc: endpoints("rtc", raw.rtc, &ip)?,
+        load: raw.summaries.as_ref().and_then(summary_load),
         ip,
         server,
         service,
         pid,
     })
+}
+
+/// The load per CPU in SRS's `summaries`: `data.system.load_1m / data.system.cpus`. `None` when
+/// either is missing, not a finite non-negative number, or `cpus` is 0: the summaries are
+/// advisory, so a malformed one does not refuse the heartbeat (docs/design.md §3).
+fn summary_load(summaries: &Value) -> Option<f64> {
+    let system = summaries.pointer("/data/system")?;
+    let load = system.get("load_1m")?.as_f64()?;
+    let cpus = system.get("cpus")?.as_u64().filter(|&n| n > 0)?;
+    (load.is_finite() && load >= 0.0).then(|| load / cpus as f64)
 }
 
 const ENDPOINTS_REQUIRED: &str = "expected a non-empty array of endpoint strings";
@@ -452,6 +508,7 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(info.server, "vid-46p14mm");
+        assert_eq!(info.load, None, "summaries without data.system");
         let info = parse_register(&body_with("ip", Value::from("fd00::7"))).unwrap();
         assert_eq!(info.srt, ["[fd00::7]:10082"]);
         let info = parse_register(&body_with("ip", Value::from("origin-1.internal"))).unwrap();
@@ -471,6 +528,7 @@ mod tests {
             api: vec!["1985".into()],
             srt: vec!["udp://0.0.0.0:10080".into()],
             rtc: vec!["udp://0.0.0.0:8000".into(), "[fd00::1]:8001".into()],
+            summaries: Some(Summaries::new(3.0, 4)),
         };
         let json = serde_json::to_vec(&body).unwrap();
         let info = parse_register(&json).unwrap();
@@ -486,10 +544,31 @@ mod tests {
             api: vec!["10.0.0.7:1985".into()],
             srt: vec!["10.0.0.7:10080".into()],
             rtc: vec!["10.0.0.7:8000".into(), "[fd00::1]:8001".into()],
+            load: Some(0.75),
         };
         assert_eq!(info, expected);
         for p in [Protocol::Rtmp, Protocol::Http, Protocol::Srt, Protocol::Rtc] {
             assert!(info.has(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn load_per_cpu_from_srs_summaries() {
+        // The shape SRS's `heartbeat { summaries on; }` sends (abridged).
+        let srs = serde_json::json!({"data": {"ok": true, "now_ms": 1,
+            "self": {"cpu_percent": 12.5, "pid": 7},
+            "system": {"cpu_percent": 0.4, "load_1m": 1.5, "load_5m": 1.0, "cpus": 2, "cpus_online": 2}}});
+        let info = parse_register(&body_with("summaries", srs)).unwrap();
+        assert_eq!(info.load, Some(0.75));
+        // Advisory: a malformed figure leaves the load unknown, the heartbeat accepted.
+        for system in [
+            serde_json::json!({"load_1m": 1.5, "cpus": 0}),
+            serde_json::json!({"load_1m": -1.0, "cpus": 2}),
+            serde_json::json!({"load_1m": "high", "cpus": 2}),
+            serde_json::json!({"cpus": 2}),
+        ] {
+            let body = body_with("summaries", serde_json::json!({"data": {"system": system}}));
+            assert_eq!(parse_register(&body).unwrap().load, None, "{system}");
         }
     }
 
@@ -509,6 +588,7 @@ mod tests {
         assert_eq!(keys, ["ip", "pid", "rtmp", "server", "service"]);
         let info = parse_register(&serde_json::to_vec(&body).unwrap()).unwrap();
         assert!(info.device_id.is_none() && info.srt.is_empty() && info.rtc.is_empty());
+        assert_eq!(info.load, None);
     }
 
     #[test]

@@ -148,6 +148,9 @@ pub struct StoreConfig {
     /// The always-alive PROXY_DEFAULT_BACKEND_* origin, which competes for streams like any
     /// origin; `None` when disabled.
     pub default_backend: Option<OriginInfo>,
+    /// PROXY_ORIGIN_LOAD_LIMIT: an origin whose load per CPU ([`OriginInfo::load`]) is above it
+    /// gets no new stream while a candidate is not above it; `None`: loads are not compared.
+    pub load_limit: Option<f64>,
 }
 
 impl StoreConfig {
@@ -160,7 +163,14 @@ impl StoreConfig {
             hls_alive: DEFAULT_HLS_ALIVE,
             rtc_alive: DEFAULT_RTC_ALIVE,
             default_backend,
+            load_limit: None,
         }
+    }
+
+    /// Whether `origin` reported a load above [`StoreConfig::load_limit`]; an origin that
+    /// reports none is never above it.
+    pub fn over_load_limit(&self, origin: &OriginInfo) -> bool {
+        matches!((self.load_limit, origin.load), (Some(limit), Some(load)) if load > limit)
     }
 
     /// How long a session record of `kind` lives after its last put or get:
@@ -528,7 +538,7 @@ impl Store for MemoryStore {
             inner.release(&owner);
         }
 
-        let candidates: Vec<(&OriginInfo, usize)> = self
+        let mut candidates: Vec<(&OriginInfo, usize)> = self
             .config
             .default_backend
             .iter()
@@ -542,6 +552,13 @@ impl Store for MemoryStore {
             .filter(|info| info.has(protocol) && !Self::is_aside(&inner, &info.id, now))
             .map(|info| (info, inner.counts.get(&info.id).copied().unwrap_or(0)))
             .collect();
+        // Overloaded origins compete only when every candidate is (docs/design.md §5.1).
+        if candidates
+            .iter()
+            .any(|(info, _)| !self.config.over_load_limit(info))
+        {
+            candidates.retain(|(info, _)| !self.config.over_load_limit(info));
+        }
         let fewest = candidates.iter().map(|(_, n)| *n).min();
         let least_loaded: Vec<&OriginInfo> = candidates
             .iter()

@@ -122,6 +122,7 @@ fn config() -> StoreConfig {
         hls_alive: LONG,
         rtc_alive: LONG,
         default_backend: None,
+        load_limit: None,
     }
 }
 
@@ -194,6 +195,7 @@ contract!(
     capability_filtering,
     owner_lacking_protocol,
     fewest_streams_spreads_evenly,
+    load_limit_steers_new_streams,
     dead_owner_is_replaced,
     restart_reassigns,
     set_aside_reassigns_and_expires,
@@ -465,6 +467,53 @@ async fn fewest_streams_spreads_evenly(backend: Backend) {
     }
     let counts: Vec<usize> = loads(&*store).await.into_iter().map(|(_, n)| n).collect();
     assert_eq!(counts, [5, 5, 5]);
+}
+
+async fn load_limit_steers_new_streams(backend: Backend) {
+    let config = StoreConfig {
+        load_limit: Some(0.9),
+        ..config()
+    };
+    let store = backend.open(config).await;
+    let loaded = |server: &str, load: Option<f64>| OriginInfo {
+        load,
+        ..origin(server, "1")
+    };
+    store.register(loaded("a", Some(2.0))).await.unwrap();
+    store.register(loaded("b", Some(0.5))).await.unwrap();
+    // An origin that reports no load is not above the limit.
+    store.register(loaded("c", None)).await.unwrap();
+    for i in 0..6 {
+        let id = pick_id(&*store, &format!("s{i}"), Protocol::Rtmp).await;
+        assert_ne!(id, "a/svc/1", "overloaded origin chosen for s{i}");
+    }
+    // The fewest-streams rule applies among the rest.
+    assert_eq!(
+        loads(&*store).await,
+        [
+            ("a/svc/1".to_string(), 0),
+            ("b/svc/1".to_string(), 3),
+            ("c/svc/1".to_string(), 3)
+        ]
+    );
+    let listed = store.origins().await.expect("origins");
+    assert_eq!(listed[0].info.load, Some(2.0), "{listed:?}");
+
+    // Every candidate above the limit: the choice still succeeds, by fewest streams.
+    store.register(loaded("b", Some(1.5))).await.unwrap();
+    store.register(loaded("c", Some(1.0))).await.unwrap();
+    for i in 6..9 {
+        assert_eq!(
+            pick_id(&*store, &format!("s{i}"), Protocol::Rtmp).await,
+            "a/svc/1"
+        );
+    }
+    // Owned streams stay where they are whatever the loads.
+    for i in 0..6 {
+        pick_id(&*store, &format!("s{i}"), Protocol::Rtmp).await;
+    }
+    let counts: Vec<usize> = loads(&*store).await.into_iter().map(|(_, n)| n).collect();
+    assert_eq!(counts, [3, 3, 3]);
 }
 
 async fn dead_owner_is_replaced(backend: Backend) {

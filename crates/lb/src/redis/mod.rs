@@ -488,7 +488,13 @@ impl Store for RedisStore {
                     .arg(millis(self.config.alive))
                     .arg(seed)
                     .arg(self.default_id())
-                    .arg(if default_offers { "1" } else { "0" });
+                    .arg(if default_offers { "1" } else { "0" })
+                    .arg(
+                        self.config
+                            .load_limit
+                            .map(|l| l.to_string())
+                            .unwrap_or_default(),
+                    );
                 for field in protocol.required_endpoints() {
                     invocation.arg(*field);
                 }

@@ -1,19 +1,24 @@
 -- pick: the owner of a stream, or a new one, atomically for every proxy.
 -- ARGV: prefix, stream, lease ms, alive ms, random seed, default backend id ('' if none),
---       '1' if the default backend offers the protocol, then the endpoint lists the protocol
---       needs (e.g. 'http', or 'api' and 'rtc').
+--       '1' if the default backend offers the protocol, the load limit ('' if none), then the
+--       endpoint lists the protocol needs (e.g. 'http', or 'api' and 'rtc').
 -- Returns {kind, origin id, origin JSON ('' for the default backend)}, kind being
 -- 'owner' (live owner, lease refreshed), 'lacks' (live owner without the protocol, lease
 -- refreshed), 'new' (newly leased) or 'none' (no live origin offers the protocol).
 local stream, lease, alive, seed = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local default, default_offers = ARGV[6], ARGV[7] == '1'
+local default, default_offers, limit = ARGV[6], ARGV[7] == '1', tonumber(ARGV[8])
 
-local function offers(json)
+-- The decoded record of an origin, or nil when it is not a JSON object.
+local function decode(json)
   local ok, info = pcall(cjson.decode, json)
-  if not ok or type(info) ~= 'table' then
-    return false
+  if ok and type(info) == 'table' then
+    return info
   end
-  for i = 8, #ARGV do
+  return nil
+end
+
+local function offers(info)
+  for i = 9, #ARGV do
     local list = info[ARGV[i]]
     if type(list) ~= 'table' or #list == 0 then
       return false
@@ -39,7 +44,12 @@ if owner then
   if json then
     lease_to(stream, owner, lease)
     local ok
-    if json == '' then ok = default_offers else ok = offers(json) end
+    if json == '' then
+      ok = default_offers
+    else
+      local info = decode(json)
+      ok = info ~= nil and offers(info)
+    end
     if ok then
       return {'owner', owner, json}
     end
@@ -49,29 +59,37 @@ if owner then
 end
 
 prune(alive)
-local fewest, ties = nil, {}
-local function consider(id, json)
+-- Origins whose load per CPU is above the limit compete only when every candidate is
+-- (docs/design.md §5.1); among the group that competes, the fewest leases win.
+local under, over = {ties = {}}, {ties = {}}
+local function consider(group, id, json)
   local n = load(id)
-  if fewest == nil or n < fewest then
-    fewest, ties = n, {{id, json}}
-  elseif n == fewest then
-    ties[#ties + 1] = {id, json}
+  if group.fewest == nil or n < group.fewest then
+    group.fewest, group.ties = n, {{id, json}}
+  elseif n == group.fewest then
+    group.ties[#group.ties + 1] = {id, json}
   end
 end
 if default ~= '' and default_offers and live(default) then
-  consider(default, '')
+  consider(under, default, '')
 end
 for _, id in ipairs(redis.call('ZRANGE', P .. 'origins', 0, -1)) do
   if id ~= default then
     local json = live(id)
-    if json and offers(json) then
-      consider(id, json)
+    local info = json and decode(json)
+    if info and offers(info) then
+      local above = limit ~= nil and type(info.load) == 'number' and info.load > limit
+      consider(above and over or under, id, json)
     end
   end
 end
-if fewest == nil then
+local group = under
+if group.fewest == nil then
+  group = over
+end
+if group.fewest == nil then
   return {'none', '', ''}
 end
-local chosen = ties[(seed % #ties) + 1]
+local chosen = group.ties[(seed % #group.ties) + 1]
 lease_to(stream, chosen[1], lease)
 return {'new', chosen[1], chosen[2]}
