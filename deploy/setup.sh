@@ -19,7 +19,7 @@ command -v python3 >/dev/null || need+=(python3)
 # tests/tests/deploy.rs checks the systemd unit and the Kubernetes manifests offline.
 command -v systemd-analyze >/dev/null || need+=(systemd)
 pip_need=
-if ! command -v kubernetes-validate >/dev/null; then
+if ! python3 -c "import kubernetes_validate" >/dev/null 2>&1; then
   pip_need=kubernetes-validate
   python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 fi

@@ -47,8 +47,9 @@ fn kubernetes_manifests_pass_the_schema_validator() {
 
     let out = run_tool(
         "kubernetes-validate",
-        Command::new("kubernetes-validate")
-            .args(["--strict", "-k", KUBERNETES_VERSION])
+        // As a module: a freshly pip-installed script may not be on PATH (pyenv shims).
+        Command::new("python3")
+            .args(["-m", "kubernetes_validate", "--strict", "-k", KUBERNETES_VERSION])
             .args(&manifests),
         "pip install kubernetes-validate",
     );
