@@ -49,7 +49,13 @@ fn kubernetes_manifests_pass_the_schema_validator() {
         "kubernetes-validate",
         // As a module: a freshly pip-installed script may not be on PATH (pyenv shims).
         Command::new("python3")
-            .args(["-m", "kubernetes_validate", "--strict", "-k", KUBERNETES_VERSION])
+            .args([
+                "-m",
+                "kubernetes_validate",
+                "--strict",
+                "-k",
+                KUBERNETES_VERSION,
+            ])
             .args(&manifests),
         "pip install kubernetes-validate",
     );
