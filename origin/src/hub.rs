@@ -125,7 +125,7 @@ struct Stream {
     audio_sequence_header: Option<Media>,
     gop: GopCache,
     last_timestamp: u32,
-    players: Vec<PlayerSlot>,
+    players: Vec<Slot<Media>>,
     frames: u64,
     recv_bytes: u64,
     send_bytes: u64,
@@ -135,9 +135,27 @@ struct Stream {
     hls: Hls,
 }
 
-struct PlayerSlot {
+/// One player's queue in a stream's fan-out: RTMP/FLV messages or MPEG-TS chunks.
+struct Slot<T> {
     id: u64,
-    tx: mpsc::Sender<Media>,
+    tx: mpsc::Sender<T>,
+}
+
+/// A stream a player can leave: [`Subscription`]'s drop removes its slot.
+trait Roster: Send {
+    fn leave(&mut self, id: u64);
+}
+
+impl Roster for Stream {
+    fn leave(&mut self, id: u64) {
+        self.players.retain(|p| p.id != id);
+    }
+}
+
+impl Roster for TsStream {
+    fn leave(&mut self, id: u64) {
+        self.players.retain(|p| p.id != id);
+    }
 }
 
 /// Messages from the last keyframe on, bounded in bytes and count.
@@ -231,9 +249,9 @@ impl Hub {
         let mut s = lock(&stream);
         let initial = s.start_sequence();
         s.send_bytes += initial.iter().map(|m| m.payload.len() as u64).sum::<u64>();
-        s.players.push(PlayerSlot { id, tx });
+        s.players.push(Slot { id, tx });
         drop(s);
-        Some(Player {
+        Some(Subscription {
             id,
             stream,
             initial: initial.into(),
@@ -351,9 +369,9 @@ impl Hub {
         let mut s = lock(&stream);
         let initial = s.cache.start_sequence();
         s.send_bytes += initial.iter().map(|c| c.len() as u64).sum::<u64>();
-        s.players.push(TsSlot { id, tx });
+        s.players.push(Slot { id, tx });
         drop(s);
-        Some(TsPlayer {
+        Some(Subscription {
             id,
             stream,
             initial: initial.into(),
@@ -480,34 +498,40 @@ impl Drop for Publisher {
     }
 }
 
-/// The playing side of a stream. Dropping it leaves the stream.
-pub struct Player {
+/// The playing side of a stream: first the start sequence, then live items (RTMP/FLV messages
+/// for a [`Player`], chunks of whole MPEG-TS packets for a [`TsPlayer`]). Dropping it leaves the
+/// stream.
+pub struct Subscription<T> {
     id: u64,
-    stream: Arc<Mutex<Stream>>,
-    initial: VecDeque<Media>,
-    rx: mpsc::Receiver<Media>,
+    stream: Arc<Mutex<dyn Roster>>,
+    initial: VecDeque<T>,
+    rx: mpsc::Receiver<T>,
 }
 
-impl Player {
-    /// The next message: first the start sequence, then live ones. `None` when the publisher has
+/// A player of an RTMP-published stream.
+pub type Player = Subscription<Media>;
+/// A player of an MPEG-TS (SRT-published) stream.
+pub type TsPlayer = Subscription<Bytes>;
+
+impl<T> Subscription<T> {
+    /// The next item: first the start sequence, then live ones. `None` when the publisher has
     /// left (or this player was dropped for being too slow) and the queue is drained.
-    pub async fn recv(&mut self) -> Option<Media> {
+    pub async fn recv(&mut self) -> Option<T> {
         match self.initial.pop_front() {
             Some(m) => Some(m),
             None => self.rx.recv().await,
         }
     }
 
-    /// The next message if one is ready now, without waiting.
-    pub fn try_recv(&mut self) -> Option<Media> {
+    /// The next item if one is ready now, without waiting.
+    pub fn try_recv(&mut self) -> Option<T> {
         self.initial.pop_front().or_else(|| self.rx.try_recv().ok())
     }
 }
 
-impl Drop for Player {
+impl<T> Drop for Subscription<T> {
     fn drop(&mut self) {
-        let id = self.id;
-        lock(&self.stream).players.retain(|p| p.id != id);
+        lock(&self.stream).leave(self.id);
     }
 }
 
@@ -518,14 +542,9 @@ struct TsStream {
     publish: PublishInfo,
     start_ms: u64,
     cache: TsCache,
-    players: Vec<TsSlot>,
+    players: Vec<Slot<Bytes>>,
     recv_bytes: u64,
     send_bytes: u64,
-}
-
-struct TsSlot {
-    id: u64,
-    tx: mpsc::Sender<Bytes>,
 }
 
 impl TsStream {
@@ -598,41 +617,9 @@ impl Drop for TsPublisher {
     }
 }
 
-/// The playing side of an MPEG-TS stream. Dropping it leaves the stream.
-pub struct TsPlayer {
-    id: u64,
-    stream: Arc<Mutex<TsStream>>,
-    initial: VecDeque<Bytes>,
-    rx: mpsc::Receiver<Bytes>,
-}
-
-impl TsPlayer {
-    /// The next chunk of whole packets: first the start sequence, then live ones. `None` when
-    /// the publisher has left (or this player was dropped for being too slow) and the queue is
-    /// drained.
-    pub async fn recv(&mut self) -> Option<Bytes> {
-        match self.initial.pop_front() {
-            Some(c) => Some(c),
-            None => self.rx.recv().await,
-        }
-    }
-
-    /// The next chunk if one is ready now, without waiting.
-    pub fn try_recv(&mut self) -> Option<Bytes> {
-        self.initial.pop_front().or_else(|| self.rx.try_recv().ok())
-    }
-}
-
-impl Drop for TsPlayer {
-    fn drop(&mut self) {
-        let id = self.id;
-        lock(&self.stream).players.retain(|p| p.id != id);
-    }
-}
-
 /// Locks a mutex, recovering from poisoning: the hub's state stays consistent between
 /// statements, so a panic elsewhere must not take every stream down.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 

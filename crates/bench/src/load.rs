@@ -199,13 +199,34 @@ impl Load {
         names: &[String],
         spec: &PublishSpec,
     ) -> usize {
+        self.start_publishers("publisher", names, |name, shared| {
+            let spec = spec.clone();
+            async move { publisher(rtmp, &name, &spec, &shared).await }
+        })
+        .await
+    }
+
+    /// Spawns `publish(name, shared)` per name (errors counted under `what`) and waits until
+    /// each publishes or failed; returns how many publish.
+    async fn start_publishers<F, Fut>(
+        &mut self,
+        what: &'static str,
+        names: &[String],
+        publish: F,
+    ) -> usize
+    where
+        F: Fn(String, Arc<Shared>) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
         let before = self.shared.publishing.load(Ordering::Relaxed);
         let failed_before = self.shared.publish_failed.load(Ordering::Relaxed);
         for name in names {
-            let (shared, spec, name) = (self.shared.clone(), spec.clone(), name.clone());
+            let shared = self.shared.clone();
+            let run = publish(name.clone(), self.shared.clone());
+            let name = name.clone();
             self.tasks.spawn(async move {
-                if let Err(e) = publisher(rtmp, &name, &spec, &shared).await {
-                    shared.error(format!("publisher {name}: {e:#}"));
+                if let Err(e) = run.await {
+                    shared.error(format!("{what} {name}: {e:#}"));
                 }
                 Samples::default()
             });

@@ -17,7 +17,7 @@ use srt_tokio::SrtSocket;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::{wait_for, Load, Samples, Shared, SETUP_TIMEOUT};
+use super::{Load, Samples, Shared, SETUP_TIMEOUT};
 
 /// Bytes per SRT message: 7 TS packets, what SRT encoders send.
 pub const SRT_MESSAGE: usize = 1316;
@@ -54,26 +54,11 @@ impl Load {
     /// Starts one SRT publisher per name at `srt` and waits until each publishes or failed.
     /// Returns how many publish.
     pub async fn publish_srt(&mut self, srt: SocketAddr, names: &[String], spec: &TsSpec) -> usize {
-        let before = self.shared.publishing.load(Ordering::Relaxed);
-        let failed_before = self.shared.publish_failed.load(Ordering::Relaxed);
-        for name in names {
-            let (shared, spec, name) = (self.shared.clone(), spec.clone(), name.clone());
-            self.tasks.spawn(async move {
-                if let Err(e) = srt_publisher(srt, &name, &spec, &shared).await {
-                    shared.error(format!("SRT publisher {name}: {e:#}"));
-                }
-                Samples::default()
-            });
-        }
-        let target = names.len();
-        let shared = self.shared.clone();
-        wait_for(SETUP_TIMEOUT, || {
-            let ok = shared.publishing.load(Ordering::Relaxed) - before;
-            let failed = shared.publish_failed.load(Ordering::Relaxed) - failed_before;
-            ok + failed >= target
+        self.start_publishers("SRT publisher", names, |name, shared| {
+            let spec = spec.clone();
+            async move { srt_publisher(srt, &name, &spec, &shared).await }
         })
-        .await;
-        self.shared.publishing.load(Ordering::Relaxed) - before
+        .await
     }
 
     /// Starts one SRT player per name, playing `live/<name>` from `srt`.
