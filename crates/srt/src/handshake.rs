@@ -292,16 +292,18 @@ pub fn set_dst_socket_id(datagram: &mut [u8], socket_id: u32) {
     }
 }
 
-/// The 128-bit peer IP address field for `ip`: IPv4 in the first word, the rest zero.
+/// The 128-bit peer IP address field for `ip` as libsrt writes it: four 32-bit words, each in
+/// little-endian byte order (so 127.0.0.1 is `01 00 00 7f`); IPv4 fills the first word only.
 fn peer_ip_field(ip: IpAddr) -> [u8; 16] {
+    let mut f = [0u8; 16];
     match ip {
-        IpAddr::V4(v4) => {
-            let mut f = [0u8; 16];
-            f[..4].copy_from_slice(&v4.octets());
-            f
-        }
-        IpAddr::V6(v6) => v6.octets(),
+        IpAddr::V4(v4) => f[..4].copy_from_slice(&v4.octets()),
+        IpAddr::V6(v6) => f = v6.octets(),
     }
+    for word in f.chunks_mut(4) {
+        word.reverse();
+    }
+    f
 }
 
 /// The fields of a handshake to build.
@@ -534,7 +536,7 @@ mod tests {
             (4, HandshakeType::Induction, 0)
         );
         assert_eq!((r.socket_id(), r.dst_socket_id()), (0x0bad_cafe, 0));
-        assert_eq!(&r.peer_ip()[..4], &[10, 0, 0, 9]);
+        assert_eq!(&r.peer_ip()[..4], &[9, 0, 0, 10]);
         assert_eq!(be32(&out, OFF_MTU), 1500);
     }
 
