@@ -11,6 +11,8 @@ command -v nginx >/dev/null || need+=(nginx)
 [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(libnginx-mod-rtmp)
 # The Sentinel tests run `redis-server --sentinel`, so redis-sentinel is not needed.
 command -v redis-server >/dev/null || need+=(redis-server)
+# The cluster tests create the cluster with `redis-cli --cluster create`.
+command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v srt-live-transmit >/dev/null || need+=(srt-tools)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)

@@ -141,6 +141,24 @@ struct Slot<T> {
     tx: mpsc::Sender<T>,
 }
 
+/// Offers `item` (`len` bytes) to every player's queue; a player whose queue is full is too far
+/// behind and is dropped, so it never slows the publisher. Returns the bytes queued.
+fn fan_out<T: Clone>(key: &StreamKey, players: &mut Vec<Slot<T>>, item: &T, len: u64) -> u64 {
+    let mut sent = 0u64;
+    players.retain(|p| match p.tx.try_send(item.clone()) {
+        Ok(()) => {
+            sent += len;
+            true
+        }
+        Err(TrySendError::Full(_)) => {
+            tracing::warn!(stream = %key, player = p.id, "player too far behind, dropped");
+            false
+        }
+        Err(TrySendError::Closed(_)) => false,
+    });
+    sent
+}
+
 /// A stream a player can leave: [`Subscription`]'s drop removes its slot.
 trait Roster: Send {
     fn leave(&mut self, id: u64);
@@ -457,20 +475,8 @@ impl Stream {
                 self.gop.push(&m, &self.limits);
             }
         }
-        let key = &self.key;
-        let mut sent = 0u64;
-        self.players.retain(|p| match p.tx.try_send(m.clone()) {
-            Ok(()) => {
-                sent += m.payload.len() as u64;
-                true
-            }
-            Err(TrySendError::Full(_)) => {
-                tracing::warn!(stream = %key, player = p.id, "player too far behind, dropped");
-                false
-            }
-            Err(TrySendError::Closed(_)) => false,
-        });
-        self.send_bytes += sent;
+        let len = m.payload.len() as u64;
+        self.send_bytes += fan_out(&self.key, &mut self.players, &m, len);
     }
 }
 
@@ -551,20 +557,8 @@ impl TsStream {
     fn push(&mut self, chunk: Bytes) {
         self.recv_bytes += chunk.len() as u64;
         self.cache.push(&chunk);
-        let key = &self.key;
-        let mut sent = 0u64;
-        self.players.retain(|p| match p.tx.try_send(chunk.clone()) {
-            Ok(()) => {
-                sent += chunk.len() as u64;
-                true
-            }
-            Err(TrySendError::Full(_)) => {
-                tracing::warn!(stream = %key, player = p.id, "player too far behind, dropped");
-                false
-            }
-            Err(TrySendError::Closed(_)) => false,
-        });
-        self.send_bytes += sent;
+        let len = chunk.len() as u64;
+        self.send_bytes += fan_out(&self.key, &mut self.players, &chunk, len);
     }
 
     fn stats(&self) -> StreamStats {
