@@ -27,12 +27,17 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "PROXY_HTTP_API",
         "11985",
-        "HTTP API listener: versions (WHIP/WHEP later)",
+        "HTTP API listener: WHIP/WHEP and SRS's WebRTC JSON API, versions",
     ),
     (
         "PROXY_WEBRTC_SERVER",
         "18000",
-        "WebRTC media (UDP); bound, not relayed yet",
+        "WebRTC media (UDP): every session's STUN, DTLS, SRTP",
+    ),
+    (
+        "PROXY_WEBRTC_CANDIDATE",
+        "",
+        "address written into the WebRTC answers' candidates, what clients reach (empty: the origin's candidate address)",
     ),
     (
         "PROXY_SRT_SERVER",
@@ -212,8 +217,11 @@ pub struct Config {
     pub http_server: SocketAddr,
     /// HTTP API listener address.
     pub http_api: SocketAddr,
-    /// WebRTC UDP address (reserved).
+    /// WebRTC UDP address; once bound, the bound one (its port goes into rewritten answers).
     pub webrtc_server: SocketAddr,
+    /// The address written into rewritten WebRTC candidates (`PROXY_WEBRTC_CANDIDATE`); `None`
+    /// keeps the origin's (docs/design.md §6.5).
+    pub webrtc_candidate: Option<String>,
     /// SRT UDP address (reserved).
     pub srt_server: SocketAddr,
     /// System API listener address.
@@ -256,6 +264,7 @@ struct Raw {
     http_server: Option<String>,
     http_api: Option<String>,
     webrtc_server: Option<String>,
+    webrtc_candidate: Option<String>,
     srt_server: Option<String>,
     system_api: Option<String>,
     static_files: Option<String>,
@@ -617,6 +626,7 @@ impl Config {
             http_server: listen("PROXY_HTTP_SERVER", &raw.http_server)?,
             http_api: listen("PROXY_HTTP_API", &raw.http_api)?,
             webrtc_server: listen("PROXY_WEBRTC_SERVER", &raw.webrtc_server)?,
+            webrtc_candidate: webrtc_candidate(&raw)?,
             srt_server: listen("PROXY_SRT_SERVER", &raw.srt_server)?,
             system_api: listen("PROXY_SYSTEM_API", &raw.system_api)?,
             reuse_port: parse_switch(
@@ -639,6 +649,25 @@ impl Config {
         };
         Ok(config)
     }
+}
+
+/// `PROXY_WEBRTC_CANDIDATE`: empty is `None`; else a host name or IP address, one token.
+fn webrtc_candidate(raw: &Raw) -> Result<Option<String>, ConfigError> {
+    let value = raw.webrtc_candidate.as_deref().map(str::trim).unwrap_or("");
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let host_name = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    if value.parse::<std::net::IpAddr>().is_err() && !host_name {
+        return Err(ConfigError::new(
+            "PROXY_WEBRTC_CANDIDATE",
+            value,
+            "not an IP address or host name",
+        ));
+    }
+    Ok(Some(value.to_string()))
 }
 
 /// `ip:port`, with IPv6 literals bracketed.
@@ -708,6 +737,17 @@ mod tests {
             e.to_string().contains("PROXY_DEFAULT_BACKEND_ENABLED"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn webrtc_candidate_is_one_address() {
+        assert_eq!(Config::from_pairs([]).unwrap().webrtc_candidate, None);
+        for good in ["203.0.113.7", "2001:db8::1", "rtc.example.com"] {
+            let c = Config::from_pairs([("PROXY_WEBRTC_CANDIDATE", good)]).unwrap();
+            assert_eq!(c.webrtc_candidate.as_deref(), Some(good));
+        }
+        let e = Config::from_pairs([("PROXY_WEBRTC_CANDIDATE", "a b")]).unwrap_err();
+        assert!(e.to_string().contains("PROXY_WEBRTC_CANDIDATE"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod http;
 pub mod leases;
 pub mod lifecycle;
 pub mod metrics;
+pub mod rtc;
 pub mod rtmp;
 pub mod session;
 pub mod srt;

@@ -13,9 +13,10 @@ use tracing::{info, warn};
 
 use srs_proxy::config::{self, Config, LoadBalancerType};
 use srs_proxy::lifecycle::{self, Lifecycle};
+use srs_proxy::rtc::RtcRelay;
 use srs_proxy::srt::{self, SrtRelay};
 use srs_proxy::state::{Inner, State};
-use srs_proxy::udp::{unrouted::Unrouted, UdpEndpoint};
+use srs_proxy::udp::UdpEndpoint;
 use srs_proxy::{http, leases, rtmp, udp};
 
 fn main() -> std::process::ExitCode {
@@ -101,6 +102,9 @@ async fn run() -> anyhow::Result<()> {
     let srt_endpoint = bind_udp("PROXY_SRT_SERVER", config.srt_server, reuse)?;
 
     let lifecycle = Lifecycle::new();
+    // Rewritten WebRTC answers carry the bound port (PROXY_WEBRTC_SERVER may be 0).
+    let mut config = config;
+    config.webrtc_server = webrtc_endpoint.local_addr()?;
     let state: State = Inner::new(config.clone(), store, lifecycle.clone());
 
     let rtmp_addr = rtmp_listener.local_addr()?;
@@ -139,14 +143,20 @@ async fn run() -> anyhow::Result<()> {
         srt_rx,
         lifecycle.clone(),
     ));
-    let webrtc = Unrouted::new("webrtc", &state.metrics);
-    let (_, no_events) = tokio::sync::mpsc::channel(1);
     let webrtc_endpoint = Arc::new(webrtc_endpoint);
+    let webrtc = RtcRelay::new(
+        state.clone(),
+        webrtc_endpoint.clone(),
+        state.rtc_events.clone(),
+    );
+    let webrtc_events = state
+        .take_rtc_events()
+        .context("the WebRTC relay's events were taken")?;
     lifecycle.spawn(udp::serve(
         "webrtc",
         webrtc_endpoint,
         webrtc,
-        no_events,
+        webrtc_events,
         lifecycle.clone(),
     ));
 

@@ -124,7 +124,7 @@ impl Default for Metrics {
         );
         registry.register(
             "udp_datagrams",
-            "Datagrams received on the UDP listeners, by listener and outcome",
+            "Datagrams of the UDP listeners by listener and outcome: dropped, to_origin (a client's, forwarded), to_client (an origin's, forwarded)",
             m.udp_datagrams.clone(),
         );
         registry.register(
@@ -176,14 +176,15 @@ impl Metrics {
 
     /// The counters of the UDP listener `listener` (`srt`, `webrtc`).
     pub fn udp(&self, listener: &'static str) -> UdpCounters {
+        let outcome = |outcome| {
+            self.udp_datagrams
+                .get_or_create(&UdpLabels { listener, outcome })
+                .clone()
+        };
         UdpCounters {
-            dropped: self
-                .udp_datagrams
-                .get_or_create(&UdpLabels {
-                    listener,
-                    outcome: "dropped",
-                })
-                .clone(),
+            dropped: outcome("dropped"),
+            to_origin: outcome("to_origin"),
+            to_client: outcome("to_client"),
             flows: self
                 .udp_flows
                 .get_or_create(&ListenerLabel { listener })
@@ -278,9 +279,12 @@ impl Drop for SessionMetrics {
     }
 }
 
-/// The counters of one UDP listener, resolved once.
+/// The counters of one UDP listener, resolved once; clones count into the same series.
+#[derive(Clone)]
 pub struct UdpCounters {
     dropped: Counter,
+    to_origin: Counter,
+    to_client: Counter,
     flows: Gauge,
 }
 
@@ -288,6 +292,16 @@ impl UdpCounters {
     /// Counts a datagram dropped.
     pub fn dropped(&self) {
         self.dropped.inc();
+    }
+
+    /// Counts a client's datagram forwarded to its origin.
+    pub fn to_origin(&self) {
+        self.to_origin.inc();
+    }
+
+    /// Counts an origin's datagram forwarded to its client.
+    pub fn to_client(&self) {
+        self.to_client.inc();
     }
 
     /// Sets the number of flows in the listener's table.

@@ -16,7 +16,7 @@
 //! - A flow ends on SHUTDOWN from either side, when the origin leg fails, or after
 //!   [`FLOW_IDLE`] without a packet from the client.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,7 @@ use crate::metrics::UdpCounters;
 use crate::session::{ClientProtocol, Session};
 use crate::state::State;
 use crate::udp::flow::FlowTable;
-use crate::udp::{DatagramHandler, Outbox, UdpEndpoint};
+use crate::udp::{origin_leg, DatagramHandler, Outbox, UdpEndpoint};
 use crate::upstream::{ConnectError, ErrorChain, UpstreamError};
 
 /// Sessions (flows) at most; a conclusion beyond it is rejected with SRT_REJ_RESOURCE.
@@ -322,6 +322,7 @@ impl SrtRelay {
             Arc::clone(&self.endpoint),
             client,
             Arc::clone(&session),
+            self.counters.clone(),
             self.events.clone(),
         );
         let span = info_span!("srt", client = %client, stream = %key, direction = %direction);
@@ -369,6 +370,7 @@ impl DatagramHandler for SrtRelay {
                     return;
                 }
                 out.push_to(socket, datagram);
+                self.counters.to_origin();
                 session.received_from_client(datagram.len() as u64);
                 if header.is_control(CONTROL_SHUTDOWN) {
                     info!(client = %from, stream = %flow.key, "SRT session ended by the client");
@@ -469,10 +471,6 @@ async fn origin_handshake(addr: String, conclusion: &[u8]) -> Result<Answer, Con
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| unreachable(&addr, OriginHandshakeError::Resolve(addr.clone())))?;
-    let local: SocketAddr = match origin.ip() {
-        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
     let failed = |addr: &str, e: std::io::Error| ConnectError::Failed {
         addr: addr.to_string(),
         source: e.into(),
@@ -489,8 +487,7 @@ async fn origin_handshake(addr: String, conclusion: &[u8]) -> Result<Answer, Con
             failed(addr, e)
         }
     };
-    let socket = UdpSocket::bind(local).await.map_err(|e| failed(&addr, e))?;
-    socket.connect(origin).await.map_err(|e| failed(&addr, e))?;
+    let socket = origin_leg(origin).await.map_err(|e| failed(&addr, e))?;
     let deadline = tokio::time::Instant::now() + ORIGIN_HANDSHAKE_TIMEOUT;
     let Ok(client_hs) = Handshake::parse(conclusion) else {
         return Err(ConnectError::BadRequest("not a handshake".into()));
@@ -580,6 +577,7 @@ async fn relay_origin_to_client(
     endpoint: Arc<UdpEndpoint>,
     client: SocketAddr,
     session: Arc<Session>,
+    counters: UdpCounters,
     events: mpsc::Sender<SrtEvent>,
 ) {
     let mut buf = vec![0u8; MAX_PACKET];
@@ -595,6 +593,7 @@ async fn relay_origin_to_client(
             continue;
         }
         session.sent_to_client(n as u64);
+        counters.to_client();
         if Header::parse(packet).is_some_and(|h| h.is_control(CONTROL_SHUTDOWN)) {
             break "origin sent SHUTDOWN".to_string();
         }

@@ -1,17 +1,19 @@
 //! State shared by every listener of one proxy process.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use srs_cluster::StreamKey;
 use srs_lb::Store;
+use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::http::origin::{self, OriginClient};
 use crate::leases::Leases;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
+use crate::rtc::RtcEvent;
 use crate::session::{ClientProtocol, Direction, Session};
 use crate::upstream::Upstream;
 
@@ -34,6 +36,9 @@ pub struct Inner {
     pub leases: Arc<Leases>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Events for the WebRTC relay (a session deleted through the signalling).
+    pub rtc_events: mpsc::Sender<RtcEvent>,
+    rtc_receiver: Mutex<Option<mpsc::Receiver<RtcEvent>>>,
     next_session: AtomicU64,
 }
 
@@ -44,7 +49,10 @@ impl Inner {
     /// A new state; see [`State`].
     pub fn new(config: Config, store: Arc<dyn Store>, lifecycle: Lifecycle) -> State {
         let metrics = Arc::new(Metrics::default());
+        let (rtc_events, rtc_receiver) = mpsc::channel(crate::rtc::EVENT_QUEUE);
         Arc::new(Inner {
+            rtc_events,
+            rtc_receiver: Mutex::new(Some(rtc_receiver)),
             config,
             upstream: Upstream::new(store.clone(), metrics.clone()),
             store,
@@ -70,6 +78,15 @@ impl Inner {
             self.leases.hold(key, origin_id, protocol, direction),
             self.lifecycle.session(),
         )
+    }
+
+    /// The receiving end of [`Inner::rtc_events`], for the WebRTC relay's task; `None` after
+    /// the first call.
+    pub fn take_rtc_events(&self) -> Option<mpsc::Receiver<RtcEvent>> {
+        self.rtc_receiver
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// A process-unique session id for logs.

@@ -57,7 +57,7 @@ fn udp_listeners_are_reported_and_served() {
             &[("listener", listener)],
         )
     };
-    // Garbage gets no SRT session; the not-yet-relayed WebRTC listener tracks its sender.
+    // Garbage opens no session on either.
     assert_eq!(flows("srt"), Some(0.0));
-    assert_eq!(flows("webrtc"), Some(1.0));
+    assert_eq!(flows("webrtc"), Some(0.0));
 }

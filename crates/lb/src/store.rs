@@ -129,6 +129,17 @@ pub struct SessionRecord {
     /// The origin address the session's traffic goes to (`host:port`: HTTP for HLS, UDP media
     /// for WebRTC).
     pub origin_addr: String,
+    /// Publish or play, for protocols that have both (WebRTC); `None` for HLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<srs_cluster::Direction>,
+    /// The origin's signalling address (`host:port`; WebRTC: its HTTP API, where the session's
+    /// DELETE goes); `None` for HLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_api: Option<String>,
+    /// What the session's packets must prove they know (WebRTC: the ICE password the origin
+    /// answered with, the key of STUN MESSAGE-INTEGRITY); `None` for HLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 /// Settings shared by every [`Store`] (docs/design.md §2, §5).
@@ -276,6 +287,11 @@ pub trait Store: Send + Sync + 'static {
         kind: SessionKind,
         id: &str,
     ) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Forgets the session record of `kind` with `id`; nothing happens when there is none.
+    ///
+    /// Errors: [`StoreError::Unavailable`] when the backend is down.
+    async fn delete_session(&self, kind: SessionKind, id: &str) -> Result<(), StoreError>;
 }
 
 /// The in-process [`Store`] for `PROXY_LOAD_BALANCER_TYPE=memory` (docs/design.md §5).
@@ -672,6 +688,11 @@ impl Store for MemoryStore {
         let ttl = self.config.session_alive(kind);
         Ok(lock(&self.sessions).get(kind, id, ttl, Instant::now()))
     }
+
+    async fn delete_session(&self, kind: SessionKind, id: &str) -> Result<(), StoreError> {
+        lock(&self.sessions).entries.remove(&(kind, id.to_owned()));
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -976,6 +997,9 @@ mod tests {
             key: stream("s"),
             origin_id: "a/svc/1".into(),
             origin_addr: "10.0.0.1:8080".into(),
+            direction: None,
+            origin_api: None,
+            secret: None,
         }
     }
 

@@ -696,6 +696,9 @@ fn session(kind: SessionKind, id: &str, origin: &str) -> SessionRecord {
         key: stream("s"),
         origin_id: format!("{origin}/svc/1"),
         origin_addr: "10.0.0.1:8080".into(),
+        direction: None,
+        origin_api: None,
+        secret: None,
     }
 }
 
@@ -738,6 +741,23 @@ async fn sessions_expire_unless_read(store: &dyn Store, kind: SessionKind, other
     assert_eq!(
         store.get_session(other, "shared").await.unwrap(),
         Some(long_lived)
+    );
+    // A WebRTC-like record keeps its direction and secret; a delete forgets it, only it, and
+    // deleting what is not there is no error.
+    let full = SessionRecord {
+        direction: Some(srs_cluster::Direction::Play),
+        origin_api: Some("10.0.0.1:1985".into()),
+        secret: Some("i88l69038v2nnw146o9vme3y048w7j59".into()),
+        ..session(kind, "full", "e")
+    };
+    store.put_session(&full).await.unwrap();
+    assert_eq!(store.get_session(kind, "full").await.unwrap(), Some(full));
+    store.delete_session(kind, "full").await.unwrap();
+    store.delete_session(kind, "full").await.unwrap();
+    assert_eq!(store.get_session(kind, "full").await.unwrap(), None);
+    assert_eq!(
+        store.get_session(kind, "read").await.unwrap(),
+        Some(session(kind, "read", "a"))
     );
 }
 

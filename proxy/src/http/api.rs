@@ -2,8 +2,8 @@
 //! HTTP API (versions) — docs/design.md §3, §7.
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State as AxumState};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::extract::{DefaultBodyLimit, Path, Request, State as AxumState};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -14,6 +14,8 @@ use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
 use super::{json_error, serve_router};
+use crate::rtc::signalling::{self, Api};
+use crate::session::Direction;
 use crate::state::State;
 
 /// Largest register body accepted; SRS heartbeats are well under 2 KiB.
@@ -188,11 +190,41 @@ pub async fn serve_system(state: State, listener: TcpListener) {
     serve_router("system API", &state, listener, app).await;
 }
 
-/// Serves the HTTP API until admission stops.
+/// `DELETE` under `/rtc/` ends a WebRTC session (its `Location`); anything else is unknown.
+async fn http_api_fallback(AxumState(state): AxumState<State>, request: Request) -> Response {
+    if request.method() == Method::DELETE && request.uri().path().starts_with("/rtc/") {
+        return signalling::delete(state, request).await;
+    }
+    not_found().await
+}
+
+/// One WebRTC offer route: `api` in `direction`.
+fn rtc_offer(api: Api, direction: Direction) -> axum::routing::MethodRouter<State> {
+    post(
+        move |AxumState(state): AxumState<State>, request: Request| {
+            signalling::offer(state, api, direction, request)
+        },
+    )
+}
+
+/// Serves the HTTP API until admission stops: WHIP/WHEP and SRS's JSON API (docs/design.md
+/// §6.5), versions; CORS for browsers.
 pub async fn serve_http_api(state: State, listener: TcpListener) {
-    let app = Router::new()
-        .route("/api/v1/versions", get(get_versions))
-        .fallback(not_found)
+    let mut app = Router::new().route("/api/v1/versions", get(get_versions));
+    for (path, api, direction) in [
+        ("/rtc/v1/whip/", Api::Whip, Direction::Publish),
+        ("/rtc/v1/whep/", Api::Whip, Direction::Play),
+        ("/rtc/v1/publish/", Api::Json, Direction::Publish),
+        ("/rtc/v1/play/", Api::Json, Direction::Play),
+    ] {
+        app = app
+            .route(path, rtc_offer(api, direction))
+            .route(path.trim_end_matches('/'), rtc_offer(api, direction));
+    }
+    let app = app
+        .fallback(http_api_fallback)
+        .layer(DefaultBodyLimit::max(signalling::MAX_BODY))
+        .layer(srs_common::http::cors())
         .with_state(state.clone());
     serve_router("HTTP API", &state, listener, app).await;
 }

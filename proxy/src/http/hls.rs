@@ -225,6 +225,9 @@ async fn new_session(state: State, request: HlsRequest) -> Response {
         key,
         origin_id: origin_id.clone(),
         origin_addr: addr.clone(),
+        direction: None,
+        origin_api: None,
+        secret: None,
     };
     if let Err(e) = state.store.put_session(&record).await {
         span.in_scope(|| warn!(error = %e, "cannot record the HLS session"));

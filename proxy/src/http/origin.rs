@@ -13,7 +13,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use srs_cluster::{Protocol, StreamKey};
@@ -88,17 +88,39 @@ pub fn origin_request(
     headers: &HeaderMap,
     client: Option<IpAddr>,
 ) -> Result<hyper::Request<OriginBody>, ConnectError> {
+    origin_request_with_body(addr, method, path_and_query, headers, client, Bytes::new())
+}
+
+/// [`origin_request`] with a body (WHIP/WHEP offers); the client's `Content-Type` is among the
+/// headers kept, and the length is the body's.
+///
+/// Errors: as [`origin_request`].
+pub fn origin_request_with_body(
+    addr: &str,
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    client: Option<IpAddr>,
+    body: Bytes,
+) -> Result<hyper::Request<OriginBody>, ConnectError> {
     let target = format!("http://{addr}{path_and_query}")
         .parse::<Uri>()
         .map_err(|e| ConnectError::BadRequest(e.into()))?;
+    let body = if body.is_empty() {
+        Empty::<Bytes>::new().map_err(|e| match e {}).boxed()
+    } else {
+        Full::new(body).map_err(|e| match e {}).boxed()
+    };
     let mut request = hyper::Request::builder()
         .method(method.clone())
         .uri(target)
-        .body(Empty::<Bytes>::new().map_err(|e| match e {}).boxed())
+        .body(body)
         .map_err(|e| ConnectError::BadRequest(e.into()))?;
     let out = request.headers_mut();
     for (name, value) in end_to_end(headers) {
-        out.append(name, value.clone());
+        if name != header::CONTENT_LENGTH {
+            out.append(name, value.clone());
+        }
     }
     if let Some(ip) = client {
         // Earlier hops' values that are not text cannot be joined; they are dropped.

@@ -1,14 +1,17 @@
-//! The flow table of a UDP listener (docs/design.md §8): one entry per client address, bounded in
-//! size, each forgotten after an idle period. Time is passed in (`now`), so the table is tested
+//! The flow table of a UDP listener (docs/design.md §8): one entry per client address (or any
+//! other key, such as a WebRTC session's ICE username), bounded in size, each forgotten after an
+//! idle period. Time is passed in (`now`), so the table is tested
 //! without sleeping.
 //!
 //! Touching a flow on every datagram only stores `now`; deadlines live in a min-heap with one
 //! entry per flow, re-scheduled lazily when a popped deadline finds the flow used since. In the
 //! steady state (flows come and go within the table's capacity) nothing is allocated per packet.
 
+use std::borrow::Borrow;
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::Hash;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -27,16 +30,17 @@ struct Flow<V> {
     generation: u64,
 }
 
-/// Flows keyed by the client's address, at most `capacity`, expiring `idle` after last use.
-pub struct FlowTable<V> {
-    flows: HashMap<SocketAddr, Flow<V>>,
-    deadlines: BinaryHeap<Reverse<(Instant, u64, SocketAddr)>>,
+/// Flows keyed by the client's address (or another `K`), at most `capacity`, expiring `idle`
+/// after last use.
+pub struct FlowTable<V, K = SocketAddr> {
+    flows: HashMap<K, Flow<V>>,
+    deadlines: BinaryHeap<Reverse<(Instant, u64, K)>>,
     capacity: usize,
     idle: Duration,
     next_generation: u64,
 }
 
-impl<V> FlowTable<V> {
+impl<V, K: Hash + Ord + Clone> FlowTable<V, K> {
     /// An empty table of at most `capacity` flows, each expiring `idle` after its last use.
     pub fn new(capacity: usize, idle: Duration) -> Self {
         FlowTable {
@@ -64,26 +68,29 @@ impl<V> FlowTable<V> {
     }
 
     /// The flow of `addr`, marked as used at `now`.
-    pub fn get_mut(&mut self, addr: &SocketAddr, now: Instant) -> Option<&mut V> {
+    pub fn get_mut<Q>(&mut self, addr: &Q, now: Instant) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let flow = self.flows.get_mut(addr)?;
         flow.last_seen = flow.last_seen.max(now);
         Some(&mut flow.value)
     }
 
     /// The flow of `addr`, without marking it used.
-    pub fn get(&self, addr: &SocketAddr) -> Option<&V> {
+    pub fn get<Q>(&self, addr: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.flows.get(addr).map(|f| &f.value)
     }
 
     /// Adds a flow for `addr` used at `now`, replacing the one it had.
     ///
     /// Errors: [`TableFull`] when `addr` has no flow and the table holds `capacity` flows.
-    pub fn insert(
-        &mut self,
-        addr: SocketAddr,
-        value: V,
-        now: Instant,
-    ) -> Result<&mut V, TableFull> {
+    pub fn insert(&mut self, addr: K, value: V, now: Instant) -> Result<&mut V, TableFull> {
         if !self.flows.contains_key(&addr) && self.flows.len() >= self.capacity {
             return Err(TableFull {
                 capacity: self.capacity,
@@ -93,7 +100,7 @@ impl<V> FlowTable<V> {
         let generation = self.next_generation;
         self.next_generation += 1;
         self.deadlines
-            .push(Reverse((now + self.idle, generation, addr)));
+            .push(Reverse((now + self.idle, generation, addr.clone())));
         let flow = Flow {
             value,
             last_seen: now,
@@ -110,17 +117,23 @@ impl<V> FlowTable<V> {
     }
 
     /// Removes the flow of `addr` (a session that ended), returning it.
-    pub fn remove(&mut self, addr: &SocketAddr) -> Option<V> {
+    pub fn remove<Q>(&mut self, addr: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.flows.remove(addr).map(|f| f.value)
     }
 
     /// Removes every flow idle for the table's idle period at `now`, handing each to `expired`.
-    pub fn expire(&mut self, now: Instant, mut expired: impl FnMut(SocketAddr, V)) {
-        while let Some(&Reverse((deadline, generation, addr))) = self.deadlines.peek() {
-            if deadline > now {
+    pub fn expire(&mut self, now: Instant, mut expired: impl FnMut(K, V)) {
+        while let Some(Reverse((deadline, _, _))) = self.deadlines.peek() {
+            if *deadline > now {
                 break;
             }
-            self.deadlines.pop();
+            let Some(Reverse((_, generation, addr))) = self.deadlines.pop() else {
+                break;
+            };
             let Some(flow) = self.flows.get(&addr) else {
                 continue;
             };

@@ -7,7 +7,6 @@
 //! take no new flows, and the task ends only on the final *stop* (docs/design.md §7).
 
 pub mod flow;
-pub mod unrouted;
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
@@ -165,6 +164,21 @@ impl UdpEndpoint {
             }
         }
     }
+}
+
+/// A UDP socket of its own for one session's origin leg: bound to the unspecified address of
+/// `origin`'s family, any port, and connected to `origin`, so only the origin's datagrams arrive
+/// and an ICMP port unreachable shows as `ConnectionRefused` on the next receive.
+///
+/// Errors: the bind's or connect's I/O error.
+pub async fn origin_leg(origin: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
+    let local: SocketAddr = match origin {
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = tokio::net::UdpSocket::bind(local).await?;
+    socket.connect(origin).await?;
+    Ok(socket)
 }
 
 /// Receive buffers for one batched receive, allocated once per socket.

@@ -642,4 +642,13 @@ impl Store for RedisStore {
             other => Ok(other),
         }
     }
+
+    async fn delete_session(&self, kind: SessionKind, id: &str) -> Result<(), StoreError> {
+        let key = self.key(kind.as_str(), id);
+        let key = &key;
+        self.call("DEL", |mut c| async move {
+            ::redis::cmd("DEL").arg(key).query_async::<()>(&mut c).await
+        })
+        .await
+    }
 }
