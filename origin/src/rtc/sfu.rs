@@ -389,14 +389,15 @@ impl Sfu {
                 session
                     .span
                     .in_scope(|| tracing::info!(?state, "ICE state"));
-                match state {
-                    IceConnectionState::Disconnected => session.rtc.disconnect(),
-                    IceConnectionState::Connected if session.role == Role::Play => {
-                        let key = session.key.clone();
-                        self.request_keyframe(&key, KeyframeRequestKind::Pli);
-                    }
-                    _ => {}
+                if state == IceConnectionState::Disconnected {
+                    session.rtc.disconnect();
                 }
+            }
+            // DTLS is up: a new player can take media, starting at a keyframe.
+            Event::Connected if session.role == Role::Play => {
+                session.span.in_scope(|| tracing::info!("connected"));
+                let key = session.key.clone();
+                self.request_keyframe(&key, KeyframeRequestKind::Pli);
             }
             Event::MediaAdded(added) => {
                 session.mids.push((added.mid, added.kind, added.direction));
