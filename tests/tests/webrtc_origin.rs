@@ -120,7 +120,7 @@ async fn the_answer_is_ice_lite_with_one_host_candidate_and_delete_ends_the_sess
         assert_eq!(candidates.len(), 1, "{answer}");
         let port = origin.rtc.port();
         assert!(
-            candidates[0].contains(&format!(" udp "))
+            candidates[0].contains(" udp ")
                 && candidates[0].contains(&format!(" 127.0.0.1 {port} typ host")),
             "{}",
             candidates[0]

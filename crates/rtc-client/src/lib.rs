@@ -375,15 +375,20 @@ pub async fn play(options: Options) -> Result<Player, ClientError> {
 /// Errors: [`ClientError::Sdp`] when str0m cannot make one.
 pub fn build_offer(role: Role) -> Result<String, ClientError> {
     let local = SocketAddr::from(([127, 0, 0, 1], 9));
-    let (_, offer, _, _) = new_session(local, role)?;
-    Ok(offer.to_sdp_string())
+    Ok(new_session(local, role)?.offer.to_sdp_string())
 }
 
-/// A client [`Rtc`] with one host candidate at `local` and its offer; returns the media lines.
-fn new_session(
-    local: SocketAddr,
-    role: Role,
-) -> Result<(Rtc, SdpOffer, SdpPendingOffer, Vec<(Mid, MediaKind)>), ClientError> {
+/// A client [`Rtc`] before the answer.
+struct Offered {
+    rtc: Rtc,
+    offer: SdpOffer,
+    pending: SdpPendingOffer,
+    /// The media lines of the offer.
+    mids: Vec<(Mid, MediaKind)>,
+}
+
+/// A client [`Rtc`] with one host candidate at `local`, and its offer.
+fn new_session(local: SocketAddr, role: Role) -> Result<Offered, ClientError> {
     install_crypto();
     let mut rtc = Rtc::builder()
         .clear_codecs()
@@ -406,7 +411,12 @@ fn new_session(
     let (offer, pending) = api
         .apply()
         .ok_or_else(|| ClientError::Sdp("no offer to make".into()))?;
-    Ok((rtc, offer, pending, mids))
+    Ok(Offered {
+        rtc,
+        offer,
+        pending,
+        mids,
+    })
 }
 
 async fn start(
@@ -416,7 +426,12 @@ async fn start(
 ) -> Result<Running, ClientError> {
     let socket = UdpSocket::bind("127.0.0.1:0").await?;
     let local = socket.local_addr()?;
-    let (mut rtc, offer, pending, mids) = new_session(local, role)?;
+    let Offered {
+        mut rtc,
+        offer,
+        pending,
+        mids,
+    } = new_session(local, role)?;
     let signalled = signal(&options, &offer.to_sdp_string()).await?;
     let answer = SdpAnswer::from_sdp_string(&signalled.answer)
         .map_err(|e| ClientError::Sdp(format!("the answer: {e}")))?;
