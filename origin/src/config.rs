@@ -228,7 +228,7 @@ pub fn unknown_variables() -> Vec<String> {
 /// The `--help` text: usage and the variable table.
 pub fn help_text() -> String {
     let mut out = String::from(
-        "srs-origin: a small live-media origin (RTMP publish/play, HTTP-FLV, HTTP-TS, HLS, SRS-style API and heartbeat)\n\n\
+        "srs-origin: a small live-media origin (RTMP, SRT and WebRTC publish/play, HTTP-FLV, HTTP-TS, HLS, SRS-style API and heartbeat)\n\n\
          Usage: srs-origin [--help | --version]\n\n\
          Configured by environment variables (a .env file in the working directory fills in unset ones):\n\n",
     );
@@ -423,5 +423,18 @@ mod tests {
         assert_eq!(e.name, "ORIGIN_HLS_CTX");
         let e = Config::from_pairs(&[("ORIGIN_HLS_FRAGMENT", "0s")]).unwrap_err();
         assert_eq!(e.name, "ORIGIN_HLS_FRAGMENT");
+    }
+
+    #[test]
+    fn readme_and_help_list_every_variable() {
+        let readme = include_str!("../README.md");
+        let help = help_text();
+        for (name, _, _) in VARIABLES {
+            assert!(
+                readme.contains(&format!("| {name} |")),
+                "README lacks {name}"
+            );
+            assert!(help.contains(name), "--help lacks {name}");
+        }
     }
 }

@@ -291,6 +291,10 @@ impl Sender {
         }
         if let (Some(mid), Some(pt)) = (self.audio_mid, self.audio_pt) {
             while self.audio_due(started) <= now {
+                if now.duration_since(self.audio_due(started)) > MAX_LAG {
+                    self.audio_sent += 1;
+                    continue;
+                }
                 let index = (self.audio_sent % self.clip.audio.len() as u64) as usize;
                 let time = MediaTime::new(
                     self.audio_sent * u64::from(AUDIO_FRAME_MS) * 48,
