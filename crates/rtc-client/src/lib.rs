@@ -99,6 +99,9 @@ pub struct Options {
     pub token: Option<String>,
     /// The signalling protocol.
     pub signalling: Signalling,
+    /// Send media to this address instead of the answer's candidates (a test of a relay that
+    /// routes a session signalled elsewhere); `None`: the answer's.
+    pub media_to: Option<SocketAddr>,
 }
 
 impl Options {
@@ -108,6 +111,7 @@ impl Options {
             url: url.into(),
             token: None,
             signalling: Signalling::Whip,
+            media_to: None,
         }
     }
 
@@ -119,7 +123,14 @@ impl Options {
             signalling: Signalling::SrsJson {
                 streamurl: streamurl.into(),
             },
+            media_to: None,
         }
+    }
+
+    /// The same options, sending media to `addr` whatever the answer's candidates say.
+    pub fn with_media_to(mut self, addr: SocketAddr) -> Self {
+        self.media_to = Some(addr);
+        self
     }
 
     /// The same options with a bearer token.
@@ -433,7 +444,11 @@ async fn start(
         mids,
     } = new_session(local, role)?;
     let signalled = signal(&options, &offer.to_sdp_string()).await?;
-    let answer = SdpAnswer::from_sdp_string(&signalled.answer)
+    let answer_text = match options.media_to {
+        Some(addr) => with_candidates_at(&signalled.answer, addr),
+        None => signalled.answer.clone(),
+    };
+    let answer = SdpAnswer::from_sdp_string(&answer_text)
         .map_err(|e| ClientError::Sdp(format!("the answer: {e}")))?;
     rtc.sdp_api()
         .accept_answer(pending, answer)
@@ -452,6 +467,24 @@ async fn start(
         stop: Some(stop),
         task: Some(task),
     })
+}
+
+/// `sdp` with every candidate's address and port (RFC 8839 §5.1, fields 5 and 6) set to `addr`.
+fn with_candidates_at(sdp: &str, addr: SocketAddr) -> String {
+    sdp.split_inclusive('\n')
+        .map(|line| {
+            let body = line.trim_end_matches(['\r', '\n']);
+            if !body.starts_with("a=candidate:") {
+                return line.to_string();
+            }
+            let mut fields: Vec<String> = body.split(' ').map(str::to_string).collect();
+            if fields.len() > 5 {
+                fields[4] = addr.ip().to_string();
+                fields[5] = addr.port().to_string();
+            }
+            format!("{}{}", fields.join(" "), &line[body.len()..])
+        })
+        .collect()
 }
 
 /// Exchanges the offer for an answer per the options' signalling.

@@ -205,6 +205,10 @@ fn rtc_offer(api: Api, direction: Direction) -> axum::routing::MethodRouter<Stat
             signalling::offer(state, api, direction, request)
         },
     )
+    // Origins give Locations on the offer's path; DELETE there ends the session.
+    .delete(|AxumState(state): AxumState<State>, request: Request| {
+        signalling::delete(state, request)
+    })
 }
 
 /// Serves the HTTP API until admission stops: WHIP/WHEP and SRS's JSON API (docs/design.md
