@@ -13,7 +13,7 @@ run: setup release
 	bash deploy/run-demo.sh
 
 release:
-	$(CARGO) build --release -p srs-proxy -p srs-origin
+	$(CARGO) build --release -p srs-proxy -p srs-origin -p srs-rtc-client
 
 build:
 	$(CARGO) build --workspace --bins --tests

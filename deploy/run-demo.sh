@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts srs-proxy on the ports of the SRS docs, two srs-origin processes that register by
 # heartbeat, and a test publisher (ffmpeg test pattern with a clock, published through the proxy
-# over RTMP); waits until the stream plays, prints its play URLs, and stops everything on Ctrl-C.
+# over RTMP, SRT and WHIP); waits until the streams play, prints its play URLs, and stops everything on Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release}
@@ -64,12 +64,20 @@ ffmpeg -hide_banner -loglevel error -re -f lavfi -i "$video" -f lavfi -i sine=fr
 pids+=($!)
 wait_for 30 ffprobe -v error -rw_timeout 5000000 -show_streams http://127.0.0.1:8080/live/srt.ts \
   || { echo "the SRT test stream does not play:"; tail "$LOGS/srt-publisher.log" "$LOGS/proxy.log"; exit 1; }
+# WebRTC streams are not remuxed from RTMP by srs-origin, so the WebRTC demo is a third
+# publisher, over WHIP through the proxy (a generated H.264 + Opus clip).
+"$BIN/srs-rtc-publish" 'http://127.0.0.1:1985/rtc/v1/whip/?app=live&stream=webrtc' \
+  >"$LOGS/rtc-publisher.log" 2>&1 &
+pids+=($!)
+wait_for 30 grep -q "publishing to" "$LOGS/rtc-publisher.log" \
+  || { echo "the WebRTC test stream does not publish:"; tail "$LOGS/rtc-publisher.log" "$LOGS/proxy.log"; exit 1; }
 
 cat <<MSG
 
-srs-proxy is up (RTMP 1935, HTTP 8080, API 1985, system API 12025, SRT 10080) with two origins
-(RTMP 19351/19352, SRT 10081/10082) registered by heartbeat, and a test pattern with a clock
-published through the proxy as live/livestream (RTMP) and live/srt (SRT). Play them through the
+srs-proxy is up (RTMP 1935, HTTP 8080, API 1985, system API 12025, SRT 10080, WebRTC 8000)
+with two origins (RTMP 19351/19352, SRT 10081/10082, WebRTC 8001/8002) registered by heartbeat,
+and test streams published through the proxy: live/livestream (RTMP, a test pattern with a
+clock), live/srt (SRT, the same) and live/webrtc (WHIP, a generated clip). Play them through the
 proxy:
 
   ffplay rtmp://127.0.0.1/live/livestream
@@ -78,6 +86,9 @@ proxy:
   ffplay http://127.0.0.1:8080/live/livestream.m3u8
   ffplay 'srt://127.0.0.1:10080?streamid=#!::r=live/srt,m=request'
   ffplay http://127.0.0.1:8080/live/srt.ts
+  # in a browser: WebRTC (WHEP), and the index of every protocol's URLs
+  http://127.0.0.1:8080/players/whep.html?app=live&stream=webrtc
+  http://127.0.0.1:8080/players/?app=live&stream=livestream
 
   # which origin owns what, and the sessions on this proxy
   curl -s http://127.0.0.1:12025/api/v1/origins
