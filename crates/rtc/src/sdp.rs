@@ -201,6 +201,33 @@ mod tests {
     }
 
     #[test]
+    fn srs_origin_answers_are_rewritten_in_their_one_bundled_candidate() {
+        for answer in [
+            include_str!("../tests/fixtures/srs-origin-whip-answer.sdp"),
+            include_str!("../tests/fixtures/srs-origin-whep-answer.sdp"),
+        ] {
+            validate(answer).unwrap();
+            let ice = ice_credentials(answer).unwrap();
+            assert!(ice.ufrag.len() >= 4 && ice.pwd.len() >= 22);
+            let r = rewrite_candidates(answer, 18000, None).unwrap();
+            assert_eq!(r.origin_candidates.len(), 1);
+            assert_eq!(r.origin_candidates[0].ip().to_string(), "127.0.0.1");
+            let lines: Vec<&str> = r
+                .sdp
+                .lines()
+                .filter(|l| l.starts_with("a=candidate"))
+                .collect();
+            assert_eq!(lines.len(), 1, "str0m writes one candidate for the bundle");
+            assert!(
+                lines[0].contains(" 127.0.0.1 18000 typ host"),
+                "{}",
+                lines[0]
+            );
+            validate(&r.sdp).unwrap();
+        }
+    }
+
+    #[test]
     fn bad_descriptions_are_refused() {
         assert!(matches!(validate("hello"), Err(SdpError::Invalid(_))));
         assert!(matches!(
