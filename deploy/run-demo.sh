@@ -32,9 +32,10 @@ env PROXY_RTMP_SERVER=1935 PROXY_HTTP_SERVER=8080 PROXY_HTTP_API=1985 \
 pids+=($!)
 wait_for 10 curl -sf http://127.0.0.1:12025/readyz || { echo "srs-proxy did not start:"; tail "$LOGS/proxy.log"; exit 1; }
 for i in 1 2; do
-  # ORIGIN_SRT_SERVER: srs-origin's SRT listener (10081/10082) once it has one.
+  # Ports 1935i, 808i, 1985i, 1008i (SRT), 800i (WebRTC): clear of the proxy's.
   env ORIGIN_RTMP_SERVER=127.0.0.1:1935$i ORIGIN_HTTP_SERVER=127.0.0.1:808$i \
       ORIGIN_HTTP_API=127.0.0.1:1985$i ORIGIN_SRT_SERVER=127.0.0.1:1008$i \
+      ORIGIN_WEBRTC_SERVER=127.0.0.1:800$i \
       ORIGIN_DEVICE_ID=origin$i ORIGIN_REGISTER_URL=http://127.0.0.1:12025/api/v1/srs/register \
       "$BIN/srs-origin" >"$LOGS/origin$i.out" 2>"$LOGS/origin$i.log" &
   pids+=($!)

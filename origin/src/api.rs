@@ -28,18 +28,19 @@ struct ApiState {
     id: Arc<Identity>,
 }
 
-/// The router of the HTTP API listener.
-pub fn router(hub: Hub, id: Identity) -> Router {
+/// The router of the HTTP API listener, with `extra` routes (WebRTC signalling) merged in.
+pub fn router(hub: Hub, id: Identity, extra: Router) -> Router {
     Router::new()
         .route("/api/v1/versions", get(versions))
         .route("/api/v1/streams", get(streams))
         .route("/api/v1/streams/", get(streams))
-        .fallback(not_found)
-        .layer(srs_common::http::cors())
         .with_state(ApiState {
             hub,
             id: Arc::new(id),
         })
+        .merge(extra)
+        .fallback(not_found)
+        .layer(srs_common::http::cors())
 }
 
 async fn versions(State(s): State<ApiState>) -> Response {
@@ -143,7 +144,7 @@ mod tests {
                 },
             )
             .unwrap();
-        let mut r = router(hub, id);
+        let mut r = router(hub, id, Router::new());
 
         let (status, v) = get_json(&mut r, "/api/v1/versions").await;
         assert_eq!(status, StatusCode::OK);

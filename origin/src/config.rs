@@ -34,6 +34,21 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "SRT listener (UDP; MPEG-TS publish with m=publish, play with m=request): port or ip:port",
     ),
     (
+        "ORIGIN_WEBRTC_SERVER",
+        "8000",
+        "WebRTC media listener (UDP, one socket for all sessions; ICE-lite): port or ip:port",
+    ),
+    (
+        "ORIGIN_CANDIDATE",
+        "127.0.0.1",
+        "IP address put in WebRTC answers' host candidate (with the real ORIGIN_WEBRTC_SERVER port)",
+    ),
+    (
+        "ORIGIN_RTC_TOKEN",
+        "",
+        "when set, WHIP/WHEP and /rtc/v1/ JSON requests need Authorization: Bearer <token> (else 401)",
+    ),
+    (
         "ORIGIN_IP",
         "127.0.0.1",
         "address advertised to the proxy in the heartbeat",
@@ -96,9 +111,12 @@ pub struct Config {
     pub http_api: SocketAddr,
     /// SRT listener address (UDP), advertised in the heartbeat's `srt` list.
     pub srt_server: SocketAddr,
-    /// WebRTC media (UDP) listener address, advertised in the heartbeat's `rtc` list; `None`
-    /// until srs-origin has a WebRTC listener.
-    pub rtc_server: Option<SocketAddr>,
+    /// WebRTC media (UDP) listener address, advertised in the heartbeat's `rtc` list.
+    pub rtc_server: SocketAddr,
+    /// The address of the host candidate in WebRTC answers (the port is the bound one).
+    pub candidate: IpAddr,
+    /// Bearer token the WebRTC signalling routes require; `None`: no authorization.
+    pub rtc_token: Option<String>,
     /// Address advertised in the heartbeat.
     pub ip: String,
     /// Heartbeat `device_id`; `None` leaves it out.
@@ -128,6 +146,9 @@ struct Raw {
     http_server: Option<String>,
     http_api: Option<String>,
     srt_server: Option<String>,
+    webrtc_server: Option<String>,
+    candidate: Option<String>,
+    rtc_token: Option<String>,
     ip: Option<String>,
     device_id: Option<String>,
     server_id: Option<String>,
@@ -173,8 +194,9 @@ impl Config {
             http_server: listen_addr("ORIGIN_HTTP_SERVER", raw.http_server, 8080)?,
             http_api: listen_addr("ORIGIN_HTTP_API", raw.http_api, 1985)?,
             srt_server: listen_addr("ORIGIN_SRT_SERVER", raw.srt_server, 10080)?,
-            // No listener yet: the ORIGIN_* variable comes with the listener.
-            rtc_server: None,
+            rtc_server: listen_addr("ORIGIN_WEBRTC_SERVER", raw.webrtc_server, 8000)?,
+            candidate: candidate("ORIGIN_CANDIDATE", raw.candidate)?,
+            rtc_token: given(raw.rtc_token),
             ip,
             device_id: non_empty(raw.device_id),
             server_id: non_empty(raw.server_id).unwrap_or_else(|| format!("vid-{}", random_id(7))),
@@ -206,7 +228,7 @@ pub fn unknown_variables() -> Vec<String> {
 /// The `--help` text: usage and the variable table.
 pub fn help_text() -> String {
     let mut out = String::from(
-        "srs-origin: a small live-media origin (RTMP publish/play, HTTP-FLV, HTTP-TS, HLS, SRS-style API and heartbeat)\n\n\
+        "srs-origin: a small live-media origin (RTMP, SRT and WebRTC publish/play, HTTP-FLV, HTTP-TS, HLS, SRS-style API and heartbeat)\n\n\
          Usage: srs-origin [--help | --version]\n\n\
          Configured by environment variables (a .env file in the working directory fills in unset ones):\n\n",
     );
@@ -235,8 +257,18 @@ pub fn help_text() -> String {
          an SRT stream also plays as GET /app/stream.ts (not as FLV, RTMP or HLS)\n",
     );
     out.push_str(
+        "\nWebRTC (signalling on ORIGIN_HTTP_API, media on ORIGIN_WEBRTC_SERVER; H.264, VP8, Opus):\n  \
+         POST /rtc/v1/whip/?app=live&stream=s   WHIP publish: body an SDP offer (application/sdp)\n  \
+         POST /rtc/v1/whep/?app=live&stream=s   WHEP play; answered at once, media when published\n  \
+         \x20 -> 201, SDP answer, Location: /rtc/v1/whip/?app=live&stream=s&session=<id> (whep alike)\n  \
+         DELETE <Location>                      ends the session (200; unknown: 404)\n  \
+         POST /rtc/v1/publish/ and /rtc/v1/play/ SRS's JSON API: {\"streamurl\":\"webrtc://host/app/stream\",\"sdp\":...}\n  \
+         errors: 400 bad request or SDP, 401 token, 409 already published, 413 SDP over 64 KiB,\n  \
+         \x20 503 over 1024 sessions\n",
+    );
+    out.push_str(
         "\nLogging: RUST_LOG (default info), to stderr. On start, one line is printed to stdout:\n  \
-         srs-origin listening rtmp=<addr> http=<addr> api=<addr> srt=<addr>\n",
+         srs-origin listening rtmp=<addr> http=<addr> api=<addr> srt=<addr> rtc=<addr>\n",
     );
     out
 }
@@ -264,6 +296,17 @@ fn listen_addr(name: &str, value: Option<String>, default: u16) -> Result<Socket
     match given(value) {
         Some(v) => parse_listen(name, &v),
         None => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), default)),
+    }
+}
+
+/// Parses the candidate address: an IP literal (a host candidate cannot be a name); unset means
+/// 127.0.0.1.
+fn candidate(name: &str, value: Option<String>) -> Result<IpAddr, ConfigError> {
+    match given(value) {
+        Some(v) => v
+            .parse()
+            .map_err(|_| ConfigError::new(name, &v, "expected an IP address such as 192.0.2.10")),
+        None => Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)),
     }
 }
 
@@ -307,6 +350,9 @@ mod tests {
         assert_eq!(c.http_server, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.http_api, "0.0.0.0:1985".parse().unwrap());
         assert_eq!(c.srt_server, "0.0.0.0:10080".parse().unwrap());
+        assert_eq!(c.rtc_server, "0.0.0.0:8000".parse().unwrap());
+        assert_eq!(c.candidate, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert!(c.rtc_token.is_none());
         assert_eq!(c.ip, "127.0.0.1");
         assert!(c.device_id.is_none());
         assert!(c.server_id.starts_with("vid-") && c.server_id.len() == 11);
@@ -325,6 +371,9 @@ mod tests {
             ("ORIGIN_HTTP_SERVER", "0"),
             ("ORIGIN_HTTP_API", ":1986"),
             ("ORIGIN_SRT_SERVER", "127.0.0.1:0"),
+            ("ORIGIN_WEBRTC_SERVER", "0"),
+            ("ORIGIN_CANDIDATE", "192.0.2.10"),
+            ("ORIGIN_RTC_TOKEN", "s3cret"),
             ("ORIGIN_DEVICE_ID", "origin2"),
             ("ORIGIN_SERVER_ID", "vid-abc"),
             (
@@ -341,6 +390,9 @@ mod tests {
         assert_eq!(c.http_server.port(), 0);
         assert_eq!(c.http_api, "0.0.0.0:1986".parse().unwrap());
         assert_eq!(c.srt_server, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(c.rtc_server.port(), 0);
+        assert_eq!(c.candidate.to_string(), "192.0.2.10");
+        assert_eq!(c.rtc_token.as_deref(), Some("s3cret"));
         assert_eq!(c.device_id.as_deref(), Some("origin2"));
         assert_eq!(c.server_id, "vid-abc");
         assert_eq!(c.register_url.unwrap().port_u16(), Some(12025));
@@ -363,9 +415,26 @@ mod tests {
         assert_eq!(e.name, "ORIGIN_HTTP_API");
         let e = Config::from_pairs(&[("ORIGIN_SRT_SERVER", "udp://x")]).unwrap_err();
         assert_eq!(e.name, "ORIGIN_SRT_SERVER");
+        let e = Config::from_pairs(&[("ORIGIN_CANDIDATE", "origin.example.com")]).unwrap_err();
+        assert_eq!(e.name, "ORIGIN_CANDIDATE");
+        let e = Config::from_pairs(&[("ORIGIN_WEBRTC_SERVER", "x:y")]).unwrap_err();
+        assert_eq!(e.name, "ORIGIN_WEBRTC_SERVER");
         let e = Config::from_pairs(&[("ORIGIN_HLS_CTX", "maybe")]).unwrap_err();
         assert_eq!(e.name, "ORIGIN_HLS_CTX");
         let e = Config::from_pairs(&[("ORIGIN_HLS_FRAGMENT", "0s")]).unwrap_err();
         assert_eq!(e.name, "ORIGIN_HLS_FRAGMENT");
+    }
+
+    #[test]
+    fn readme_and_help_list_every_variable() {
+        let readme = include_str!("../README.md");
+        let help = help_text();
+        for (name, _, _) in VARIABLES {
+            assert!(
+                readme.contains(&format!("| {name} |")),
+                "README lacks {name}"
+            );
+            assert!(help.contains(name), "--help lacks {name}");
+        }
     }
 }

@@ -9,6 +9,9 @@
 //! cache of their own ([`crate::ts_cache`]). Both kinds share one key space: a key has one
 //! publisher, whatever its protocol.
 //!
+//! WebRTC streams are forwarded by the SFU ([`crate::rtc`]) itself; the hub only reserves their
+//! key ([`Hub::publish_rtc`]) and lists them for the API.
+//!
 //! The hub is plain data behind short-held locks; it never awaits while holding one. Each player
 //! has a bounded queue: a player that falls too far behind is dropped, so it can never slow the
 //! publisher or the other players.
@@ -103,10 +106,12 @@ pub struct Hub {
 
 #[derive(Default)]
 struct HubInner {
-    /// FLV streams. Lock order: this map, then `ts_streams`.
+    /// FLV streams. Lock order: this map, then `ts_streams`, then `rtc_streams`.
     streams: Mutex<HashMap<StreamKey, Arc<Mutex<Stream>>>>,
     /// MPEG-TS streams (SRT publishers).
     ts_streams: Mutex<HashMap<StreamKey, Arc<Mutex<TsStream>>>>,
+    /// WebRTC streams: only their API figures, which the SFU keeps current.
+    rtc_streams: Mutex<HashMap<StreamKey, Arc<Mutex<StreamStats>>>>,
     /// Woken whenever a stream starts publishing, for players waiting for one.
     published: Notify,
     next_id: AtomicU64,
@@ -226,7 +231,10 @@ impl Hub {
     /// removed, and its players end, when the returned handle is dropped.
     pub fn publish(&self, key: StreamKey, info: PublishInfo) -> Result<Publisher, HubError> {
         let mut streams = lock(&self.inner.streams);
-        if streams.contains_key(&key) || lock(&self.inner.ts_streams).contains_key(&key) {
+        if streams.contains_key(&key)
+            || lock(&self.inner.ts_streams).contains_key(&key)
+            || lock(&self.inner.rtc_streams).contains_key(&key)
+        {
             return Err(HubError::AlreadyPublishing(key.to_string()));
         }
         let stream = Arc::new(Mutex::new(Stream {
@@ -347,6 +355,8 @@ impl Hub {
             .collect();
         let ts_streams: Vec<_> = lock(&self.inner.ts_streams).values().cloned().collect();
         out.extend(ts_streams.iter().map(|s| lock(s).stats()));
+        let rtc_streams: Vec<_> = lock(&self.inner.rtc_streams).values().cloned().collect();
+        out.extend(rtc_streams.iter().map(|s| lock(s).clone()));
         out.sort_by_key(|s| s.key.to_string());
         out
     }
@@ -356,7 +366,10 @@ impl Hub {
     pub fn publish_ts(&self, key: StreamKey, info: PublishInfo) -> Result<TsPublisher, HubError> {
         let streams = lock(&self.inner.streams);
         let mut ts_streams = lock(&self.inner.ts_streams);
-        if streams.contains_key(&key) || ts_streams.contains_key(&key) {
+        if streams.contains_key(&key)
+            || ts_streams.contains_key(&key)
+            || lock(&self.inner.rtc_streams).contains_key(&key)
+        {
             return Err(HubError::AlreadyPublishing(key.to_string()));
         }
         let stream = Arc::new(Mutex::new(TsStream {
@@ -394,6 +407,39 @@ impl Hub {
             stream,
             initial: initial.into(),
             rx,
+        })
+    }
+
+    /// Reserves `key` for a WebRTC publisher; refused when the stream already has a publisher
+    /// of any kind. The key is free again, and the stream leaves the API, when the returned
+    /// handle is dropped.
+    pub fn publish_rtc(&self, key: StreamKey, info: PublishInfo) -> Result<RtcPublisher, HubError> {
+        let streams = lock(&self.inner.streams);
+        let ts_streams = lock(&self.inner.ts_streams);
+        let mut rtc_streams = lock(&self.inner.rtc_streams);
+        if streams.contains_key(&key)
+            || ts_streams.contains_key(&key)
+            || rtc_streams.contains_key(&key)
+        {
+            return Err(HubError::AlreadyPublishing(key.to_string()));
+        }
+        let stats = Arc::new(Mutex::new(StreamStats {
+            id: format!("vid-{}", crate::config::random_id(7)),
+            key: key.clone(),
+            publish: info,
+            clients: 1,
+            frames: 0,
+            recv_bytes: 0,
+            send_bytes: 0,
+            video_codec: None,
+            audio_codec: None,
+            start_ms: now_ms(),
+        }));
+        rtc_streams.insert(key.clone(), stats.clone());
+        Ok(RtcPublisher {
+            hub: self.clone(),
+            key,
+            stats,
         })
     }
 
@@ -608,6 +654,32 @@ impl TsPublisher {
 impl Drop for TsPublisher {
     fn drop(&mut self) {
         self.hub.unpublish_ts(&self.key, &self.stream);
+    }
+}
+
+/// A WebRTC stream's reservation of its key and its API figures. Dropping it ends the stream.
+pub struct RtcPublisher {
+    hub: Hub,
+    key: StreamKey,
+    stats: Arc<Mutex<StreamStats>>,
+}
+
+impl RtcPublisher {
+    /// Updates the figures the API shows for this stream.
+    pub fn update(&self, f: impl FnOnce(&mut StreamStats)) {
+        f(&mut lock(&self.stats));
+    }
+}
+
+impl Drop for RtcPublisher {
+    fn drop(&mut self) {
+        let mut rtc_streams = lock(&self.hub.inner.rtc_streams);
+        if rtc_streams
+            .get(&self.key)
+            .is_some_and(|s| Arc::ptr_eq(s, &self.stats))
+        {
+            rtc_streams.remove(&self.key);
+        }
     }
 }
 
@@ -956,5 +1028,26 @@ mod tests {
         assert_eq!(fast.recv().await, None);
         assert!(hub.stats().is_empty());
         assert!(hub.publish(key("s"), PublishInfo::default()).is_ok());
+    }
+
+    #[test]
+    fn rtc_streams_share_the_key_space_and_show_in_stats() {
+        let hub = Hub::default();
+        let rtc = hub.publish_rtc(key("w"), PublishInfo::default()).unwrap();
+        assert!(hub.publish_rtc(key("w"), PublishInfo::default()).is_err());
+        assert!(hub.publish(key("w"), PublishInfo::default()).is_err());
+        assert!(hub.publish_ts(key("w"), PublishInfo::default()).is_err());
+        let _rtmp = hub.publish(key("r"), PublishInfo::default()).unwrap();
+        assert!(hub.publish_rtc(key("r"), PublishInfo::default()).is_err());
+        rtc.update(|s| {
+            s.clients = 3;
+            s.video_codec = Some("H264");
+        });
+        let stats = hub.stats();
+        let w = stats.iter().find(|s| s.key == key("w")).unwrap();
+        assert_eq!((w.clients, w.video_codec), (3, Some("H264")));
+        drop(rtc);
+        assert_eq!(hub.stats().len(), 1);
+        assert!(hub.publish(key("w"), PublishInfo::default()).is_ok());
     }
 }

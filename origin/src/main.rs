@@ -1,7 +1,7 @@
 //! `srs-origin`: a small live-media origin server.
 //!
-//! RTMP publish and play, SRT (MPEG-TS) publish and play, HTTP-FLV, HTTP-TS and HLS out, an
-//! SRS-compatible HTTP API, and an SRS-style heartbeat to the proxy's register API. Configured by `ORIGIN_*` environment variables (`--help`).
+//! RTMP publish and play, SRT (MPEG-TS) publish and play, WebRTC publish and play (WHIP, WHEP),
+//! HTTP-FLV, HTTP-TS and HLS out, an SRS-compatible HTTP API, and an SRS-style heartbeat to the proxy's register API. Configured by `ORIGIN_*` environment variables (`--help`).
 
 mod api;
 mod config;
@@ -10,6 +10,7 @@ mod hls;
 mod http_stream;
 mod hub;
 mod media;
+mod rtc;
 mod rtmp_server;
 mod srt_server;
 mod ts_cache;
@@ -94,12 +95,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let (srt, srt_addr) = srt_server::bind(config.srt_server)
         .await
         .with_context(|| format!("{srt_name}={}: cannot listen", config.srt_server))?;
+    let hub = Hub::new(HubLimits::default(), hls_settings(&config));
+    let (rtc, rtc_task, rtc_addr) =
+        rtc::sfu::bind(config.rtc_server, config.candidate, hub.clone())
+            .await
+            .with_context(|| {
+                format!("ORIGIN_WEBRTC_SERVER={}: cannot listen", config.rtc_server)
+            })?;
 
     // Tests read the real ports from this line when they ask for port 0.
     let mut stdout = std::io::stdout().lock();
     writeln!(
         stdout,
-        "srs-origin listening rtmp={rtmp_addr} http={http_addr} api={api_addr} srt={srt_addr}"
+        "srs-origin listening rtmp={rtmp_addr} http={http_addr} api={api_addr} srt={srt_addr} rtc={rtc_addr}"
     )
     .and_then(|()| stdout.flush())
     .context("writing to stdout")?;
@@ -111,17 +119,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         pid: std::process::id().to_string(),
     };
     tracing::info!(
-        rtmp = %rtmp_addr, http = %http_addr, api = %api_addr, srt = %srt_addr,
+        rtmp = %rtmp_addr, http = %http_addr, api = %api_addr, srt = %srt_addr, rtc = %rtc_addr,
+        candidate = %config.candidate,
         server = %identity.server, service = %identity.service,
         "srs-origin started"
     );
 
-    let hls = hls::HlsSettings {
-        fragment: config.hls_fragment,
-        window: config.hls_window,
-        ctx: config.hls_ctx,
-    };
-    let hub = Hub::new(HubLimits::default(), hls);
+    let hls = hls_settings(&config);
     let rtmp_settings = rtmp_server::Settings {
         play_wait: config.play_wait,
         publish_timeout: config.publish_timeout,
@@ -137,11 +141,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         hls_wait: config.play_wait,
     };
     let mut http_task = tokio::spawn(serve_http("HTTP", http, http_stream::router(http_state)));
+    let signalling = rtc::signalling::router(rtc, config.rtc_token.clone(), identity.clone());
     let mut api_task = tokio::spawn(serve_http(
         "API",
         api,
-        api::router(hub.clone(), identity.clone()),
+        api::router(hub.clone(), identity.clone(), signalling),
     ));
+    let mut rtc_task = tokio::spawn(rtc::sfu::serve(rtc_task));
 
     if let Some(url) = config.register_url.clone() {
         let body = srs_cluster::RegisterBody {
@@ -154,11 +160,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             http: vec![http_addr.port().to_string()],
             api: vec![api_addr.port().to_string()],
             srt: vec![heartbeat::udp_endpoint(srt_addr)],
-            rtc: config
-                .rtc_server
-                .into_iter()
-                .map(heartbeat::udp_endpoint)
-                .collect(),
+            rtc: vec![heartbeat::udp_endpoint(rtc_addr)],
             summaries: None,
         };
         tracing::info!(%url, interval = ?config.heartbeat_interval, "heartbeat enabled");
@@ -175,6 +177,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
         r = &mut http_task => server_ended("HTTP", r.map(Ok)),
         r = &mut api_task => server_ended("API", r.map(Ok)),
         r = &mut srt_task => server_ended("SRT", r.map(Ok)),
+        r = &mut rtc_task => server_ended("WebRTC", r.map(Ok)),
+    }
+}
+
+fn hls_settings(config: &Config) -> hls::HlsSettings {
+    hls::HlsSettings {
+        fragment: config.hls_fragment,
+        window: config.hls_window,
+        ctx: config.hls_ctx,
     }
 }
 

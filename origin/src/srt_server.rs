@@ -131,7 +131,7 @@ async fn handle(
     cid: String,
     sessions: Arc<AtomicUsize>,
 ) {
-    let slot = SessionSlot::take(sessions);
+    let slot = SessionSlot::take(sessions, MAX_SESSIONS);
     let decision = slot
         .as_ref()
         .ok_or(ServerRejectReason::Overload)
@@ -264,14 +264,15 @@ async fn play(mut socket: SrtSocket, mut player: TsPlayer) {
     let _ = tokio::time::timeout(SEND_TIMEOUT, socket.close()).await;
 }
 
-/// One of the [`MAX_SESSIONS`] session slots, given back when dropped.
-struct SessionSlot(Arc<AtomicUsize>);
+/// One of a bounded number of session slots (SRT, WebRTC), given back when dropped.
+pub struct SessionSlot(Arc<AtomicUsize>);
 
 impl SessionSlot {
-    fn take(sessions: Arc<AtomicUsize>) -> Option<Self> {
+    /// Takes a slot when fewer than `limit` of `sessions` are taken.
+    pub fn take(sessions: Arc<AtomicUsize>, limit: usize) -> Option<Self> {
         let taken = sessions
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < MAX_SESSIONS).then_some(n + 1)
+                (n < limit).then_some(n + 1)
             })
             .is_ok();
         taken.then(|| Self(sessions))

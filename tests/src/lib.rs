@@ -139,6 +139,8 @@ pub struct Origin {
     pub api: SocketAddr,
     /// SRT listener (UDP).
     pub srt: SocketAddr,
+    /// WebRTC media listener (UDP).
+    pub rtc: SocketAddr,
 }
 
 impl Origin {
@@ -151,6 +153,7 @@ impl Origin {
             .env("ORIGIN_HTTP_SERVER", "127.0.0.1:0")
             .env("ORIGIN_HTTP_API", "127.0.0.1:0")
             .env("ORIGIN_SRT_SERVER", "127.0.0.1:0")
+            .env("ORIGIN_WEBRTC_SERVER", "127.0.0.1:0")
             .env("ORIGIN_IP", "127.0.0.1")
             .env("ORIGIN_DEVICE_ID", name)
             .env("ORIGIN_REGISTER_URL", register_url)
@@ -165,6 +168,7 @@ impl Origin {
             http: addr_of(&pairs, "http"),
             api: addr_of(&pairs, "api"),
             srt: addr_of(&pairs, "srt"),
+            rtc: addr_of(&pairs, "rtc"),
         }
     }
 

@@ -74,6 +74,7 @@ pub fn start_origin(paths: &Paths, register_url: Option<&str>) -> anyhow::Result
         .env("ORIGIN_HTTP_SERVER", "127.0.0.1:0")
         .env("ORIGIN_HTTP_API", "127.0.0.1:0")
         .env("ORIGIN_SRT_SERVER", "127.0.0.1:0")
+        .env("ORIGIN_WEBRTC_SERVER", "127.0.0.1:0")
         .env("ORIGIN_IP", "127.0.0.1")
         .env("ORIGIN_DEVICE_ID", "bench-origin")
         .env("ORIGIN_HEARTBEAT_INTERVAL", "1s");

@@ -48,6 +48,7 @@ pub fn start_origin(env: &[(&str, &str)]) -> Origin {
         .env("ORIGIN_HTTP_SERVER", "127.0.0.1:0")
         .env("ORIGIN_HTTP_API", "127.0.0.1:0")
         .env("ORIGIN_SRT_SERVER", "127.0.0.1:0")
+        .env("ORIGIN_WEBRTC_SERVER", "127.0.0.1:0")
         .env("RUST_LOG", "info");
     for (k, v) in env {
         cmd.env(k, v);
