@@ -41,6 +41,8 @@ class SrsSession {
     this.pc = null;
     this.location = null;
     this.cleanup = null;
+    /** The status of the last DELETE. */
+    this.deleted = null;
     this.errors = [];
     this.log = [];
     this.endpoint = srsEndpoint(kind);
@@ -126,7 +128,12 @@ class SrsSession {
     if (!location) return;
     this.note(`DELETE ${location}`);
     try {
-      await fetch(location, { method: 'DELETE', keepalive: unloading });
+      const response = await fetch(location, { method: 'DELETE', keepalive: unloading });
+      this.deleted = response.status;
+      this.note(`DELETE answered ${response.status}`);
+      if (!response.ok && !unloading) {
+        this.fail(`DELETE answered ${response.status}: ${await response.text()}`);
+      }
     } catch (e) {
       if (!unloading) this.fail(e);
     }
