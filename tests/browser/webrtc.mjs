@@ -4,7 +4,9 @@
 // logs on stderr.
 //
 //   node webrtc.mjs --base http://127.0.0.1:18080 --app live --stream s [--frames 50]
-//     [--timeout 40] [--hold 0]
+//     [--timeout 40] [--hold 0] [--api http://origin:1985]
+//
+// --api sends the signalling to another HTTP API (an origin's, to tell it from the proxy).
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +22,7 @@ const { values: opts } = parseArgs({
     frames: { type: 'string', default: '50' },
     timeout: { type: 'string', default: '40' },
     hold: { type: 'string', default: '0' },
+    api: { type: 'string' },
     chromium: { type: 'string', default: '/usr/bin/chromium' },
   },
 });
@@ -30,6 +33,7 @@ if (!opts.base) {
 const wanted = Number(opts.frames);
 const deadline = Date.now() + Number(opts.timeout) * 1000;
 const query = new URLSearchParams({ app: opts.app, stream: opts.stream });
+if (opts.api) query.set('api', opts.api);
 
 const ARGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',

@@ -112,10 +112,20 @@ class SrsSession {
     }
   }
 
-  /** Closes the connection and DELETEs the session (`unloading`: a request that outlives the page). */
+  /**
+   * DELETEs the session, then closes the connection: closing first would end the session at the
+   * server (DTLS close_notify) and leave the DELETE nothing to find. `unloading`: the page is
+   * going, so the request must outlive it and nobody waits for the answer.
+   */
   async stop(unloading) {
     const location = this.location;
     this.location = null;
+    if (location) {
+      this.note(`DELETE ${location}`);
+      const request = fetch(location, { method: 'DELETE', keepalive: unloading });
+      if (unloading) request.catch(() => {});
+      else await this.deleteAnswered(request);
+    }
     if (this.cleanup) {
       this.cleanup();
       this.cleanup = null;
@@ -125,17 +135,17 @@ class SrsSession {
       this.pc = null;
       this.showState();
     }
-    if (!location) return;
-    this.note(`DELETE ${location}`);
+  }
+
+  /** Notes the DELETE's answer; an error status or a failed request is an error. */
+  async deleteAnswered(request) {
     try {
-      const response = await fetch(location, { method: 'DELETE', keepalive: unloading });
+      const response = await request;
       this.deleted = response.status;
       this.note(`DELETE answered ${response.status}`);
-      if (!response.ok && !unloading) {
-        this.fail(`DELETE answered ${response.status}: ${await response.text()}`);
-      }
+      if (!response.ok) this.fail(`DELETE answered ${response.status}: ${await response.text()}`);
     } catch (e) {
-      if (!unloading) this.fail(e);
+      this.fail(e);
     }
   }
 }
