@@ -97,6 +97,29 @@ async fn a_player_may_start_before_the_publisher() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_stay_when_the_publisher_leaves_and_get_the_next_one() {
+    let dir = TempDir::new("webrtc-republish");
+    let origin = Origin::start(&dir, "origin", "", &[]);
+    let first = publish(Options::whip(whip(&origin, "r"))).await.unwrap();
+    let player = play(Options::whip(whep(&origin, "r"))).await.unwrap();
+    player.wait_frames(20, WAIT).await.unwrap();
+    first.close().await.unwrap();
+    srs_e2e::wait_until(Duration::from_secs(5), "stream unlisted", || {
+        origin.stream("live", "r").is_none()
+    });
+    let seen = player.stats();
+    assert!(!seen.ended, "{seen:?}");
+    let second = publish(Options::whip(whip(&origin, "r"))).await.unwrap();
+    player
+        .wait_frames(seen.video_frames + 20, WAIT)
+        .await
+        .unwrap();
+    assert!(player.stats().keyframes > seen.keyframes);
+    second.close().await.unwrap();
+    player.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_answer_is_ice_lite_with_one_host_candidate_and_delete_ends_the_session() {
     let dir = TempDir::new("webrtc-answer");
     let origin = Origin::start(&dir, "origin", "", &[("ORIGIN_CANDIDATE", "127.0.0.1")]);
