@@ -18,6 +18,10 @@ command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
 # The demo publisher burns a clock into the picture with drawtext, which needs a font.
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+# tests/tests/browser.rs plays WebRTC in Debian's headless Chromium, driven from Node.
+command -v chromium >/dev/null || need+=(chromium)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 # tests/tests/deploy.rs checks the systemd unit and the Kubernetes manifests offline.
 command -v systemd-analyze >/dev/null || need+=(systemd)
 pip_need=

@@ -102,17 +102,21 @@ async fn run() -> anyhow::Result<()> {
     let srt_endpoint = bind_udp("PROXY_SRT_SERVER", config.srt_server, reuse)?;
 
     let lifecycle = Lifecycle::new();
-    // Rewritten WebRTC answers carry the bound port (PROXY_WEBRTC_SERVER may be 0).
-    let mut config = config;
-    config.webrtc_server = webrtc_endpoint.local_addr()?;
-    let state: State = Inner::new(config.clone(), store, lifecycle.clone());
-
     let rtmp_addr = rtmp_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
     let system_addr = system_listener.local_addr()?;
     let webrtc_addr = webrtc_endpoint.local_addr()?;
     let srt_addr = srt_endpoint.local_addr()?;
+    // Ports may be 0: rewritten WebRTC answers and the player pages carry the bound ones.
+    let mut config = config;
+    config.webrtc_server = webrtc_addr;
+    config.http_api = api_addr;
+    config.rtmp_server = rtmp_addr;
+    config.http_server = http_addr;
+    config.srt_server = srt_addr;
+    let state: State = Inner::new(config.clone(), store, lifecycle.clone());
+
     info!(
         rtmp = %rtmp_addr, http = %http_addr, api = %api_addr, system = %system_addr,
         srt = %srt_addr, webrtc = %webrtc_addr,

@@ -6,11 +6,13 @@
 //! - [`stream`]: HTTP-FLV and HTTP-TS relayed from the stream's owner;
 //! - [`hls`]: HLS with playlist rewriting and sessions shared through the store;
 //! - [`api`]: the system API (register, origins, health, metrics) and the HTTP API (versions;
-//!   WHIP/WHEP go there).
+//!   WHIP/WHEP go there);
+//! - [`players`]: the player pages, served when there are no static files.
 
 pub mod api;
 pub mod hls;
 pub mod origin;
+pub mod players;
 pub mod stream;
 
 use axum::body::Body;
@@ -51,7 +53,8 @@ pub fn client_ip(request: &Request) -> Option<std::net::IpAddr> {
 }
 
 /// Dispatches one request on the HTTP stream listener: HLS first (a `.ts` carrying an HLS
-/// session id is a segment, not the HTTP-TS stream), then HTTP-FLV/TS, then static files.
+/// session id is a segment, not the HTTP-TS stream), then HTTP-FLV/TS, then static files or,
+/// without them, the player pages.
 async fn handle(AxumState(state): AxumState<State>, request: Request) -> Response {
     let readable = request.method() == Method::GET || request.method() == Method::HEAD;
     if hls::is_hls(request.uri()) {
@@ -72,17 +75,25 @@ async fn handle(AxumState(state): AxumState<State>, request: Request) -> Respons
                     Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, e),
                 }
             }
+            None if players::is_players(request.uri().path()) => {
+                players::serve(&state.config, &request)
+            }
             None => json_error(StatusCode::NOT_FOUND, "no such stream or file"),
         },
     }
 }
 
-/// Serves the HTTP stream listener until admission stops.
-pub async fn serve_streams(state: State, listener: TcpListener) {
-    let app = Router::new()
+/// The HTTP stream listener's router.
+fn streams_router(state: State) -> Router {
+    Router::new()
         .fallback(handle)
         .layer(srs_common::http::cors())
-        .with_state(state.clone());
+        .with_state(state)
+}
+
+/// Serves the HTTP stream listener until admission stops.
+pub async fn serve_streams(state: State, listener: TcpListener) {
+    let app = streams_router(state.clone());
     serve_router("HTTP stream server", &state, listener, app).await;
 }
 
