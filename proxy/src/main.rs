@@ -28,10 +28,11 @@ fn main() -> std::process::ExitCode {
         eprintln!("srs-proxy: unknown argument {arg:?}; it is configured by environment variables (see --help)");
         return std::process::ExitCode::from(2);
     }
+    // webrtc-sdp warns of every attribute it does not know, and browsers' offers have several.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,webrtc_sdp=error")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -124,6 +124,10 @@ fn chromium_publishes_with_whip_and_plays_with_whep_through_the_proxy() {
     eprintln!("browser result in {:?}: {result}", started.elapsed());
     let frames = result["framesDecoded"].as_u64().unwrap_or(0);
     assert!(frames > u64::from(FRAMES), "{result}");
+    // The pages' DELETEs went through the proxy to the origin.
+    for page in ["whip", "whep"] {
+        assert_eq!(result["deleted"][page]["status"], 200, "{page}: {result}");
+    }
 
     // The media went through the proxy's WebRTC port both ways.
     let to_origin = webrtc_datagrams(&proxy, "to_origin");
