@@ -67,7 +67,7 @@ fn start(
 #[test]
 fn whip_and_whep_through_the_proxy() {
     let dir = TempDir::new("webrtc-relay");
-    let (proxy, _origin) = start(&dir, &[("PROXY_WEBRTC_CANDIDATE", "127.0.0.1")], &[]);
+    let (proxy, origin) = start(&dir, &[("PROXY_WEBRTC_CANDIDATE", "127.0.0.1")], &[]);
     let rt = runtime();
     rt.block_on(async {
         let publisher = publish(Options::whip(whip(&proxy, "s")))
@@ -112,18 +112,36 @@ fn whip_and_whep_through_the_proxy() {
         };
         assert_eq!(active("publish"), Some(1.0));
         assert_eq!(active("play"), Some(1.0));
+        assert_eq!(
+            origin.stream("live", "s").map(|s| s["clients"].clone()),
+            Some(2.into())
+        );
 
-        // DELETE through the proxy ends the player's session at the proxy and the origin.
+        // DELETE through the proxy, while the player still runs, ends its session at the proxy
+        // and at the origin: its frames stop.
         let player_location = player.signalled().location.clone().expect("a Location");
-        let reply = player
-            .close()
-            .await
-            .expect("close")
-            .expect("a DELETE reply");
-        assert!(reply.status.is_success(), "{reply:?}");
+        let (status, body) = http("DELETE", &player_location, None);
+        assert_eq!(status, 200, "{body}");
         wait_until(Duration::from_secs(5), "the player's session freed", || {
             sessions(&proxy) == 1.0
         });
+        wait_until(
+            Duration::from_secs(5),
+            "the origin's player session ended",
+            || {
+                origin
+                    .stream("live", "s")
+                    .is_some_and(|s| s["clients"] == 1)
+            },
+        );
+        let stopped = player.stats().video_frames;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            player.stats().video_frames <= stopped + 2,
+            "frames after DELETE: {:?}",
+            player.stats()
+        );
+        drop(player);
         let (status, body) = http("DELETE", &player_location, None);
         assert_eq!(status, 404, "a second DELETE: {body}");
         publisher.close().await.expect("close the publisher");
