@@ -191,9 +191,16 @@ fn hls_settings(config: &Config) -> hls::HlsSettings {
 
 /// Serves an HTTP router for the life of the process, with bounded request heads.
 async fn serve_http(name: &'static str, listener: TcpListener, app: axum::Router) {
-    srs_common::http::serve(name, listener, app, std::future::pending(), |task| {
-        tokio::spawn(task);
-    })
+    srs_common::http::serve(
+        name,
+        listener,
+        app,
+        std::future::pending(),
+        |task| {
+            tokio::spawn(task);
+        },
+        |_| Some(()),
+    )
     .await;
 }
 

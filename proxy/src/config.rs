@@ -55,6 +55,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "on: every listener sets SO_REUSEPORT, so a new process can bind the ports before this one drains",
     ),
     (
+        "PROXY_MAX_CONNECTIONS",
+        "10000",
+        "open connections per TCP listener at most; beyond, new ones are closed at once",
+    ),
+    (
         "PROXY_STATIC_FILES",
         "",
         "directory served at / by the HTTP stream listener (empty: none)",
@@ -228,6 +233,8 @@ pub struct Config {
     pub system_api: SocketAddr,
     /// Whether every listener, TCP and UDP, sets `SO_REUSEPORT` (`PROXY_REUSE_PORT`).
     pub reuse_port: bool,
+    /// Open connections per TCP listener at most (`PROXY_MAX_CONNECTIONS`, docs/design.md §7).
+    pub max_connections: usize,
     /// Directory served at `/` by the HTTP stream listener.
     pub static_files: Option<String>,
     /// Store kind.
@@ -268,6 +275,7 @@ struct Raw {
     srt_server: Option<String>,
     system_api: Option<String>,
     static_files: Option<String>,
+    max_connections: Option<String>,
     reuse_port: Option<String>,
     load_balancer_type: Option<String>,
     redis_host: Option<String>,
@@ -386,6 +394,20 @@ fn origin_load_limit(raw: &Raw) -> Result<Option<f64>, ConfigError> {
             NAME,
             &value,
             "expected a load per CPU above 0, e.g. 0.9",
+        )),
+    }
+}
+
+/// `PROXY_MAX_CONNECTIONS`: a whole number of at least 1.
+fn max_connections(raw: &Raw) -> Result<usize, ConfigError> {
+    const NAME: &str = "PROXY_MAX_CONNECTIONS";
+    let value = value_or_default(NAME, &raw.max_connections);
+    match value.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(ConfigError::new(
+            NAME,
+            &value,
+            "expected a whole number of at least 1",
         )),
     }
 }
@@ -634,6 +656,7 @@ impl Config {
                 &value_or_default("PROXY_REUSE_PORT", &raw.reuse_port),
             )?,
             static_files,
+            max_connections: max_connections(&raw)?,
             load_balancer,
             redis,
             default_backend,
@@ -748,6 +771,17 @@ mod tests {
         }
         let e = Config::from_pairs([("PROXY_WEBRTC_CANDIDATE", "a b")]).unwrap_err();
         assert!(e.to_string().contains("PROXY_WEBRTC_CANDIDATE"), "{e}");
+    }
+
+    #[test]
+    fn max_connections_is_a_positive_count() {
+        assert_eq!(Config::from_pairs([]).unwrap().max_connections, 10_000);
+        let c = Config::from_pairs([("PROXY_MAX_CONNECTIONS", "5")]).unwrap();
+        assert_eq!(c.max_connections, 5);
+        for bad in ["0", "-1", "many"] {
+            let e = Config::from_pairs([("PROXY_MAX_CONNECTIONS", bad)]).unwrap_err();
+            assert!(e.to_string().contains("PROXY_MAX_CONNECTIONS"), "{e}");
+        }
     }
 
     #[test]

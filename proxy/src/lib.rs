@@ -3,6 +3,7 @@
 //! Configuration is by environment variables only (docs/design.md §2); see [`config`]. Where each
 //! protocol's code lives and which shared pieces it uses is in docs/design.md §1.
 
+pub mod admission;
 pub mod config;
 pub mod http;
 pub mod leases;

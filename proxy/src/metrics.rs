@@ -68,6 +68,7 @@ pub struct Metrics {
     store_errors: Counter,
     udp_datagrams: Family<UdpLabels, Counter>,
     udp_flows: Family<ListenerLabel, Gauge>,
+    connections_refused: Family<ListenerLabel, Counter>,
     origins: Family<StateLabel, Gauge>,
     origin_streams: Family<OriginLabel, Gauge>,
     origin_load: Family<OriginLabel, Gauge<f64, AtomicU64>>,
@@ -87,6 +88,7 @@ impl Default for Metrics {
             store_errors: Counter::default(),
             udp_datagrams: Family::default(),
             udp_flows: Family::default(),
+            connections_refused: Family::default(),
             origins: Family::default(),
             origin_streams: Family::default(),
             origin_load: Family::default(),
@@ -131,6 +133,11 @@ impl Default for Metrics {
             "udp_flows",
             "Client flows (addresses) in each UDP listener's flow table",
             m.udp_flows.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "TCP connections closed at accept because the listener had PROXY_MAX_CONNECTIONS open",
+            m.connections_refused.clone(),
         );
         registry.register(
             "origins",
@@ -190,6 +197,13 @@ impl Metrics {
                 .get_or_create(&ListenerLabel { listener })
                 .clone(),
         }
+    }
+
+    /// The counter of connections refused by the limit of the TCP listener `listener`.
+    pub fn connections_refused(&self, listener: &'static str) -> Counter {
+        self.connections_refused
+            .get_or_create(&ListenerLabel { listener })
+            .clone()
     }
 
     /// Counts a refused or timed-out dial to an origin.

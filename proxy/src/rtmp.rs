@@ -18,6 +18,7 @@ use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::admission::ConnectionLimit;
 use crate::session::{ClientProtocol, Direction, Session};
 use crate::state::{State, ORIGIN_DIAL_TIMEOUT};
 use crate::upstream::{ConnectError, Connected, ErrorChain, Side};
@@ -40,6 +41,7 @@ const MAX_PENDING_TRANSACTIONS: usize = 32;
 
 /// Accepts RTMP clients until shutdown starts; each runs as a tracked session task.
 pub async fn serve(state: State, listener: TcpListener) {
+    let limit = ConnectionLimit::new("rtmp", state.config.max_connections, &state.metrics);
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -47,13 +49,21 @@ pub async fn serve(state: State, listener: TcpListener) {
         };
         match accepted {
             Ok((socket, peer)) => {
+                let Some(permit) = limit.admit(peer) else {
+                    drop(socket);
+                    continue;
+                };
                 let _ = socket.set_nodelay(true);
                 let id = state.session_id();
                 let span = info_span!("session", id, proto = "rtmp", client = %peer);
                 let st = state.clone();
-                state
-                    .lifecycle
-                    .spawn(async move { session(st, socket, peer).await }.instrument(span));
+                state.lifecycle.spawn(
+                    async move {
+                        let _permit = permit;
+                        session(st, socket, peer).await
+                    }
+                    .instrument(span),
+                );
             }
             Err(e) => {
                 // Out of descriptors or similar: back off instead of spinning.

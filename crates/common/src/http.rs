@@ -41,14 +41,20 @@ pub type ConnectionTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 ///
 /// Each request carries the peer address as `ConnectInfo<SocketAddr>`; a client that takes
 /// longer than [`HEADER_READ_TIMEOUT`] to send a request head is disconnected.
-pub async fn serve<S>(
+///
+/// `admit` is asked for every accepted connection: `None` closes it at once (a connection
+/// limit), `Some(permit)` keeps `permit` alive as long as the connection.
+pub async fn serve<S, A, P>(
     name: &str,
     listener: TcpListener,
     app: Router,
     stop: impl Future<Output = ()>,
     spawn: S,
+    admit: A,
 ) where
     S: Fn(ConnectionTask),
+    A: Fn(SocketAddr) -> Option<P>,
+    P: Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -72,6 +78,10 @@ pub async fn serve<S>(
             },
             _ = &mut stop => break,
         };
+        let Some(permit) = admit(peer) else {
+            drop(socket);
+            continue;
+        };
         let _ = socket.set_nodelay(true);
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
@@ -85,6 +95,7 @@ pub async fn serve<S>(
             .into_owned();
         let connection = graceful.watch(connection);
         spawn(Box::pin(async move {
+            let _permit = permit;
             if let Err(e) = connection.await {
                 debug!(%peer, error = %e, "HTTP connection ended with an error");
             }

@@ -187,7 +187,7 @@ pub async fn serve_system(state: State, listener: TcpListener) {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_REGISTER_BODY))
         .with_state(state.clone());
-    serve_router("system API", &state, listener, app).await;
+    serve_router("system API", "system", &state, listener, app).await;
 }
 
 /// `DELETE` under `/rtc/` ends a WebRTC session (its `Location`); anything else is unknown.
@@ -230,5 +230,5 @@ pub async fn serve_http_api(state: State, listener: TcpListener) {
         .layer(DefaultBodyLimit::max(signalling::MAX_BODY))
         .layer(srs_common::http::cors())
         .with_state(state.clone());
-    serve_router("HTTP API", &state, listener, app).await;
+    serve_router("HTTP API", "api", &state, listener, app).await;
 }

@@ -24,6 +24,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
 
+use crate::admission::ConnectionLimit;
 use crate::state::State;
 
 /// `{"code":N,"error":"..."}` with the matching HTTP status.
@@ -94,19 +95,28 @@ fn streams_router(state: State) -> Router {
 /// Serves the HTTP stream listener until admission stops.
 pub async fn serve_streams(state: State, listener: TcpListener) {
     let app = streams_router(state.clone());
-    serve_router("HTTP stream server", &state, listener, app).await;
+    serve_router("HTTP stream server", "http", &state, listener, app).await;
 }
 
 /// Runs an axum router on a listener until admission stops; connection tasks are spawned on the
-/// lifecycle (see [`srs_common::http::serve`]).
-pub async fn serve_router(name: &str, state: &State, listener: TcpListener, app: Router) {
+/// lifecycle (see [`srs_common::http::serve`]), at most PROXY_MAX_CONNECTIONS at once
+/// (`limit`: the listener's label in the metrics).
+pub async fn serve_router(
+    name: &str,
+    limit: &'static str,
+    state: &State,
+    listener: TcpListener,
+    app: Router,
+) {
     let lifecycle = state.lifecycle.clone();
+    let limit = ConnectionLimit::new(limit, state.config.max_connections, &state.metrics);
     srs_common::http::serve(
         name,
         listener,
         app,
         state.lifecycle.no_longer_admitting(),
         move |fut| lifecycle.spawn(fut),
+        |peer| limit.admit(peer),
     )
     .await;
 }
