@@ -8,6 +8,7 @@ pub mod config;
 pub mod http;
 pub mod leases;
 pub mod lifecycle;
+pub mod loops;
 pub mod metrics;
 pub mod rtc;
 pub mod rtmp;

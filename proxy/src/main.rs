@@ -114,13 +114,15 @@ async fn run() -> anyhow::Result<()> {
     let system_addr = system_listener.local_addr()?;
     let webrtc_addr = webrtc_endpoint.local_addr()?;
     let srt_addr = srt_endpoint.local_addr()?;
-    // Ports may be 0: rewritten WebRTC answers and the player pages carry the bound ones.
+    // Ports may be 0: rewritten WebRTC answers, the player pages and the loop check (a
+    // registration naming one of these) use the bound ones.
     let mut config = config;
     config.webrtc_server = webrtc_addr;
     config.http_api = api_addr;
     config.rtmp_server = rtmp_addr;
     config.http_server = http_addr;
     config.srt_server = srt_addr;
+    config.system_api = system_addr;
     let state: State = Inner::new(config.clone(), store, lifecycle.clone());
 
     info!(

@@ -36,6 +36,9 @@ pub struct Inner {
     pub leases: Arc<Leases>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// This process's id in relayed requests' `Via` (`srs-proxy-<random>`), by which a request
+    /// that loops back is recognised (docs/design.md §6.2).
+    pub proxy_id: String,
     /// Events for the WebRTC relay (a session deleted through the signalling).
     pub rtc_events: mpsc::Sender<RtcEvent>,
     rtc_receiver: Mutex<Option<mpsc::Receiver<RtcEvent>>>,
@@ -53,6 +56,7 @@ impl Inner {
         Arc::new(Inner {
             rtc_events,
             rtc_receiver: Mutex::new(Some(rtc_receiver)),
+            proxy_id: format!("srs-proxy-{:016x}", rand::random::<u64>()),
             config,
             upstream: Upstream::new(store.clone(), metrics.clone()),
             store,

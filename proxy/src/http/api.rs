@@ -88,6 +88,13 @@ async fn register(
             return json_error(StatusCode::BAD_REQUEST, e);
         }
     };
+    if let Some(own) = crate::loops::own_endpoint(&state.config, &info) {
+        warn!(origin = %info.id, %own, "register refused: the proxy would relay to itself");
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            format!("{own}: the proxy would relay to itself"),
+        );
+    }
     debug!(origin = %info.id, ip = %info.ip, "heartbeat");
     if let Err(e) = state.store.register(info).await {
         warn!(error = %e, "register failed");

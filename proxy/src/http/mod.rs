@@ -36,6 +36,19 @@ pub fn json_error(status: StatusCode, message: impl std::fmt::Display) -> Respon
         .into_response()
 }
 
+/// 508 for a request that already passed through this proxy (its `Via` names it): relaying it
+/// again would loop through a registration that points at a proxy (docs/design.md §6.2).
+pub fn loop_refusal(state: &State, request: &Request) -> Option<Response> {
+    if !origin::looped(request.headers(), &state.proxy_id) {
+        return None;
+    }
+    tracing::warn!(path = %request.uri().path(), via = ?request.headers().get(axum::http::header::VIA), "request looped back to this proxy; refused");
+    Some(json_error(
+        StatusCode::LOOP_DETECTED,
+        "the request came back to this proxy (Via): an origin registration points at a proxy",
+    ))
+}
+
 /// The client's address, for logs (empty when unknown).
 pub fn client_addr(request: &Request) -> String {
     request
@@ -57,6 +70,9 @@ pub fn client_ip(request: &Request) -> Option<std::net::IpAddr> {
 /// session id is a segment, not the HTTP-TS stream), then HTTP-FLV/TS, then static files or,
 /// without them, the player pages.
 async fn handle(AxumState(state): AxumState<State>, request: Request) -> Response {
+    if let Some(looped) = loop_refusal(&state, &request) {
+        return looped;
+    }
     let readable = request.method() == Method::GET || request.method() == Method::HEAD;
     if hls::is_hls(request.uri()) {
         return if readable {

@@ -78,7 +78,8 @@ pub fn end_to_end(
 /// The request sent to an origin at `addr`: `method`, `path_and_query` and the end-to-end
 /// `headers` (the client's `Host` included), with an empty body. With the `client` address,
 /// `X-Forwarded-For` gets it appended to what the client sent and `X-Real-IP` is it
-/// (docs/design.md §6.2).
+/// (docs/design.md §6.2); `Via` gets `1.1 {via}` (this proxy's id) appended, so a request that
+/// loops back is recognised ([`looped`], RFC 9110 §7.6.3).
 ///
 /// Errors: [`ConnectError::BadRequest`] when `http://{addr}{path_and_query}` is no valid URI.
 pub fn origin_request(
@@ -87,8 +88,28 @@ pub fn origin_request(
     path_and_query: &str,
     headers: &HeaderMap,
     client: Option<IpAddr>,
+    via: &str,
 ) -> Result<hyper::Request<OriginBody>, ConnectError> {
-    origin_request_with_body(addr, method, path_and_query, headers, client, Bytes::new())
+    origin_request_with_body(
+        addr,
+        method,
+        path_and_query,
+        headers,
+        client,
+        via,
+        Bytes::new(),
+    )
+}
+
+/// Whether a request already passed through the proxy `via` (its id in a `Via` entry): relaying
+/// it again would loop (docs/design.md §6.2).
+pub fn looped(headers: &HeaderMap, via: &str) -> bool {
+    headers
+        .get_all(header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|entry| entry.split_whitespace().nth(1) == Some(via))
 }
 
 /// [`origin_request`] with a body (WHIP/WHEP offers); the client's `Content-Type` is among the
@@ -101,6 +122,7 @@ pub fn origin_request_with_body(
     path_and_query: &str,
     headers: &HeaderMap,
     client: Option<IpAddr>,
+    via: &str,
     body: Bytes,
 ) -> Result<hyper::Request<OriginBody>, ConnectError> {
     let target = format!("http://{addr}{path_and_query}")
@@ -122,6 +144,16 @@ pub fn origin_request_with_body(
             out.append(name, value.clone());
         }
     }
+    let mut hops: Vec<String> = out
+        .get_all(header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_string)
+        .collect();
+    hops.push(format!("1.1 {via}"));
+    let hops =
+        HeaderValue::from_str(&hops.join(", ")).map_err(|e| ConnectError::BadRequest(e.into()))?;
+    out.insert(header::VIA, hops);
     if let Some(ip) = client {
         // Earlier hops' values that are not text cannot be joined; they are dropped.
         let mut chain: Vec<String> = out
@@ -190,7 +222,14 @@ pub async fn request_owner(
     state
         .upstream
         .connect(key, Protocol::Http, pinned, |target| {
-            let request = origin_request(target.addr, method, path_and_query, headers, client);
+            let request = origin_request(
+                target.addr,
+                method,
+                path_and_query,
+                headers,
+                client,
+                &state.proxy_id,
+            );
             let addr = target.addr.to_string();
             let http = &state.http;
             async move { send(http, &addr, request?).await }
@@ -370,14 +409,27 @@ mod tests {
             "/live/s.flv?token=x",
             &h,
             None,
+            "p1",
         )
         .unwrap();
         assert_eq!(r.uri(), "http://127.0.0.1:8080/live/s.flv?token=x");
         assert_eq!(r.headers()[header::HOST], "play.example.com:18080");
         assert!(r.headers().get(header::CONNECTION).is_none());
         assert!(r.headers().get("x-forwarded-for").is_none());
-        let bad = origin_request("127.0.0.1:8080", &Method::GET, "/a b", &h, None).unwrap_err();
+        let bad =
+            origin_request("127.0.0.1:8080", &Method::GET, "/a b", &h, None, "p1").unwrap_err();
         assert!(matches!(bad, ConnectError::BadRequest(_)));
+    }
+
+    #[test]
+    fn via_marks_each_proxy_and_a_loop_is_seen() {
+        let mut h = HeaderMap::new();
+        h.insert(header::VIA, "1.1 cdn-edge".parse().unwrap());
+        let r = origin_request("o:80", &Method::GET, "/a.flv", &h, None, "srs-proxy-1").unwrap();
+        assert_eq!(r.headers()[header::VIA], "1.1 cdn-edge, 1.1 srs-proxy-1");
+        assert!(looped(r.headers(), "srs-proxy-1"));
+        assert!(!looped(r.headers(), "srs-proxy-2"));
+        assert!(!looped(&HeaderMap::new(), "srs-proxy-1"));
     }
 
     #[test]
@@ -385,12 +437,12 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-real-ip", "6.6.6.6".parse().unwrap());
         let ip: IpAddr = "10.1.2.3".parse().unwrap();
-        let r = origin_request("o:80", &Method::GET, "/a.flv", &h, Some(ip)).unwrap();
+        let r = origin_request("o:80", &Method::GET, "/a.flv", &h, Some(ip), "p1").unwrap();
         assert_eq!(r.headers()["x-forwarded-for"], "10.1.2.3");
         assert_eq!(r.headers()["x-real-ip"], "10.1.2.3");
         h.append("x-forwarded-for", "1.1.1.1".parse().unwrap());
         h.append("x-forwarded-for", "2.2.2.2, 3.3.3.3".parse().unwrap());
-        let r = origin_request("o:80", &Method::GET, "/a.flv", &h, Some(ip)).unwrap();
+        let r = origin_request("o:80", &Method::GET, "/a.flv", &h, Some(ip), "p1").unwrap();
         let chain: Vec<_> = r.headers().get_all("x-forwarded-for").iter().collect();
         assert_eq!(chain, ["1.1.1.1, 2.2.2.2, 3.3.3.3, 10.1.2.3"]);
     }

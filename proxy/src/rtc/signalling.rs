@@ -29,7 +29,7 @@ use crate::http::origin::{
     connect_error_status, end_to_end, origin_request_with_body, send, upstream_error_response,
     ORIGIN_RESPONSE_TIMEOUT,
 };
-use crate::http::{client_addr, client_ip, json_error};
+use crate::http::{client_addr, client_ip, json_error, loop_refusal};
 use crate::state::State;
 use crate::upstream::{ConnectError, ErrorChain};
 
@@ -59,6 +59,9 @@ pub async fn offer(state: State, api: Api, direction: Direction, request: Reques
 }
 
 async fn offer_in_span(state: State, api: Api, direction: Direction, request: Request) -> Response {
+    if let Some(looped) = loop_refusal(&state, &request) {
+        return looped;
+    }
     if !state.lifecycle.is_admitting() {
         return json_error(StatusCode::SERVICE_UNAVAILABLE, "draining: shutting down");
     }
@@ -112,6 +115,7 @@ async fn offer_in_span(state: State, api: Api, direction: Direction, request: Re
             let headers = &parts.headers;
             let body = body.clone();
             let http = &state.http;
+            let via = state.proxy_id.as_str();
             async move {
                 let Some(api_addr) = api_addr else {
                     return Err(ConnectError::BadRequest(
@@ -124,6 +128,7 @@ async fn offer_in_span(state: State, api: Api, direction: Direction, request: Re
                     path_and_query,
                     headers,
                     client,
+                    via,
                     body,
                 )?;
                 let response = send(http, &api_addr, request).await?;
@@ -206,6 +211,7 @@ async fn offer_in_span(state: State, api: Api, direction: Direction, request: Re
                 &origin_path,
                 &HeaderMap::new(),
                 None,
+                &state.proxy_id,
                 Bytes::new(),
             );
             if let Ok(request) = request {
@@ -264,6 +270,7 @@ pub async fn delete(state: State, request: Request) -> Response {
             &path,
             request.headers(),
             client,
+            &state.proxy_id,
             Bytes::new(),
         );
         let answer = match forwarded {

@@ -1,0 +1,101 @@
+//! Loop prevention at registration (docs/design.md §3): an origin endpoint that is one of this
+//! proxy's own listeners would make the proxy relay to itself, each hop opening another session,
+//! until descriptors run out. Such a registration is refused.
+//!
+//! Requests relayed over HTTP also carry this proxy's id in `Via` (`http::origin::looped`), which
+//! catches loops through other proxies.
+
+use std::net::{IpAddr, SocketAddr};
+
+use srs_cluster::OriginInfo;
+
+use crate::config::Config;
+
+/// Whether `ip` is an address of this host: loopback, unspecified (`0.0.0.0` means "here"), or
+/// one a socket can be bound to (the kernel refuses addresses of no local interface).
+fn is_local(ip: IpAddr) -> bool {
+    ip.is_loopback()
+        || ip.is_unspecified()
+        || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
+/// Whether a connection to `endpoint` would reach `listener` (a bound address; unspecified for
+/// a wildcard bind).
+fn reaches(endpoint: SocketAddr, listener: SocketAddr) -> bool {
+    if endpoint.port() != listener.port() {
+        return false;
+    }
+    if listener.ip().is_unspecified() {
+        is_local(endpoint.ip())
+    } else {
+        endpoint.ip() == listener.ip() || endpoint.ip().is_unspecified()
+    }
+}
+
+/// The first endpoint of `info` that is one of this proxy's listeners, described for the
+/// register response (`"rtmp endpoint 127.0.0.1:1935 is this proxy's PROXY_RTMP_SERVER"`);
+/// `None` when there is none. Endpoints given as host names are not resolved here.
+pub fn own_endpoint(config: &Config, info: &OriginInfo) -> Option<String> {
+    let tcp = [
+        ("PROXY_RTMP_SERVER", config.rtmp_server),
+        ("PROXY_HTTP_SERVER", config.http_server),
+        ("PROXY_HTTP_API", config.http_api),
+        ("PROXY_SYSTEM_API", config.system_api),
+    ];
+    let udp = [
+        ("PROXY_SRT_SERVER", config.srt_server),
+        ("PROXY_WEBRTC_SERVER", config.webrtc_server),
+    ];
+    let lists: [(&str, &[String], &[(&str, SocketAddr)]); 5] = [
+        ("rtmp", &info.rtmp, &tcp),
+        ("http", &info.http, &tcp),
+        ("api", &info.api, &tcp),
+        ("srt", &info.srt, &udp),
+        ("rtc", &info.rtc, &udp),
+    ];
+    for (kind, endpoints, listeners) in lists {
+        for endpoint in endpoints {
+            let Ok(addr) = endpoint.parse::<SocketAddr>() else {
+                continue;
+            };
+            if let Some((var, _)) = listeners.iter().find(|(_, l)| reaches(addr, *l)) {
+                return Some(format!("{kind} endpoint {endpoint} is this proxy's {var}"));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(rtmp: &str, srt: &str) -> OriginInfo {
+        OriginInfo {
+            rtmp: vec![rtmp.to_string()],
+            srt: vec![srt.to_string()],
+            ..OriginInfo::new("127.0.0.1", "o", "s", "1")
+        }
+    }
+
+    #[test]
+    fn own_listeners_are_found_wildcard_binds_included() {
+        let config = Config::from_pairs([
+            ("PROXY_RTMP_SERVER", "1935"),
+            ("PROXY_SRT_SERVER", "127.0.0.1:10080"),
+        ])
+        .unwrap();
+        let own = own_endpoint(&config, &origin("127.0.0.1:1935", "127.0.0.1:1")).unwrap();
+        assert!(own.contains("PROXY_RTMP_SERVER"), "{own}");
+        assert!(own_endpoint(&config, &origin("0.0.0.0:1935", "127.0.0.1:1")).is_some());
+        // A UDP endpoint only matches the UDP listeners.
+        let own = own_endpoint(&config, &origin("127.0.0.1:1", "127.0.0.1:10080")).unwrap();
+        assert!(own.contains("PROXY_SRT_SERVER"), "{own}");
+        assert!(own_endpoint(&config, &origin("127.0.0.1:10080", "127.0.0.1:1")).is_none());
+        // Another host, another port, or another address than a specific bind: not this proxy.
+        assert!(own_endpoint(&config, &origin("192.0.2.1:1935", "127.0.0.1:1")).is_none());
+        assert!(own_endpoint(&config, &origin("127.0.0.1:19351", "127.0.0.1:1")).is_none());
+        assert!(own_endpoint(&config, &origin("127.0.0.1:1", "127.0.0.2:10080")).is_none());
+        assert!(own_endpoint(&config, &origin("origin.example:1935", "127.0.0.1:1")).is_none());
+    }
+}

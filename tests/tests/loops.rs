@@ -1,0 +1,54 @@
+//! Relay loops (docs/design.md §3, §6.2): a registration naming the proxy's own listener is
+//! refused, and an HTTP request that comes back through another proxy is answered 508 instead
+//! of relayed round and round.
+
+use std::time::Duration;
+
+use srs_e2e::{http, Proxy, TempDir};
+
+fn register(proxy: &Proxy, server: &str, rtmp: u16, http_port: u16) -> (u16, String) {
+    let body = format!(
+        r#"{{"ip":"127.0.0.1","server":"{server}","service":"s","pid":"1","rtmp":["{rtmp}"],"http":["{http_port}"]}}"#
+    );
+    http("POST", &proxy.register_url(), Some(&body))
+}
+
+fn descriptors(proxy: &Proxy) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", proxy.proc.pid()))
+        .map(|d| d.count())
+        .unwrap_or(usize::MAX)
+}
+
+#[test]
+fn a_registration_naming_the_proxys_own_listener_is_refused() {
+    let dir = TempDir::new("loop-self");
+    let proxy = Proxy::start(&dir, "proxy", &[]);
+    let (status, body) = register(&proxy, "self-rtmp", proxy.rtmp.port(), 1);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("PROXY_RTMP_SERVER"), "{body}");
+    let (status, body) = register(&proxy, "self-http", 1, proxy.http.port());
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("PROXY_HTTP_SERVER"), "{body}");
+    assert_eq!(proxy.origins()["origins"].as_array().map(Vec::len), Some(0));
+    // No origin: a player gets a quick error, not a relay to itself.
+    let (status, _) = http("GET", &proxy.http_url("live/loop.flv"), None);
+    assert_eq!(status, 503);
+}
+
+#[test]
+fn an_http_loop_through_two_proxies_is_answered_508() {
+    let dir = TempDir::new("loop-two");
+    let a = Proxy::start(&dir, "proxy-a", &[]);
+    let b = Proxy::start(&dir, "proxy-b", &[]);
+    // Each proxy's only "origin" is the other proxy.
+    assert_eq!(register(&a, "b", b.rtmp.port(), b.http.port()).0, 200);
+    assert_eq!(register(&b, "a", a.rtmp.port(), a.http.port()).0, 200);
+    let before = descriptors(&a);
+    for _ in 0..5 {
+        let (status, body) = http("GET", &a.http_url("live/loop.flv"), None);
+        assert_eq!(status, 508, "{body}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = descriptors(&a);
+    assert!(after < before + 20, "descriptors grew from {before} to {after}");
+}
