@@ -32,21 +32,24 @@ fn reaches(endpoint: SocketAddr, listener: SocketAddr) -> bool {
     }
 }
 
+/// A listener's variable and bound address.
+type Listener = (&'static str, SocketAddr);
+
 /// The first endpoint of `info` that is one of this proxy's listeners, described for the
 /// register response (`"rtmp endpoint 127.0.0.1:1935 is this proxy's PROXY_RTMP_SERVER"`);
 /// `None` when there is none. Endpoints given as host names are not resolved here.
 pub fn own_endpoint(config: &Config, info: &OriginInfo) -> Option<String> {
-    let tcp = [
+    let tcp: [Listener; 4] = [
         ("PROXY_RTMP_SERVER", config.rtmp_server),
         ("PROXY_HTTP_SERVER", config.http_server),
         ("PROXY_HTTP_API", config.http_api),
         ("PROXY_SYSTEM_API", config.system_api),
     ];
-    let udp = [
+    let udp: [Listener; 2] = [
         ("PROXY_SRT_SERVER", config.srt_server),
         ("PROXY_WEBRTC_SERVER", config.webrtc_server),
     ];
-    let lists: [(&str, &[String], &[(&str, SocketAddr)]); 5] = [
+    let lists: [(&str, &[String], &[Listener]); 5] = [
         ("rtmp", &info.rtmp, &tcp),
         ("http", &info.http, &tcp),
         ("api", &info.api, &tcp),
