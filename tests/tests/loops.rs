@@ -50,5 +50,8 @@ fn an_http_loop_through_two_proxies_is_answered_508() {
     }
     std::thread::sleep(Duration::from_millis(500));
     let after = descriptors(&a);
-    assert!(after < before + 20, "descriptors grew from {before} to {after}");
+    assert!(
+        after < before + 20,
+        "descriptors grew from {before} to {after}"
+    );
 }

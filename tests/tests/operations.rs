@@ -316,7 +316,38 @@ fn origins_see_the_client_address() {
         let h = find(path);
         assert_eq!(h["x-forwarded-for"], "127.0.0.1", "{path}: {h}");
         assert_eq!(h["x-real-ip"], "127.0.0.1", "{path}: {h}");
+        assert!(
+            h["via"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("1.1 srs-proxy-")),
+            "{h}"
+        );
     }
+
+    // WHIP: the same server registered with WebRTC endpoints gets the offer (and refuses it:
+    // python's server has no POST; the proxy passes the refusal on).
+    let body = format!(
+        r#"{{"ip":"127.0.0.1","server":"fx-rtc","service":"1","pid":"1","rtmp":["1"],"api":["{}"],"rtc":["udp://0.0.0.0:9"]}}"#,
+        origin.port
+    );
+    assert_eq!(http("POST", &proxy.register_url(), Some(&body)).0, 200);
+    let offer = srs_rtc_client::build_offer(srs_rtc_client::Role::Publish).expect("offer");
+    let whip = format!("http://{}/rtc/v1/whip/?app=live&stream=w", proxy.api);
+    let refused = ureq::post(&whip)
+        .set("Content-Type", "application/sdp")
+        .send_string(&offer);
+    assert!(
+        matches!(refused, Err(ureq::Error::Status(501, _))),
+        "{refused:?}"
+    );
+    let seen = origin.requests_with_headers();
+    let (_, h) = seen
+        .iter()
+        .find(|(line, _)| line.starts_with("POST /rtc/v1/whip/?app=live&stream=w"))
+        .unwrap_or_else(|| panic!("no WHIP request in {seen:?}"));
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1", "{h}");
+    assert_eq!(h["x-real-ip"], "127.0.0.1", "{h}");
+    assert_eq!(h["content-type"], "application/sdp", "{h}");
 }
 
 #[test]
