@@ -461,3 +461,50 @@ fn origin_load_is_listed_and_exported() {
     );
     assert_played(&played, 25, "RTMP play through the proxy");
 }
+
+#[test]
+fn new_streams_avoid_an_origin_above_the_load_limit() {
+    let dir = TempDir::new("ops-load-limit");
+    let roots: Vec<std::path::PathBuf> = ["hot", "cool"]
+        .iter()
+        .map(|name| {
+            let live = dir.join(name).join("live");
+            std::fs::create_dir_all(&live).unwrap();
+            for stream in ["a", "b", "c", "d", "e", "f"] {
+                std::fs::write(
+                    live.join(format!("{stream}.flv")),
+                    b"FLV\x01\x05\0\0\0\x09\0\0\0\0",
+                )
+                .unwrap();
+            }
+            dir.join(name)
+        })
+        .collect();
+    let hot = StaticServer::start(&dir, "hot", &roots[0]);
+    let cool = StaticServer::start(&dir, "cool", &roots[1]);
+    let proxy = Proxy::start(&dir, "proxy", &[("PROXY_ORIGIN_LOAD_LIMIT", "0.9")]);
+    let register = |server: &StaticServer, name: &str, load_1m: f64| {
+        let body = format!(
+            r#"{{"ip":"127.0.0.1","server":"{name}","service":"1","pid":"1","rtmp":["1"],"http":["{}"],"summaries":{{"data":{{"system":{{"load_1m":{load_1m},"cpus":2}}}}}}}}"#,
+            server.port
+        );
+        let (status, reply) = http("POST", &proxy.register_url(), Some(&body));
+        assert_eq!(status, 200, "{reply}");
+    };
+    // 3.0 per CPU against 0.1: every new stream goes to the cool origin.
+    register(&hot, "hot", 6.0);
+    register(&cool, "cool", 0.2);
+    for stream in ["a", "b", "c", "d"] {
+        let reply = get_reply(&proxy.http_url(&format!("live/{stream}.flv")));
+        assert_eq!(reply.status, 200, "{stream}: {}", reply.text());
+    }
+    let flv = |s: &StaticServer| s.requests().iter().filter(|r| r.contains(".flv")).count();
+    assert_eq!((flv(&hot), flv(&cool)), (0, 4));
+    // Both above the limit: the choice still succeeds.
+    register(&cool, "cool", 5.0);
+    for stream in ["e", "f"] {
+        let reply = get_reply(&proxy.http_url(&format!("live/{stream}.flv")));
+        assert_eq!(reply.status, 200, "{stream}: {}", reply.text());
+    }
+    assert_eq!(flv(&hot) + flv(&cool), 6);
+}
