@@ -92,6 +92,35 @@ fn streams_api_follows_a_publish_and_a_play() {
     });
 }
 
+#[test]
+fn streams_api_drops_the_sessions_of_a_dead_origin() {
+    let dir = TempDir::new("ops-streams-dead");
+    let proxy = Proxy::start(&dir, "proxy", &[]);
+    let mut origin = Origin::start(&dir, "origin-1", &proxy.register_url(), &[]);
+    proxy.wait_origins(1);
+    let _publisher = publish(&dir, "publisher", &proxy.rtmp_url("live/dead"), 60);
+    wait_until(Duration::from_secs(20), "the publish listed", || {
+        streams(&proxy)
+            .first()
+            .is_some_and(|s| sessions(s, "rtmp", "publish") == 1)
+    });
+    origin.proc.kill();
+    wait_until(
+        Duration::from_secs(20),
+        "the dead origin's stream gone",
+        || streams(&proxy).is_empty(),
+    );
+    let (status, _) = http(
+        "GET",
+        &format!(
+            "http://{}/api/v1/streams/__defaultVhost__/live/dead",
+            proxy.system
+        ),
+        None,
+    );
+    assert_eq!(status, 404);
+}
+
 /// Status and body of the proxy's `/readyz`.
 fn ready(proxy: &Proxy) -> (u16, String) {
     http("GET", &format!("http://{}/readyz", proxy.system), None)
