@@ -1,5 +1,5 @@
-//! A third-party origin: Debian's nginx with libnginx-mod-rtmp, registered by deploy/register-origin.sh
-//! (docs/design.md §3).
+//! A third-party origin: Debian's nginx with libnginx-mod-rtmp (RTMP, and HLS served by nginx's
+//! HTTP server), registered by deploy/register-origin.sh (docs/design.md §3).
 
 use std::path::Path;
 use std::process::Command;
@@ -16,7 +16,14 @@ fn nginx_rtmp_origin_registered_by_the_helper_stays_registered() {
         "{MODULE} missing: apt-get install nginx libnginx-mod-rtmp"
     );
     let dir = TempDir::new("nginx");
-    // nginx cannot take port 0: a port taken before nginx binds it makes nginx exit.
+    let hls = dir.join("hls");
+    std::fs::create_dir_all(&hls).unwrap();
+    // nginx cannot take port 0: a port taken before nginx binds it makes nginx exit. The RTMP
+    // port is retried; the HTTP port (HLS files) is a free one read just before.
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
     let (_nginx, port) = on_free_port("nginx", |port| {
         let conf = dir.join("nginx.conf");
         let config = format!(
@@ -25,9 +32,16 @@ fn nginx_rtmp_origin_registered_by_the_helper_stays_registered() {
              pid {pid};\nerror_log {log} info;\n\
              events {{ worker_connections 256; }}\n\
              rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
-               application live {{ live on; record off; }} }} }}\n",
+               application live {{ live on; record off;\n\
+                 hls on; hls_path {hls}; hls_fragment 1s; hls_playlist_length 6s; }} }} }}\n\
+             http {{ access_log off; client_body_temp_path {tmp}; proxy_temp_path {tmp};\n\
+               fastcgi_temp_path {tmp}; uwsgi_temp_path {tmp}; scgi_temp_path {tmp};\n\
+               types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }}\n\
+               server {{ listen 127.0.0.1:{http_port}; location /live/ {{ alias {hls}/; }} }} }}\n",
             pid = dir.join("nginx.pid").display(),
             log = dir.join("nginx-error.log").display(),
+            hls = hls.display(),
+            tmp = dir.display(),
         );
         std::fs::write(&conf, config).unwrap();
         let mut cmd = Command::new("nginx");
@@ -63,6 +77,7 @@ fn nginx_rtmp_origin_registered_by_the_helper_stays_registered() {
             "1",
         ])
         .args(["--rtmp", &port.to_string()])
+        .args(["--http", &http_port.to_string()])
         .env("PROXY_HTTP_API_AUTH_TOKEN", token);
     let _helper = Proc::spawn("register-origin", helper, &dir);
     proxy.wait_origins(1);
@@ -86,4 +101,13 @@ fn nginx_rtmp_origin_registered_by_the_helper_stays_registered() {
         Duration::from_secs(30),
     );
     assert_played(&played, 50, "RTMP play through the proxy from nginx-rtmp");
+    // nginx-rtmp's HLS, through the proxy's playlist rewriting.
+    let hls = play(
+        &dir,
+        "player-hls",
+        &proxy.http_url("live/nginx.m3u8"),
+        50,
+        Duration::from_secs(30),
+    );
+    assert_played(&hls, 50, "HLS through the proxy from nginx-rtmp");
 }
