@@ -10,6 +10,8 @@ use srs_rtc_client::{play, publish, Options, Player, Publisher, Stats};
 
 /// Bound on signalling + ICE/DTLS of one client, and on its first frames.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bound on making the publisher's clip.
+const CLIP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Video frames a player must get to count as playing (one second of the clip).
 const FIRST_FRAMES: u64 = 25;
 /// Players set up at once.
@@ -115,6 +117,10 @@ pub struct RtcLoad {
 impl RtcLoad {
     /// Publishes at the WHIP URL `whip` and waits until media flows.
     pub async fn publish(whip: &str) -> anyhow::Result<Self> {
+        // The clip is made with ffmpeg once per process; not part of the set-up bound.
+        tokio::time::timeout(CLIP_TIMEOUT, srs_rtc_client::media::clip())
+            .await
+            .map_err(|_| anyhow!("ffmpeg did not make the clip within {CLIP_TIMEOUT:?}"))??;
         let publisher = tokio::time::timeout(SETUP_TIMEOUT, publish(Options::whip(whip)))
             .await
             .map_err(|_| anyhow!("WHIP publish to {whip} timed out"))??;
