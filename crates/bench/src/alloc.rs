@@ -4,7 +4,7 @@
 //! heaptrack counts every allocation of the whole process life, set-up included. So each path
 //! runs twice with the same clients, once for `T` and once for `3T` seconds; the difference
 //! between the two runs is steady-state relaying only:
-//! allocations per message = Δ allocations / Δ messages relayed.
+//! allocations per message = Δ allocations / Δ messages relayed (WebRTC: datagrams).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,8 @@ use anyhow::{anyhow, bail, Context};
 
 use crate::load::{Load, Pacing, PublishSpec};
 use crate::media::Media;
-use crate::servers::{self, Paths};
+use crate::rtc::RtcLoad;
+use crate::servers::{self, Origin, Paths, Proxy};
 
 /// Players per run.
 const PLAYERS: usize = 10;
@@ -33,6 +34,8 @@ pub struct Settings {
     pub bin_dir: PathBuf,
     /// Directory for results and heaptrack files.
     pub out_dir: PathBuf,
+    /// Paths to run by label (`rtmp`, `http-flv`, `webrtc`); empty: all.
+    pub paths: Vec<String>,
 }
 
 /// The relay paths measured.
@@ -42,6 +45,9 @@ enum RelayPath {
     Rtmp,
     /// Publisher straight to the origin; players over HTTP-FLV through srs-proxy.
     Flv,
+    /// WHIP publisher and WHEP players (srs-rtc-client) through srs-proxy; messages are the
+    /// datagrams its WebRTC relay forwarded.
+    Rtc,
 }
 
 impl RelayPath {
@@ -49,6 +55,7 @@ impl RelayPath {
         match self {
             RelayPath::Rtmp => "rtmp",
             RelayPath::Flv => "http-flv",
+            RelayPath::Rtc => "webrtc",
         }
     }
 }
@@ -70,7 +77,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .map_or(0, |d| d.as_secs());
     let root = settings.out_dir.join(format!("alloc-{stamp}"));
     let mut report = String::from("# srs-proxy allocations per relayed message (heaptrack)\n\n");
-    for path in [RelayPath::Rtmp, RelayPath::Flv] {
+    let all = [RelayPath::Rtmp, RelayPath::Flv, RelayPath::Rtc];
+    for wanted in &settings.paths {
+        if !all.iter().any(|p| p.label() == wanted) {
+            bail!("unknown path {wanted:?} in BENCH_ALLOC_PATHS; known: rtmp, http-flv, webrtc");
+        }
+    }
+    let chosen = all
+        .into_iter()
+        .filter(|p| settings.paths.is_empty() || settings.paths.iter().any(|w| w == p.label()));
+    for path in chosen {
         let mut samples = Vec::new();
         for secs in [settings.seconds, settings.seconds * 3] {
             println!("heaptrack: {} path, {secs} s ...", path.label());
@@ -87,12 +103,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         };
         let d_alloc = long.allocations as f64 - short.allocations as f64;
         let d_msgs = long.messages as f64 - short.messages as f64;
+        let unit = match path {
+            RelayPath::Rtc => "datagram",
+            _ => "message",
+        };
         writeln!(
             report,
             "## {} path ({PLAYERS} players, 1 publisher)\n\n\
-             - {}s run: {} allocations, {} messages relayed\n\
-             - {}s run: {} allocations, {} messages relayed\n\
-             - steady state: **{:.2} allocations per relayed message** ({:.0} / {:.0})\n",
+             - {}s run: {} allocations, {} {unit}s relayed\n\
+             - {}s run: {} allocations, {} {unit}s relayed\n\
+             - steady state: **{:.2} allocations per relayed {unit}** ({:.0} / {:.0})\n",
             path.label(),
             settings.seconds,
             short.allocations,
@@ -132,9 +152,26 @@ async fn one(
     media: Arc<Media>,
 ) -> anyhow::Result<Sample> {
     let prefix = paths.log_dir.join("heaptrack.srs-proxy");
-    let mut proxy = servers::start_proxy(paths, Some(&prefix))?;
+    let proxy = servers::start_proxy(paths, Some(&prefix))?;
     let origin = servers::start_origin(paths, Some(&proxy.register_url()))?;
     proxy.wait_origin().await?;
+    let messages = match path {
+        RelayPath::Rtc => rtc_run(&proxy, secs).await?,
+        RelayPath::Rtmp => rtmp_run(proxy.rtmp, proxy.rtmp, false, secs, media).await?,
+        RelayPath::Flv => rtmp_run(origin.rtmp, proxy.http, true, secs, media).await?,
+    };
+    finish(proxy, origin, &prefix, messages)
+}
+
+/// 1 RTMP publisher at `publish` and [`PLAYERS`] players at `play` (HTTP-FLV when `flv`) for
+/// `secs`; returns the messages relayed by srs-proxy (players' only for FLV).
+async fn rtmp_run(
+    publish: std::net::SocketAddr,
+    play: std::net::SocketAddr,
+    flv: bool,
+    secs: u64,
+    media: Arc<Media>,
+) -> anyhow::Result<u64> {
     let mut load = Load::default();
     // Count every message: heaptrack counts every allocation.
     load.begin_window();
@@ -145,17 +182,14 @@ async fn one(
     };
     let names = ["alloc".to_string()];
     let players = vec![names[0].clone(); PLAYERS];
-    let publisher_at = match path {
-        RelayPath::Rtmp => proxy.rtmp,
-        RelayPath::Flv => origin.rtmp,
-    };
-    if load.publish(publisher_at, &names, &spec).await != 1 {
+    if load.publish(publish, &names, &spec).await != 1 {
         let outcome = load.finish(Default::default()).await;
         bail!("publisher did not start: {:?}", outcome.error_samples);
     }
-    match path {
-        RelayPath::Rtmp => load.play_rtmp(proxy.rtmp, &players),
-        RelayPath::Flv => load.play_flv(proxy.http, &players),
+    if flv {
+        load.play_flv(play, &players);
+    } else {
+        load.play_rtmp(play, &players);
     }
     load.wait_playing(PLAYERS, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(secs)).await;
@@ -164,17 +198,49 @@ async fn one(
     if outcome.errors > 0 {
         bail!("errors during the run: {:?}", outcome.error_samples);
     }
-    let messages = match path {
-        RelayPath::Rtmp => counters.pub_msgs + counters.play_msgs,
-        RelayPath::Flv => counters.play_msgs,
-    };
+    // FLV: the publisher's messages go to the origin, not through srs-proxy.
+    Ok(if flv {
+        counters.play_msgs
+    } else {
+        counters.pub_msgs + counters.play_msgs
+    })
+}
+
+/// 1 WHIP publisher and [`PLAYERS`] WHEP players through `proxy` for `secs`; returns the
+/// datagrams its WebRTC relay forwarded (both ways, set-up included, as heaptrack counts).
+async fn rtc_run(proxy: &Proxy, secs: u64) -> anyhow::Result<u64> {
+    let url = |kind| format!("http://{}/rtc/v1/{kind}/?app=live&stream=alloc", proxy.api);
+    let mut load = RtcLoad::publish(&url("whip")).await?;
+    load.play(&url("whep"), PLAYERS).await;
+    if load.failed > 0 {
+        bail!("WHEP players failed: {:?}", load.error_samples);
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let name = "srs_proxy_udp_datagrams_total";
+    let mut datagrams = 0.0;
+    for outcome in ["to_client", "to_origin"] {
+        datagrams += proxy
+            .metric(name, &[("listener", "webrtc"), ("outcome", outcome)])
+            .await?;
+    }
+    load.close().await;
+    Ok(datagrams as u64)
+}
+
+/// Stops srs-proxy under heaptrack and reads its allocation count.
+fn finish(
+    mut proxy: Proxy,
+    origin: Origin,
+    prefix: &Path,
+    messages: u64,
+) -> anyhow::Result<Sample> {
     // heaptrack writes its file when srs-proxy exits; its wrapper script exits after that.
     srs_test_support::send_signal(proxy.pid, libc::SIGTERM);
     if proxy.proc.wait_exit(Duration::from_secs(120)).is_none() {
         eprintln!("heaptrack did not exit within 120s; killing it");
     }
     drop(origin);
-    let file = output_file(&prefix)?;
+    let file = output_file(prefix)?;
     let text = heaptrack_print(&["-f".as_ref(), file.as_os_str()])?;
     let allocations = text
         .lines()

@@ -10,6 +10,7 @@ mod http;
 mod load;
 mod media;
 mod procs;
+mod rtc;
 mod servers;
 mod suite;
 
@@ -36,14 +37,16 @@ USAGE:
                       N publishers (streams live/bench0..), players spread over them
 
 ENVIRONMENT (suite, alloc):
-  BENCH_SCENARIOS     comma-separated subset of 1x100,10x100,100x1,flv10k,hls100,throughput,srt
-                      (default: all)
+  BENCH_SCENARIOS     comma-separated subset of 1x100,10x100,100x1,flv10k,hls100,throughput,srt,
+                      webrtc (default: all)
   BENCH_SECONDS       measured window per run (default 20; alloc: short run length, default 5)
   BENCH_WARMUP        seconds between all players playing and the window (default 5)
   BENCH_FLV_PLAYERS   players of flv10k (default 10000; lowered to what RLIMIT_NOFILE allows)
   BENCH_MEDIA         720p file (default target/bench-media/hd.flv)
   BENCH_LOW_MEDIA     low-bitrate file (default target/bench-media/low.flv)
   BENCH_TS_MEDIA      the 720p file as MPEG-TS, for the SRT publisher (default target/bench-media/hd.ts)
+  BENCH_RTC_PLAYERS   WHEP players of webrtc (default 20)
+  BENCH_ALLOC_PATHS   alloc: comma-separated subset of rtmp,http-flv,webrtc (default: all)
   BENCH_BIN_DIR       directory with srs-proxy and srs-origin (default: next to srs-bench)
   BENCH_OUT_DIR       results and logs (default target/bench-results)
   BENCH_PERF=1        suite: `perf record` srs-proxy during each window (perf.txt in the run's logs)
@@ -100,7 +103,7 @@ async fn run(command: &str, args: &[String]) -> anyhow::Result<()> {
         "suite" => {
             let scenarios = env_or("BENCH_SCENARIOS", String::new())?;
             let scenarios = if scenarios.trim().is_empty() {
-                suite::scenarios(0)
+                suite::scenarios(0, 0)
                     .iter()
                     .map(|s| s.name.to_string())
                     .collect()
@@ -112,6 +115,7 @@ async fn run(command: &str, args: &[String]) -> anyhow::Result<()> {
                 seconds: env_or("BENCH_SECONDS", 20)?,
                 warmup: env_or("BENCH_WARMUP", 5)?,
                 flv_players: env_or("BENCH_FLV_PLAYERS", 10_000)?,
+                rtc_players: env_or("BENCH_RTC_PLAYERS", 20)?,
                 hd: env_or("BENCH_MEDIA", PathBuf::from("target/bench-media/hd.flv"))?,
                 low: env_or(
                     "BENCH_LOW_MEDIA",
@@ -131,6 +135,11 @@ async fn run(command: &str, args: &[String]) -> anyhow::Result<()> {
                 hd: env_or("BENCH_MEDIA", PathBuf::from("target/bench-media/hd.flv"))?,
                 bin_dir: bin_dir()?,
                 out_dir: out_dir()?,
+                paths: env_or("BENCH_ALLOC_PATHS", String::new())?
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
             })
             .await
         }

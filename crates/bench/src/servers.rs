@@ -38,6 +38,8 @@ pub struct Origin {
     pub http: SocketAddr,
     /// SRT listener (UDP).
     pub srt: SocketAddr,
+    /// HTTP API (WHIP/WHEP signalling).
+    pub api: SocketAddr,
 }
 
 /// A running srs-proxy.
@@ -52,8 +54,10 @@ pub struct Proxy {
     pub http: SocketAddr,
     /// SRT listener (UDP).
     pub srt: SocketAddr,
-    /// System API (register, origins).
+    /// System API (register, origins, metrics).
     pub system: SocketAddr,
+    /// HTTP API (WHIP/WHEP signalling).
+    pub api: SocketAddr,
 }
 
 /// A running haproxy in TCP mode in front of an origin.
@@ -88,6 +92,7 @@ pub fn start_origin(paths: &Paths, register_url: Option<&str>) -> anyhow::Result
         rtmp: addr(&pairs, "rtmp")?,
         http: addr(&pairs, "http")?,
         srt: addr(&pairs, "srt")?,
+        api: addr(&pairs, "api")?,
         proc,
     })
 }
@@ -110,6 +115,7 @@ pub fn start_proxy(paths: &Paths, heaptrack: Option<&Path>) -> anyhow::Result<Pr
         .env("PROXY_HTTP_API", "127.0.0.1:0")
         .env("PROXY_SYSTEM_API", "127.0.0.1:0")
         .env("PROXY_WEBRTC_SERVER", "127.0.0.1:0")
+        .env("PROXY_WEBRTC_CANDIDATE", "127.0.0.1")
         .env("PROXY_SRT_SERVER", "127.0.0.1:0")
         // The benchmark stops it with SIGTERM only under heaptrack, after its clients left.
         .env("PROXY_GRACE_QUIT_TIMEOUT", "1s")
@@ -128,6 +134,7 @@ pub fn start_proxy(paths: &Paths, heaptrack: Option<&Path>) -> anyhow::Result<Pr
         http: addr(&pairs, "http")?,
         srt: addr(&pairs, "srt")?,
         system: addr(&pairs, "system")?,
+        api: addr(&pairs, "api")?,
         proc,
     })
 }
@@ -156,6 +163,20 @@ impl Proxy {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// A counter of `GET /metrics` whose line has every `label="value"` of `labels`; 0 when
+    /// absent (not counted yet).
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> anyhow::Result<f64> {
+        let body = http_get(self.system, "/metrics").await?;
+        let text = String::from_utf8_lossy(&body);
+        let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        let value = text
+            .lines()
+            .filter(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with('{')))
+            .find(|l| wanted.iter().all(|w| l.contains(w.as_str())))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok());
+        Ok(value.unwrap_or(0.0))
     }
 }
 

@@ -16,6 +16,7 @@ use crate::media::Media;
 use srs_test_support::{drain, send_signal, Proc};
 
 use crate::procs;
+use crate::rtc::{self, RtcLoad};
 use crate::servers::{self, Haproxy, Origin, Paths, Proxy};
 
 /// Descriptors a server keeps besides its client connections (listeners, logs, epoll, ...).
@@ -58,6 +59,9 @@ pub struct Scenario {
     /// SRT players in all (spread over the streams); with any, the publishers use SRT too
     /// (MPEG-TS) and no RTMP, FLV or HLS players run.
     pub srt_players: usize,
+    /// WHEP players of one stream; with any, one WHIP publisher (srs-rtc-client) and nothing
+    /// else runs.
+    pub rtc_players: usize,
     /// Replay the low-bitrate file instead of the 720p one.
     pub low_bitrate: bool,
     /// Publisher pacing.
@@ -70,8 +74,9 @@ pub struct Scenario {
 
 const ALL_VIAS: &[Via] = &[Via::Direct, Via::Proxy, Via::Floor];
 
-/// The scenarios, in run order; `flv_players` is the wanted count of `flv10k`.
-pub fn scenarios(flv_players: usize) -> Vec<Scenario> {
+/// The scenarios, in run order; `flv_players` is the wanted count of `flv10k`, `rtc_players`
+/// that of `webrtc`.
+pub fn scenarios(flv_players: usize, rtc_players: usize) -> Vec<Scenario> {
     let paced = |name, streams, rtmp_per_stream| Scenario {
         name,
         streams,
@@ -79,6 +84,7 @@ pub fn scenarios(flv_players: usize) -> Vec<Scenario> {
         flv_players: 0,
         hls_players: 0,
         srt_players: 0,
+        rtc_players: 0,
         low_bitrate: false,
         pacing: Pacing::RealTime,
         marker_every: Some(Duration::from_millis(100)),
@@ -95,6 +101,7 @@ pub fn scenarios(flv_players: usize) -> Vec<Scenario> {
             flv_players,
             hls_players: 0,
             srt_players: 0,
+            rtc_players: 0,
             low_bitrate: true,
             pacing: Pacing::RealTime,
             marker_every: Some(Duration::from_millis(1000)),
@@ -109,6 +116,7 @@ pub fn scenarios(flv_players: usize) -> Vec<Scenario> {
             flv_players: 0,
             hls_players: 100,
             srt_players: 0,
+            rtc_players: 0,
             low_bitrate: false,
             pacing: Pacing::RealTime,
             marker_every: None,
@@ -121,6 +129,7 @@ pub fn scenarios(flv_players: usize) -> Vec<Scenario> {
             flv_players: 0,
             hls_players: 0,
             srt_players: 0,
+            rtc_players: 0,
             low_bitrate: false,
             pacing: Pacing::None,
             marker_every: None,
@@ -136,6 +145,23 @@ pub fn scenarios(flv_players: usize) -> Vec<Scenario> {
             flv_players: 0,
             hls_players: 0,
             srt_players: 20,
+            rtc_players: 0,
+            low_bitrate: false,
+            pacing: Pacing::RealTime,
+            marker_every: None,
+            vias: &[Via::Direct, Via::Proxy],
+        },
+        // One WHIP publisher (srs-rtc-client's 320x240 H.264 + Opus clip, real time) and WHEP
+        // players, str0m in-process; through srs-proxy, signalling on its HTTP API and media on
+        // its UDP port. No haproxy floor (UDP), no markers.
+        Scenario {
+            name: "webrtc",
+            streams: 1,
+            rtmp_per_stream: 0,
+            flv_players: 0,
+            hls_players: 0,
+            srt_players: 0,
+            rtc_players,
             low_bitrate: false,
             pacing: Pacing::RealTime,
             marker_every: None,
@@ -154,6 +180,8 @@ pub struct Settings {
     pub warmup: u64,
     /// Wanted HTTP-FLV players of `flv10k`.
     pub flv_players: usize,
+    /// WHEP players of `webrtc`.
+    pub rtc_players: usize,
     /// The 720p file.
     pub hd: PathBuf,
     /// The low-bitrate file.
@@ -233,6 +261,31 @@ struct RunResult {
     other_cores: f64,
     players: usize,
     outcome: Outcome,
+    /// WebRTC runs only.
+    rtc: Option<RtcFigures>,
+}
+
+/// What a WebRTC run measured besides the common figures.
+#[derive(Debug)]
+struct RtcFigures {
+    window: rtc::Window,
+    /// Players that never played (setup or first frames failed).
+    failed: usize,
+    /// Through srs-proxy: `srs_proxy_udp_datagrams_total{listener="webrtc"}` deltas,
+    /// to_client and to_origin.
+    proxy_datagrams: Option<(f64, f64)>,
+}
+
+impl RtcFigures {
+    /// Datagrams on the wire: what the publisher sent + what the players received.
+    fn wire(&self) -> rtc::Totals {
+        let w = &self.window;
+        rtc::Totals {
+            datagrams: w.publisher.datagrams + w.players.datagrams,
+            wire_bytes: w.publisher.wire_bytes + w.players.wire_bytes,
+            ..rtc::Totals::default()
+        }
+    }
 }
 
 impl RunResult {
@@ -287,7 +340,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             settings.flv_players, settings.nofile
         ));
     }
-    let all = scenarios(flv_players);
+    let all = scenarios(flv_players, settings.rtc_players);
     for wanted in &settings.scenarios {
         if !all.iter().any(|s| s.name == wanted) {
             let names: Vec<_> = all.iter().map(|s| s.name).collect();
@@ -397,7 +450,25 @@ async fn run_one(
         marker_every: sc.marker_every,
     };
     let mut load = Load::default();
-    let publishing = if sc.srt_players > 0 {
+    let signalling = match &relay {
+        None => Some(origin.api),
+        Some(Relay::Proxy(p)) => Some(p.api),
+        Some(Relay::Haproxy(_)) => None,
+    };
+    let rtc_url = |kind: &str| {
+        signalling.map(|a| format!("http://{a}/rtc/v1/{kind}/?app=live&stream={}", names[0]))
+    };
+    let mut rtc_load = None;
+    let publishing = if sc.rtc_players > 0 {
+        let Some(whip) = rtc_url("whip") else {
+            bail!("{} via {}: no WebRTC signalling", sc.name, via.label());
+        };
+        let started = RtcLoad::publish(&whip)
+            .await
+            .with_context(|| format!("{} via {}: WHIP publisher", sc.name, via.label()))?;
+        rtc_load = Some(started);
+        1
+    } else if sc.srt_players > 0 {
         let (Some(srt), Some(ts)) = (srt, ts) else {
             bail!(
                 "{} via {}: no SRT listener or no MPEG-TS media",
@@ -442,14 +513,20 @@ async fn run_one(
         load.play_srt(srt, &srt_names);
     }
     let players = rtmp_names.len() + flv_names.len() + hls_names.len() + srt_names.len();
-    let playing = load
+    let mut playing = load
         .wait_playing(players, Duration::from_secs(60 + players as u64 / 100))
         .await;
+    if let (Some(r), Some(whep)) = (rtc_load.as_mut(), rtc_url("whep")) {
+        r.play(&whep, sc.rtc_players).await;
+        playing += r.playing();
+    }
+    let players = players + sc.rtc_players;
     if playing < players {
         println!("  only {playing} of {players} players got media");
     }
     tokio::time::sleep(Duration::from_secs(settings.warmup)).await;
 
+    let datagrams0 = proxy_datagrams(&relay, rtc_load.is_some()).await?;
     let me = std::process::id();
     let cpu = |pid: Option<u32>| pid.map(procs::cpu_seconds).transpose();
     let (relay0, origin0, self0) = (
@@ -460,12 +537,16 @@ async fn run_one(
     let busy0 = procs::machine_busy_seconds()?;
     let started = Instant::now();
     load.begin_window();
+    if let Some(r) = rtc_load.as_mut() {
+        r.begin_window();
+    }
     let profile = match (settings.perf, &relay) {
         (true, Some(Relay::Proxy(p))) => Some(Profile::start(paths, p.pid, settings.seconds)?),
         _ => None,
     };
     tokio::time::sleep(Duration::from_secs(settings.seconds)).await;
-    let counters = load.end_window();
+    let mut counters = load.end_window();
+    let window = rtc_load.as_mut().map(RtcLoad::end_window);
     let secs = started.elapsed().as_secs_f64();
     let (relay1, origin1, self1) = (
         cpu(relay_pid)?,
@@ -473,6 +554,13 @@ async fn run_one(
         procs::cpu_seconds(me)?,
     );
     let busy1 = procs::machine_busy_seconds()?;
+    let datagrams1 = proxy_datagrams(&relay, rtc_load.is_some()).await?;
+    if let Some(w) = &window {
+        counters.pub_msgs += w.publisher.frames();
+        counters.pub_bytes += w.publisher.bytes;
+        counters.play_msgs += w.players.frames();
+        counters.play_bytes += w.players.bytes;
+    }
     let relay_rss_after = relay_pid
         .map(|p| procs::status_kib(p, "VmRSS"))
         .transpose()?;
@@ -480,7 +568,25 @@ async fn run_one(
         .map(|p| procs::status_kib(p, "VmHWM"))
         .transpose()?;
     let origin_rss_after = procs::status_kib(origin_pid, "VmRSS")?;
-    let outcome = load.finish(counters).await;
+    let mut outcome = load.finish(counters).await;
+    let rtc = match (rtc_load, window) {
+        (Some(r), Some(window)) => {
+            outcome.errors += (r.failed + window.stalled) as u64;
+            outcome
+                .error_samples
+                .extend(r.error_samples.iter().cloned());
+            let failed = r.failed;
+            r.close().await;
+            Some(RtcFigures {
+                window,
+                failed,
+                proxy_datagrams: datagrams0
+                    .zip(datagrams1)
+                    .map(|((c0, o0), (c1, o1))| (c1 - c0, o1 - o0)),
+            })
+        }
+        _ => None,
+    };
     drop(relay);
     drop(origin);
     if let Some(profile) = profile {
@@ -509,7 +615,22 @@ async fn run_one(
         other_cores: (other / secs).max(0.0),
         players,
         outcome,
+        rtc,
     })
+}
+
+/// Through srs-proxy with WebRTC clients: its webrtc datagram counters (to_client, to_origin).
+async fn proxy_datagrams(relay: &Option<Relay>, rtc: bool) -> anyhow::Result<Option<(f64, f64)>> {
+    let (Some(Relay::Proxy(p)), true) = (relay, rtc) else {
+        return Ok(None);
+    };
+    let name = "srs_proxy_udp_datagrams_total";
+    let to_client = [("listener", "webrtc"), ("outcome", "to_client")];
+    let to_origin = [("listener", "webrtc"), ("outcome", "to_origin")];
+    Ok(Some((
+        p.metric(name, &to_client).await?,
+        p.metric(name, &to_origin).await?,
+    )))
 }
 
 fn fmt_opt(v: Option<f64>, digits: usize) -> String {
@@ -529,8 +650,17 @@ fn summary_line(r: &RunResult) -> String {
     } else {
         String::new()
     };
+    let rtc = r.rtc.as_ref().map_or_else(String::new, |f| {
+        format!(
+            ", video frames {} / {} expected, {:.0} datagrams/s, failed players {}",
+            f.window.players.video,
+            f.window.expected_video(),
+            f.wire().datagrams as f64 / r.secs,
+            f.failed + f.window.stalled
+        )
+    });
     format!(
-        "relay cpu {} s, origin cpu {:.2} s, {:.3} Gbit/s, p50/p99 {}/{} ms{hls}, errors {}{}",
+        "relay cpu {} s, origin cpu {:.2} s, {:.3} Gbit/s, p50/p99 {}/{} ms{hls}{rtc}, errors {}{}",
         fmt_opt(r.relay_cpu, 2),
         r.origin_cpu,
         r.gbps(),
@@ -622,10 +752,11 @@ fn table(results: &[RunResult]) -> String {
     s.push_str(
         "\nrelay = srs-proxy or haproxy; CPU = user+sys seconds in the window; relayed = payload \
          bytes publishers sent + players received in the window (HLS: response bodies); msgs = \
-         messages, FLV tags, HLS responses or SRT messages (1316 bytes of MPEG-TS); delay = onBenchTime marker receive − send time; \
+         messages, FLV tags, HLS responses, SRT messages (1316 bytes of MPEG-TS) or WebRTC frames (video access units + Opus packets); delay = onBenchTime marker receive − send time; \
          other load = busy cores not used by the relay, the origin or srs-bench.\n",
     );
     s.push_str(&hls_table(results));
+    s.push_str(&rtc_table(results));
     let errors: Vec<String> = results
         .iter()
         .flat_map(|r| {
@@ -674,6 +805,67 @@ fn hls_table(results: &[RunResult]) -> String {
         "\nHLS fetch time = request sent → last body byte, over the player's keep-alive connection \
          (a reconnect after an error included); segment MB includes playlist bodies; HTTP errors = \
          non-200, timeouts and transport errors (also in errors above).\n",
+    );
+    s
+}
+
+/// The WebRTC runs' own figures; empty without any.
+fn rtc_table(results: &[RunResult]) -> String {
+    let runs: Vec<(&RunResult, &RtcFigures)> = results
+        .iter()
+        .filter_map(|r| Some((r, r.rtc.as_ref()?)))
+        .collect();
+    if runs.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n| scenario | via | WHEP players | relay CPU s | relay CPU s/Gbit payload \
+         | relay CPU s/Gbit wire | relay peak RSS MiB | origin CPU s | origin cores \
+         | publisher kbit/s | players' video frames/s | players' Mbit/s | datagrams/s \
+         | proxy to_client/s | video frames got / expected | failed players |\n\
+         |---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+    );
+    for (r, f) in runs {
+        let w = &f.window;
+        let wire = f.wire();
+        let wire_gbit = wire.wire_bytes as f64 * 8.0 / 1e9;
+        let per = |v: u64| v as f64 / r.secs;
+        let per_wire_gbit = r
+            .relay_cpu
+            .filter(|_| wire_gbit > 0.0)
+            .map(|c| c / wire_gbit);
+        let got = w.players.video as f64 * 100.0 / w.expected_video().max(1) as f64;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} \
+             | {} | {} / {} ({:.2}%) | {} |",
+            r.scenario,
+            r.via.label(),
+            r.players,
+            fmt_opt(r.relay_cpu, 2),
+            fmt_opt(r.cpu_per_gbit(), 2),
+            fmt_opt(per_wire_gbit, 2),
+            fmt_opt(r.relay_hwm_kib.map(|k| k as f64 / 1024.0), 1),
+            r.origin_cpu,
+            r.origin_cpu / r.secs,
+            per(w.publisher.bytes) * 8.0 / 1e3,
+            per(w.players.video),
+            per(w.players.bytes) * 8.0 / 1e6,
+            per(wire.datagrams),
+            fmt_opt(f.proxy_datagrams.map(|(c, _)| c / r.secs), 0),
+            w.players.video,
+            w.expected_video(),
+            got,
+            f.failed + w.stalled,
+        );
+    }
+    s.push_str(
+        "\npayload = media bytes (H.264 access units, Opus packets) the publisher sent + players \
+         received; wire = UDP payload bytes of the same datagrams (SRTP, RTCP, STUN, DTLS); \
+         datagrams = those the publisher sent + players received; proxy to_client = \
+         srs_proxy_udp_datagrams_total{listener=\"webrtc\",outcome=\"to_client\"}; expected = \
+         video frames the publisher sent × players; failed = never played or stalled in the \
+         window; origin cores = origin CPU s / window (its SFU runs on one task).\n",
     );
     s
 }
@@ -827,6 +1019,46 @@ fn targets(results: &[RunResult]) -> String {
             p.outcome.errors,
             d.outcome.errors,
         );
+    }
+    if let (Some(p), Some(d)) = (
+        find(results, "webrtc", Via::Proxy),
+        find(results, "webrtc", Via::Direct),
+    ) {
+        if let (Some(pf), Some(df)) = (&p.rtc, &d.rtc) {
+            let ratio = |a: f64, b: f64| {
+                if b > 0.0 {
+                    format!("{:.2}", a / b)
+                } else {
+                    "-".into()
+                }
+            };
+            let (pw, dw) = (&pf.window, &df.window);
+            let relay = p.relay_cpu.unwrap_or(0.0);
+            let _ = writeln!(
+                s,
+                "- webrtc ({} WHEP players, 1 WHIP publisher; no haproxy floor): srs-proxy ÷ \
+                 direct: {} × the players' video frames ({} vs {}), {} × the datagrams ({:.0} \
+                 vs {:.0}); srs-proxy {:.2} CPU s ({:.2} s per Gbit on the wire), {} × the \
+                 origin's CPU direct; server side {} × direct ({:.2} + {:.2} s vs {:.2} s); \
+                 failed players {} vs {}",
+                p.players,
+                ratio(pw.players.video as f64, dw.players.video as f64),
+                pw.players.video,
+                dw.players.video,
+                ratio(pf.wire().datagrams as f64, df.wire().datagrams as f64),
+                pf.wire().datagrams,
+                df.wire().datagrams,
+                relay,
+                relay / (pf.wire().wire_bytes as f64 * 8.0 / 1e9).max(f64::MIN_POSITIVE),
+                ratio(relay, d.origin_cpu),
+                ratio(relay + p.origin_cpu, d.origin_cpu),
+                relay,
+                p.origin_cpu,
+                d.origin_cpu,
+                pf.failed + pw.stalled,
+                df.failed + dw.stalled,
+            );
+        }
     }
     s.push_str("- allocation per relayed message: see `make bench-alloc`.\n");
     s

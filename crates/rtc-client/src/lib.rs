@@ -177,6 +177,14 @@ pub struct Stats {
     pub keyframe_delay: Option<Duration>,
     /// Publishers: keyframe requests (PLI/FIR) received.
     pub keyframe_requests: u64,
+    /// UDP datagrams sent (STUN, DTLS, SRTP, SRTCP).
+    pub datagrams_sent: u64,
+    /// Bytes of the datagrams sent.
+    pub datagram_bytes_sent: u64,
+    /// UDP datagrams received.
+    pub datagrams_received: u64,
+    /// Bytes of the datagrams received.
+    pub datagram_bytes_received: u64,
     /// The media task has stopped.
     pub ended: bool,
 }
@@ -193,6 +201,10 @@ impl Default for Stats {
             first_frame_keyframe: None,
             keyframe_delay: None,
             keyframe_requests: 0,
+            datagrams_sent: 0,
+            datagram_bytes_sent: 0,
+            datagrams_received: 0,
+            datagram_bytes_received: 0,
             ended: false,
         }
     }

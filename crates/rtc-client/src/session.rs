@@ -55,6 +55,10 @@ pub async fn run(
                     Ok(r) => r,
                     Err(e) => break Err(e.into()),
                 };
+                stats.send_modify(|s| {
+                    s.datagrams_received += 1;
+                    s.datagram_bytes_received += n as u64;
+                });
                 if let Err(e) = receive(&mut rtc, &buf[..n], source, local) {
                     break Err(e);
                 }
@@ -117,6 +121,11 @@ async fn drain(
             Output::Timeout(t) => return Ok(Some(t)),
             Output::Transmit(t) => {
                 socket.send_to(&t.contents, t.destination).await?;
+                let n = t.contents.len() as u64;
+                stats.send_modify(|s| {
+                    s.datagrams_sent += 1;
+                    s.datagram_bytes_sent += n;
+                });
             }
             Output::Event(event) => match event {
                 Event::IceConnectionStateChange(state) => {
