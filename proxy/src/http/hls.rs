@@ -41,8 +41,7 @@ use srs_lb::{SessionKind, SessionRecord};
 use tracing::{debug, info, info_span, warn, Span};
 
 use super::origin::{
-    end_to_end, request_owner, stream_response, upstream_error_response, Watch,
-    ORIGIN_BODY_TIMEOUT,
+    end_to_end, request_owner, stream_response, upstream_error_response, Watch, ORIGIN_BODY_TIMEOUT,
 };
 use super::{client_addr, client_ip, json_error};
 use crate::session::{ClientProtocol, Direction, Session};
