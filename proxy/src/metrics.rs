@@ -114,7 +114,7 @@ impl Default for Metrics {
         );
         registry.register(
             "origin_dial_failures",
-            "Refused or timed-out dials to origins (each sets the origin aside)",
+            "Refused or timed-out dials to origins, and origins silent after the dial (each sets the origin aside)",
             m.dial_failures.clone(),
         );
         registry.register(
@@ -192,7 +192,7 @@ impl Metrics {
         }
     }
 
-    /// Counts a refused or timed-out dial to an origin.
+    /// Counts a refused or timed-out dial to an origin, or one silent after the dial.
     pub fn dial_failed(&self) {
         self.dial_failures.inc();
     }
