@@ -176,6 +176,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "handshake, command exchange and origin dial timeout",
     ),
     (
+        "PROXY_ORIGIN_RESPONSE_TIMEOUT",
+        "10s",
+        "an origin that has not sent an HTTP relay's response head this long is set aside",
+    ),
+    (
+        "PROXY_IDLE_TIMEOUT",
+        "30s",
+        "a relayed session is closed when either side makes no progress this long",
+    ),
+    (
         "PROXY_STREAM_LEASE_DURATION",
         "15s",
         "a stream with no active session on any proxy this long is unowned",
@@ -255,6 +265,10 @@ pub struct Config {
     pub force_quit: Duration,
     /// Timeout of each RTMP wait (handshake, command exchange, dial).
     pub rtmp_timeout: Duration,
+    /// How long an HTTP relay waits for the origin's response head (docs/design.md §5.3).
+    pub origin_response_timeout: Duration,
+    /// A relayed RTMP or HTTP session with no progress on one side this long is closed.
+    pub idle_timeout: Duration,
     /// Stream ownership lease; active sessions refresh it every third of it.
     pub stream_lease: Duration,
     /// The token origins must register with, when `PROXY_HTTP_API_AUTH_ENABLED=on`.
@@ -304,6 +318,8 @@ struct Raw {
     grace_quit_timeout: Option<String>,
     force_quit_timeout: Option<String>,
     rtmp_timeout: Option<String>,
+    origin_response_timeout: Option<String>,
+    idle_timeout: Option<String>,
     stream_lease_duration: Option<String>,
     origin_load_limit: Option<String>,
 }
@@ -666,6 +682,11 @@ impl Config {
             grace_quit: duration("PROXY_GRACE_QUIT_TIMEOUT", &raw.grace_quit_timeout)?,
             force_quit: duration("PROXY_FORCE_QUIT_TIMEOUT", &raw.force_quit_timeout)?,
             rtmp_timeout: duration("PROXY_RTMP_TIMEOUT", &raw.rtmp_timeout)?,
+            origin_response_timeout: duration(
+                "PROXY_ORIGIN_RESPONSE_TIMEOUT",
+                &raw.origin_response_timeout,
+            )?,
+            idle_timeout: duration("PROXY_IDLE_TIMEOUT", &raw.idle_timeout)?,
             stream_lease: duration("PROXY_STREAM_LEASE_DURATION", &raw.stream_lease_duration)?,
             register_token: register_token(&raw)?,
             origin_load_limit: origin_load_limit(&raw)?,
@@ -744,6 +765,8 @@ mod tests {
         assert!(c.default_backend.is_none());
         assert_eq!(c.redis.port, 6379);
         assert_eq!(c.stream_lease, Duration::from_secs(15));
+        assert_eq!(c.origin_response_timeout, Duration::from_secs(10));
+        assert_eq!(c.idle_timeout, Duration::from_secs(30));
     }
 
     #[test]

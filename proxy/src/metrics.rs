@@ -116,7 +116,7 @@ impl Default for Metrics {
         );
         registry.register(
             "origin_dial_failures",
-            "Refused or timed-out dials to origins (each sets the origin aside)",
+            "Refused or timed-out dials to origins, and origins silent after the dial (each sets the origin aside)",
             m.dial_failures.clone(),
         );
         registry.register(
@@ -206,7 +206,7 @@ impl Metrics {
             .clone()
     }
 
-    /// Counts a refused or timed-out dial to an origin.
+    /// Counts a refused or timed-out dial to an origin, or one silent after the dial.
     pub fn dial_failed(&self) {
         self.dial_failures.inc();
     }

@@ -12,6 +12,7 @@ use bytes::{Buf, BytesMut};
 use srs_cluster::{Protocol, StreamKey};
 use srs_rtmp::chunk::{Limits, RawMessage};
 use srs_rtmp::conn::Connection;
+use srs_rtmp::error::RtmpError;
 use srs_rtmp::io::{accept_session, open_session, RtmpStream, ServerRequest};
 use srs_rtmp::message::{csid, type_id, Command, Message, UserControl};
 use tokio::io::Interest;
@@ -32,8 +33,6 @@ const READ_MAX: usize = 64 * 1024;
 /// An output buffer grown past this (by a keyframe) is released once drained, so one large
 /// message does not pin memory for the rest of the session.
 const OUTPUT_KEEP: usize = 64 * 1024;
-/// A session with no bytes in either direction for this long is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time allowed to flush what is left to one leg after the other closed.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
 /// Most client transactions awaiting an origin reply that are remembered.
@@ -159,6 +158,7 @@ async fn relay_session(
         pending: VecDeque::new(),
         session,
         counted: (0, 0),
+        idle_timeout: state.config.idle_timeout,
     };
     let reason = relay.run().await;
     info!(
@@ -177,6 +177,8 @@ async fn relay_session(
 /// stream id.
 ///
 /// Errors: [`ConnectError::Unreachable`] when the dial is refused or times out;
+/// [`ConnectError::Timeout`] when the origin accepts but the handshake or the command exchange
+/// does not complete within `timeout` (a hung origin, set aside like an unreachable one);
 /// [`ConnectError::Failed`] when the handshake or the command exchange fails.
 async fn open_origin(
     addr: String,
@@ -201,12 +203,7 @@ async fn open_origin(
     let _ = socket.set_nodelay(true);
     let mut upstream = match RtmpStream::connect(socket, Limits::default(), timeout).await {
         Ok(u) => u,
-        Err(e) => {
-            return Err(ConnectError::Failed {
-                addr,
-                source: e.into(),
-            })
-        }
+        Err(e) => return Err(origin_leg_error(addr, e, timeout)),
     };
     let opened = open_session(
         &mut upstream,
@@ -219,10 +216,22 @@ async fn open_origin(
     .await;
     match opened {
         Ok(msid) => Ok((upstream, msid)),
-        Err(e) => Err(ConnectError::Failed {
+        Err(e) => Err(origin_leg_error(addr, e, timeout)),
+    }
+}
+
+/// The connect error of a failed origin-leg handshake or command exchange: silence past
+/// `timeout` is [`ConnectError::Timeout`], anything else [`ConnectError::Failed`].
+fn origin_leg_error(addr: String, error: RtmpError, timeout: Duration) -> ConnectError {
+    match error {
+        RtmpError::Timeout(_) => ConnectError::Timeout {
+            addr,
+            after: timeout,
+        },
+        e => ConnectError::Failed {
             addr,
             source: e.into(),
-        }),
+        },
     }
 }
 
@@ -341,6 +350,8 @@ struct Relay {
     session: Session,
     /// Client-leg bytes (received, sent) already counted in the session.
     counted: (u64, u64),
+    /// With no bytes in either direction for this long the session is closed.
+    idle_timeout: Duration,
 }
 
 impl Relay {
@@ -381,7 +392,7 @@ impl Relay {
             let read_origin = self.client.conn.output_buffer().len() < HIGH_WATER;
             let client_interest = interest(read_client, self.client.conn.has_output());
             let origin_interest = interest(read_origin, self.origin.conn.has_output());
-            let idle_deadline = last_activity + IDLE_TIMEOUT;
+            let idle_deadline = last_activity + self.idle_timeout;
 
             tokio::select! {
                 ready = ready_opt(&self.client.sock, client_interest) => {
@@ -397,7 +408,7 @@ impl Relay {
                     last_activity = tokio::time::Instant::now();
                 }
                 _ = tokio::time::sleep_until(idle_deadline) => {
-                    return Ok(format!("idle for {IDLE_TIMEOUT:?}"));
+                    return Ok(format!("no bytes either way for {:?}", self.idle_timeout));
                 }
             }
         }

@@ -4,7 +4,8 @@
 //!
 //! A protocol plugs in only its connect step: RTMP dials TCP and opens the session, the HTTP
 //! relays send the request and wait for the response head, a UDP protocol sends its handshake and
-//! reports a handshake that timed out as [`ConnectError::Unreachable`].
+//! reports a handshake that timed out as [`ConnectError::Unreachable`]. An origin that accepts
+//! the connection but stays silent ([`ConnectError::Timeout`]) is set aside the same way.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -43,7 +44,9 @@ pub enum ConnectError {
         #[source]
         source: BoxError,
     },
-    /// The origin was reached but did not answer within `after`.
+    /// The origin was reached but did not answer within `after` (a handshake, a command
+    /// exchange, a response head): a hung or overloaded origin, never the client's doing, so it
+    /// is set aside and another origin tried, as for [`ConnectError::Unreachable`].
     #[error("origin {addr} did not answer within {after:?}")]
     Timeout {
         /// The address dialled.
@@ -68,9 +71,13 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
-    /// Whether another origin may succeed where this one failed: only for an unreachable origin.
+    /// Whether another origin may succeed where this one failed: for an unreachable origin and
+    /// for one that stayed silent.
     pub fn try_another_origin(&self) -> bool {
-        matches!(self, ConnectError::Unreachable { .. })
+        matches!(
+            self,
+            ConnectError::Unreachable { .. } | ConnectError::Timeout { .. }
+        )
     }
 
     /// The party the failure is attributed to.
@@ -215,8 +222,8 @@ impl Upstream {
     }
 
     /// Connects the request for `key` to an origin offering `protocol`: `pinned` first when
-    /// given, then the store's pick. An attempt that fails with [`ConnectError::Unreachable`]
-    /// sets its origin aside (for this proxy and every other one on the store) and the stream is
+    /// given, then the store's pick. An attempt that fails with [`ConnectError::Unreachable`] or
+    /// [`ConnectError::Timeout`] sets its origin aside (for this proxy and every other one on the store) and the stream is
     /// picked again, up to [`MAX_ATTEMPTS`] origins; any other failure ends the request.
     ///
     /// Errors: [`UpstreamError::Store`] when the store has no origin or is down,
@@ -271,7 +278,7 @@ impl Upstream {
                     })
                 }
                 Err(e) if e.try_another_origin() => {
-                    warn!(origin = %id, %addr, error = %ErrorChain(&e), "origin unreachable; setting it aside");
+                    warn!(origin = %id, %addr, error = %ErrorChain(&e), "origin unreachable or silent; setting it aside");
                     self.origin_unreachable(&id).await;
                     if attempts >= self.max_attempts {
                         return Err(UpstreamError::Connect {
@@ -292,7 +299,7 @@ impl Upstream {
         }
     }
 
-    /// Counts a failed dial and sets the origin aside (docs/design.md §5), so this and every
+    /// Counts a failed dial (or a silent origin) and sets the origin aside (docs/design.md §5), so this and every
     /// other proxy re-pick its streams at once.
     async fn origin_unreachable(&self, origin_id: &str) {
         self.metrics.dial_failed();
@@ -424,9 +431,9 @@ mod tests {
         let err = up
             .connect::<(), _, _>(&key(), Protocol::Rtmp, None, |t| {
                 *calls.lock().unwrap() += 1;
-                let e = ConnectError::Timeout {
+                let e = ConnectError::Failed {
                     addr: t.addr.into(),
-                    after: Duration::from_secs(10),
+                    source: "publish refused".into(),
                 };
                 async move { Err(e) }
             })
@@ -435,9 +442,33 @@ mod tests {
         assert_eq!(*calls.lock().unwrap(), 1);
         assert!(matches!(
             err.connect_error(),
-            Some(ConnectError::Timeout { .. })
+            Some(ConnectError::Failed { .. })
         ));
         assert!(store.origins().await.unwrap().iter().all(|s| !s.aside));
+    }
+
+    #[tokio::test]
+    async fn a_silent_origin_is_set_aside_like_an_unreachable_one() {
+        let (up, store, _) = upstream(&["a", "b"]).await;
+        let first = store.pick(&key(), Protocol::Rtmp).await.unwrap();
+        let connected = up
+            .connect(&key(), Protocol::Rtmp, None, |t| {
+                let result = if t.id == first.id {
+                    Err(ConnectError::Timeout {
+                        addr: t.addr.into(),
+                        after: Duration::from_secs(10),
+                    })
+                } else {
+                    Ok(())
+                };
+                async move { result }
+            })
+            .await
+            .unwrap();
+        assert_eq!(connected.attempts, 2);
+        assert_ne!(connected.origin_id, first.id);
+        let status = store.origins().await.unwrap();
+        assert!(status.iter().any(|s| s.aside && s.info.id == first.id));
     }
 
     #[tokio::test]

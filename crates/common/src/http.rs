@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 /// Longest time a client may take to send a request's headers (also bounds idle keep-alive).
@@ -32,6 +33,20 @@ pub fn cors() -> tower_http::cors::CorsLayer {
     tower_http::cors::CorsLayer::permissive()
 }
 
+/// In every request's extensions: closes the request's connection at once. A streaming
+/// response whose client stopped reading is no longer polled by hyper, so its body cannot end
+/// itself; a watchdog holding this handle can.
+#[derive(Clone, Debug, Default)]
+pub struct CloseConnection(Arc<Notify>);
+
+impl CloseConnection {
+    /// Drops the connection (and the response it is sending); the socket closes.
+    pub fn close(&self) {
+        // A stored permit: the connection task sees it even if it is not waiting right now.
+        self.0.notify_one();
+    }
+}
+
 /// A connection task handed to the caller's spawner.
 pub type ConnectionTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
@@ -39,7 +54,8 @@ pub type ConnectionTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// `spawn` (so the caller can track and drain them). After `stop`, keep-alive connections close
 /// after their current response; streaming responses run on until they end or the caller exits.
 ///
-/// Each request carries the peer address as `ConnectInfo<SocketAddr>`; a client that takes
+/// Each request carries the peer address as `ConnectInfo<SocketAddr>` and a
+/// [`CloseConnection`] for its connection; a client that takes
 /// longer than [`HEADER_READ_TIMEOUT`] to send a request head is disconnected.
 ///
 /// `admit` is asked for every accepted connection: `None` closes it at once (a connection
@@ -84,10 +100,13 @@ pub async fn serve<S, A, P>(
         };
         let _ = socket.set_nodelay(true);
         let app = app.clone();
+        let close = CloseConnection::default();
+        let closed = close.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request
                 .extensions_mut()
                 .insert(ConnectInfo::<SocketAddr>(peer));
+            request.extensions_mut().insert(close.clone());
             tower::ServiceExt::oneshot(app.clone(), request)
         });
         let connection = builder
@@ -96,8 +115,11 @@ pub async fn serve<S, A, P>(
         let connection = graceful.watch(connection);
         spawn(Box::pin(async move {
             let _permit = permit;
-            if let Err(e) = connection.await {
-                debug!(%peer, error = %e, "HTTP connection ended with an error");
+            tokio::select! {
+                ended = connection => if let Err(e) = ended {
+                    debug!(%peer, error = %e, "HTTP connection ended with an error");
+                },
+                _ = closed.0.notified() => debug!(%peer, "HTTP connection closed by its handler"),
             }
         }));
     }

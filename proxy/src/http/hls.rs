@@ -41,7 +41,7 @@ use srs_lb::{SessionKind, SessionRecord};
 use tracing::{debug, info, info_span, warn, Span};
 
 use super::origin::{
-    end_to_end, request_owner, stream_response, upstream_error_response, ORIGIN_RESPONSE_TIMEOUT,
+    end_to_end, request_owner, stream_response, upstream_error_response, Watch, ORIGIN_BODY_TIMEOUT,
 };
 use super::{client_addr, client_ip, json_error};
 use crate::session::{ClientProtocol, Direction, Session};
@@ -128,6 +128,8 @@ struct HlsRequest {
     host: Option<String>,
     client: String,
     client_ip: Option<std::net::IpAddr>,
+    /// How a relayed body is watched for progress.
+    watch: Watch,
 }
 
 impl HlsRequest {
@@ -158,6 +160,7 @@ pub async fn serve(state: State, request: Request) -> Response {
         .map(str::to_string);
     let query = parts.uri.query().unwrap_or("").to_string();
     let id = query_param(&query, SESSION_PARAM).map(str::to_string);
+    let watch = Watch::of(&state, &parts.extensions);
     let request = HlsRequest {
         method: parts.method,
         headers: parts.headers,
@@ -166,6 +169,7 @@ pub async fn serve(state: State, request: Request) -> Response {
         host,
         client,
         client_ip,
+        watch,
     };
     match id {
         Some(id) => existing_session(state, request, &id).await,
@@ -213,7 +217,7 @@ async fn new_session(state: State, request: HlsRequest) -> Response {
         span.in_scope(|| {
             info!(client = %request.client, origin = %origin_id, %addr, status = status.as_u16(), "playlist refused by the origin");
         });
-        return stream_response(response, session, span, false);
+        return stream_response(response, session, span, false, request.watch);
     }
     let playlist = match rewritten(response, &request, &addr, &hls_id, &session, &span).await {
         Ok(playlist) => playlist,
@@ -329,7 +333,7 @@ async fn existing_session(state: State, request: HlsRequest, id: &str) -> Respon
             .await
             .unwrap_or_else(|response| response);
     }
-    stream_response(response, session, span, true)
+    stream_response(response, session, span, true, request.watch.clone())
 }
 
 /// The client's headers minus [`PLAYLIST_REQUEST_DROP`].
@@ -383,10 +387,10 @@ async fn rewritten(
         .map_err(|e| json_error(StatusCode::BAD_GATEWAY, e))
 }
 
-/// The whole body, at most [`MAX_PLAYLIST_BYTES`], within [`ORIGIN_RESPONSE_TIMEOUT`].
+/// The whole body, at most [`MAX_PLAYLIST_BYTES`], within [`ORIGIN_BODY_TIMEOUT`].
 async fn read_bounded(body: Incoming) -> Result<bytes::Bytes, Response> {
     let collect = Limited::new(body, MAX_PLAYLIST_BYTES).collect();
-    match tokio::time::timeout(ORIGIN_RESPONSE_TIMEOUT, collect).await {
+    match tokio::time::timeout(ORIGIN_BODY_TIMEOUT, collect).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<LengthLimitError>() => Err(json_error(
             StatusCode::BAD_GATEWAY,
@@ -398,7 +402,7 @@ async fn read_bounded(body: Incoming) -> Result<bytes::Bytes, Response> {
         )),
         Err(_) => Err(json_error(
             StatusCode::GATEWAY_TIMEOUT,
-            format!("the origin did not send the playlist within {ORIGIN_RESPONSE_TIMEOUT:?}"),
+            format!("the origin did not send the playlist within {ORIGIN_BODY_TIMEOUT:?}"),
         )),
     }
 }

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -17,15 +18,17 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use srs_cluster::{Protocol, StreamKey};
+use srs_common::http::CloseConnection;
+use tokio::task::AbortHandle;
 use tracing::{debug, info, Span};
 
 use super::json_error;
 use crate::session::Session;
 use crate::state::State;
-use crate::upstream::{ConnectError, Connected, ErrorChain, Pinned, UpstreamError};
+use crate::upstream::{BoxError, ConnectError, Connected, ErrorChain, Pinned, UpstreamError};
 
-/// Time allowed for the origin to answer with response headers.
-pub const ORIGIN_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed to read a whole small origin body (a playlist, a WebRTC answer).
+pub const ORIGIN_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Body type of requests the proxy sends to origins.
 pub type OriginBody = BoxBody<Bytes, hyper::Error>;
@@ -176,17 +179,19 @@ pub fn origin_request_with_body(
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-/// Sends one request to an origin and waits at most [`ORIGIN_RESPONSE_TIMEOUT`] for the response
-/// head: the connect step of the HTTP relays.
+/// Sends one request to an origin and waits at most `timeout` (`PROXY_ORIGIN_RESPONSE_TIMEOUT`)
+/// for the response head: the connect step of the HTTP relays.
 ///
-/// Errors: [`ConnectError::Unreachable`] when the dial fails, [`ConnectError::Timeout`],
-/// [`ConnectError::Failed`] for a connection that broke after the dial.
+/// Errors: [`ConnectError::Unreachable`] when the dial fails, [`ConnectError::Timeout`] when the
+/// origin stays silent (it is then set aside like an unreachable one), [`ConnectError::Failed`]
+/// for a connection that broke after the dial.
 pub async fn send(
     client: &OriginClient,
     addr: &str,
     request: hyper::Request<OriginBody>,
+    timeout: Duration,
 ) -> Result<hyper::Response<Incoming>, ConnectError> {
-    match tokio::time::timeout(ORIGIN_RESPONSE_TIMEOUT, client.request(request)).await {
+    match tokio::time::timeout(timeout, client.request(request)).await {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) if e.is_connect() => Err(ConnectError::Unreachable {
             addr: addr.to_string(),
@@ -198,7 +203,7 @@ pub async fn send(
         }),
         Err(_) => Err(ConnectError::Timeout {
             addr: addr.to_string(),
-            after: ORIGIN_RESPONSE_TIMEOUT,
+            after: timeout,
         }),
     }
 }
@@ -232,7 +237,8 @@ pub async fn request_owner(
             );
             let addr = target.addr.to_string();
             let http = &state.http;
-            async move { send(http, &addr, request?).await }
+            let timeout = state.config.origin_response_timeout;
+            async move { send(http, &addr, request?, timeout).await }
         })
         .await
 }
@@ -259,17 +265,50 @@ pub fn connect_error_status(error: &ConnectError) -> StatusCode {
     }
 }
 
+/// How a relayed body is watched for progress (docs/design.md §6.2): with no frame taken for
+/// `timeout` the connection is closed through `close`.
+#[derive(Clone)]
+pub struct Watch {
+    /// `PROXY_IDLE_TIMEOUT`.
+    pub timeout: Duration,
+    /// The client connection's close handle; `None` (a request not served by
+    /// [`srs_common::http::serve`]) leaves the body unwatched.
+    pub close: Option<CloseConnection>,
+}
+
+impl Watch {
+    /// The watch of a request to the HTTP stream listener: its connection's close handle and
+    /// the configured idle timeout.
+    pub fn of(state: &State, extensions: &axum::http::Extensions) -> Watch {
+        Watch {
+            timeout: state.config.idle_timeout,
+            close: extensions.get::<CloseConnection>().cloned(),
+        }
+    }
+}
+
 /// The client's response for an origin response: status and end-to-end headers kept, body
 /// streamed with backpressure, holding `session` (its lease and metrics) until the body ends or
-/// the client goes away, and counting the body's bytes as they pass. The end is logged in `span`
-/// at info, or at debug when `quiet` (HLS segments).
+/// the client goes away, and counting the body's bytes as they pass. The connection is closed
+/// when the body makes no progress for the `watch` timeout (a stalled client or a silent
+/// origin). The end is logged in `span` at info, or at debug when `quiet` (HLS segments).
 pub fn stream_response(
     response: hyper::Response<Incoming>,
     session: Session,
     span: Span,
     quiet: bool,
+    watch: Watch,
 ) -> Response {
     let (parts, body) = response.into_parts();
+    let progress = Arc::new(Mutex::new(Progress {
+        last: tokio::time::Instant::now(),
+        waiting_on_origin: true,
+        stalled: None,
+    }));
+    let watchdog = watch.close.map(|close| {
+        let progress = Arc::clone(&progress);
+        tokio::spawn(watchdog(progress, watch.timeout, close, span.clone())).abort_handle()
+    });
     let body = CountingBody {
         session,
         inner: body,
@@ -278,6 +317,8 @@ pub fn stream_response(
         span,
         quiet,
         ended: None,
+        progress,
+        watchdog,
     };
     let mut out = Response::new(Body::new(body));
     *out.status_mut() = parts.status;
@@ -286,6 +327,51 @@ pub fn stream_response(
         headers.append(name, value.clone());
     }
     out
+}
+
+/// What the body and its watchdog share.
+struct Progress {
+    /// When the body last handed hyper a frame (or the response started).
+    last: tokio::time::Instant,
+    /// Whether the last poll found the origin with nothing to send; otherwise hyper has not
+    /// asked for more since the last frame, because the client is not taking what it has.
+    waiting_on_origin: bool,
+    /// Why the watchdog closed the connection.
+    stalled: Option<String>,
+}
+
+fn lock(progress: &Mutex<Progress>) -> std::sync::MutexGuard<'_, Progress> {
+    progress.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Closes the connection once no frame has passed for `timeout`. It must be a task of its own:
+/// hyper stops polling a body whose client does not read, so the body cannot time itself out.
+async fn watchdog(
+    progress: Arc<Mutex<Progress>>,
+    timeout: Duration,
+    close: CloseConnection,
+    span: Span,
+) {
+    loop {
+        let deadline = lock(&progress).last + timeout;
+        if tokio::time::Instant::now() < deadline {
+            tokio::time::sleep_until(deadline).await;
+            continue;
+        }
+        let reason = {
+            let mut p = lock(&progress);
+            let reason = if p.waiting_on_origin {
+                format!("origin sent nothing for {timeout:?}")
+            } else {
+                format!("client took no bytes for {timeout:?}")
+            };
+            p.stalled = Some(reason.clone());
+            reason
+        };
+        span.in_scope(|| info!(%reason, "closing the stalled session"));
+        close.close();
+        return;
+    }
 }
 
 /// The origin's response body, counting bytes as they pass and logging the session's end when
@@ -300,16 +386,20 @@ struct CountingBody {
     /// Log the end at debug rather than info.
     quiet: bool,
     ended: Option<String>,
+    /// Shared with the watchdog.
+    progress: Arc<Mutex<Progress>>,
+    /// The watchdog task, stopped with the body.
+    watchdog: Option<AbortHandle>,
 }
 
 impl HttpBody for CountingBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
@@ -319,12 +409,15 @@ impl HttpBody for CountingBody {
                     this.bytes += n;
                     this.session.sent_to_client(n);
                 }
+                let mut p = lock(&this.progress);
+                p.last = tokio::time::Instant::now();
+                p.waiting_on_origin = false;
             }
             Poll::Ready(Some(Err(e))) => this.ended = Some(format!("origin error: {e}")),
             Poll::Ready(None) => this.ended = Some("origin ended the stream".to_string()),
-            Poll::Pending => {}
+            Poll::Pending => lock(&this.progress).waiting_on_origin = true,
         }
-        polled
+        polled.map_err(BoxError::from)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -338,15 +431,19 @@ impl HttpBody for CountingBody {
 
 impl Drop for CountingBody {
     fn drop(&mut self) {
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.abort();
+        }
         let _guard = self.span.enter();
+        let stalled = lock(&self.progress).stalled.take();
         // hyper stops polling a body once its Content-Length is sent, so `ended` may be unset.
         let complete = self
             .inner
             .is_end_stream()
             .then_some("origin ended the stream");
-        let reason = self
-            .ended
+        let reason = stalled
             .as_deref()
+            .or(self.ended.as_deref())
             .or(complete)
             .unwrap_or("client went away");
         let duration_ms = self.started.elapsed().as_millis() as u64;

@@ -2,7 +2,8 @@
 //!
 //! A relayed response keeps the origin's status and end-to-end headers; its body streams with
 //! backpressure: the origin body is polled only as fast as the client takes it, and dropping the
-//! client's connection drops the origin connection.
+//! client's connection drops the origin connection. A session where the client takes nothing, or
+//! the origin sends nothing, for `PROXY_IDLE_TIMEOUT` is closed.
 
 use axum::extract::Request;
 use axum::http::{header, StatusCode};
@@ -10,7 +11,7 @@ use axum::response::Response;
 use srs_cluster::StreamKey;
 use tracing::{info, info_span, warn};
 
-use super::origin::{request_owner, stream_response, upstream_error_response};
+use super::origin::{request_owner, stream_response, upstream_error_response, Watch};
 use super::{client_addr, client_ip, json_error};
 use crate::session::{ClientProtocol, Direction};
 use crate::state::State;
@@ -78,5 +79,6 @@ pub async fn relay(state: State, format: StreamFormat, request: Request) -> Resp
         info!(client = %client, origin = %connected.origin_id, addr = %connected.addr, status = response.status().as_u16(), "session started");
     });
     let session = state.open_session(protocol, Direction::Play, key, connected.origin_id);
-    stream_response(response, session, span, false)
+    let watch = Watch::of(&state, &parts.extensions);
+    stream_response(response, session, span, false, watch)
 }

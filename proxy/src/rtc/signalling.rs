@@ -27,7 +27,7 @@ use tracing::{info, info_span, warn, Instrument};
 use super::RtcEvent;
 use crate::http::origin::{
     connect_error_status, end_to_end, origin_request_with_body, send, upstream_error_response,
-    ORIGIN_RESPONSE_TIMEOUT,
+    ORIGIN_BODY_TIMEOUT,
 };
 use crate::http::{client_addr, client_ip, json_error, loop_refusal};
 use crate::state::State;
@@ -116,6 +116,7 @@ async fn offer_in_span(state: State, api: Api, direction: Direction, request: Re
             let body = body.clone();
             let http = &state.http;
             let via = state.proxy_id.as_str();
+            let timeout = state.config.origin_response_timeout;
             async move {
                 let Some(api_addr) = api_addr else {
                     return Err(ConnectError::BadRequest(
@@ -131,7 +132,7 @@ async fn offer_in_span(state: State, api: Api, direction: Direction, request: Re
                     via,
                     body,
                 )?;
-                let response = send(http, &api_addr, request).await?;
+                let response = send(http, &api_addr, request, timeout).await?;
                 let (head, body) = response.into_parts();
                 let body = read_origin_body(body, &api_addr).await?;
                 Ok(OriginAnswer {
@@ -215,7 +216,8 @@ async fn offer_in_span(state: State, api: Api, direction: Direction, request: Re
                 Bytes::new(),
             );
             if let Ok(request) = request {
-                let _ = send(&state.http, &answer.api_addr, request).await;
+                let timeout = state.config.origin_response_timeout;
+                let _ = send(&state.http, &answer.api_addr, request, timeout).await;
             }
         }
         return json_error(
@@ -274,7 +276,10 @@ pub async fn delete(state: State, request: Request) -> Response {
             Bytes::new(),
         );
         let answer = match forwarded {
-            Ok(r) => send(&state.http, &api_addr, r).await,
+            Ok(r) => {
+                let timeout = state.config.origin_response_timeout;
+                send(&state.http, &api_addr, r, timeout).await
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = state.store.delete_session(SessionKind::Rtc, &session_id).await {
@@ -330,10 +335,10 @@ async fn read_limited(body: Body, limit: usize) -> Result<Bytes, StatusCode> {
     }
 }
 
-/// The origin's response body, at most [`MAX_BODY`] bytes within [`ORIGIN_RESPONSE_TIMEOUT`].
+/// The origin's response body, at most [`MAX_BODY`] bytes within [`ORIGIN_BODY_TIMEOUT`].
 async fn read_origin_body(body: Incoming, addr: &str) -> Result<Bytes, ConnectError> {
     let limited = http_body_util::Limited::new(body, MAX_BODY);
-    match tokio::time::timeout(ORIGIN_RESPONSE_TIMEOUT, limited.collect()).await {
+    match tokio::time::timeout(ORIGIN_BODY_TIMEOUT, limited.collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) => Err(ConnectError::Failed {
             addr: addr.to_string(),
@@ -341,7 +346,7 @@ async fn read_origin_body(body: Incoming, addr: &str) -> Result<Bytes, ConnectEr
         }),
         Err(_) => Err(ConnectError::Timeout {
             addr: addr.to_string(),
-            after: ORIGIN_RESPONSE_TIMEOUT,
+            after: ORIGIN_BODY_TIMEOUT,
         }),
     }
 }
