@@ -4,13 +4,14 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
 use crate::metrics::Metrics;
+use crate::ratelimit::OncePerSecond;
 
 /// The open-connection limit of one listener.
 pub struct ConnectionLimit {
@@ -18,7 +19,7 @@ pub struct ConnectionLimit {
     max: usize,
     permits: Arc<Semaphore>,
     refused: Counter,
-    last_log: Mutex<Option<Instant>>,
+    log: Mutex<OncePerSecond>,
 }
 
 impl ConnectionLimit {
@@ -30,7 +31,7 @@ impl ConnectionLimit {
             max,
             permits: Arc::new(Semaphore::new(max)),
             refused: metrics.connections_refused(listener),
-            last_log: Mutex::new(None),
+            log: Mutex::new(OncePerSecond::default()),
         }
     }
 
@@ -41,10 +42,8 @@ impl ConnectionLimit {
             Ok(permit) => Some(permit),
             Err(_) => {
                 self.refused.inc();
-                let now = Instant::now();
-                let mut last = self.last_log.lock().unwrap_or_else(|p| p.into_inner());
-                if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
-                    *last = Some(now);
+                let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+                if log.due(Instant::now()) {
                     warn!(listener = self.listener, client = %peer, limit = self.max, "connection refused: the listener is at PROXY_MAX_CONNECTIONS (one line a second at most)");
                 }
                 None

@@ -10,6 +10,7 @@ pub mod leases;
 pub mod lifecycle;
 pub mod loops;
 pub mod metrics;
+pub mod ratelimit;
 pub mod rtc;
 pub mod rtmp;
 pub mod session;

@@ -34,6 +34,7 @@ use tokio::task::AbortHandle;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::metrics::UdpCounters;
+use crate::ratelimit::OncePerSecond;
 use crate::session::{ClientProtocol, Session};
 use crate::state::State;
 use crate::udp::flow::FlowTable;
@@ -128,7 +129,7 @@ pub struct SrtRelay {
     admitting: bool,
     scratch: Vec<u8>,
     /// When a dropped packet was last logged, to log at most one a second.
-    last_drop_log: Option<Instant>,
+    drop_log: OncePerSecond,
 }
 
 impl SrtRelay {
@@ -149,17 +150,13 @@ impl SrtRelay {
             counters,
             admitting: true,
             scratch: Vec::with_capacity(HEADER_LEN + CIF_LEN),
-            last_drop_log: None,
+            drop_log: OncePerSecond::default(),
         }
     }
 
     fn drop_packet(&mut self, now: Instant, from: SocketAddr, why: &str) {
         self.counters.dropped();
-        if self
-            .last_drop_log
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
-        {
-            self.last_drop_log = Some(now);
+        if self.drop_log.due(now) {
             debug!(client = %from, why, "SRT packet dropped (one line a second at most)");
         }
     }

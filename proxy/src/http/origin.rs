@@ -147,33 +147,29 @@ pub fn origin_request_with_body(
             out.append(name, value.clone());
         }
     }
-    let mut hops: Vec<String> = out
-        .get_all(header::VIA)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::to_string)
-        .collect();
-    hops.push(format!("1.1 {via}"));
-    let hops =
-        HeaderValue::from_str(&hops.join(", ")).map_err(|e| ConnectError::BadRequest(e.into()))?;
-    out.insert(header::VIA, hops);
+    append_hop(out, header::VIA, &format!("1.1 {via}"))?;
     if let Some(ip) = client {
-        // Earlier hops' values that are not text cannot be joined; they are dropped.
-        let mut chain: Vec<String> = out
-            .get_all(X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::to_string)
-            .collect();
-        chain.push(ip.to_string());
-        let chain = HeaderValue::from_str(&chain.join(", "))
-            .map_err(|e| ConnectError::BadRequest(e.into()))?;
-        out.insert(X_FORWARDED_FOR, chain);
+        append_hop(out, X_FORWARDED_FOR, &ip.to_string())?;
         let ip = HeaderValue::from_str(&ip.to_string())
             .map_err(|e| ConnectError::BadRequest(e.into()))?;
         out.insert(X_REAL_IP, ip);
     }
     Ok(request)
+}
+
+/// Appends `value` to the comma-separated list in `name` (`Via`, `X-Forwarded-For`), as one
+/// header line. Earlier hops' values that are not text cannot be joined; they are dropped.
+fn append_hop(out: &mut HeaderMap, name: HeaderName, value: &str) -> Result<(), ConnectError> {
+    let mut hops: Vec<&str> = out
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    hops.push(value);
+    let joined =
+        HeaderValue::from_str(&hops.join(", ")).map_err(|e| ConnectError::BadRequest(e.into()))?;
+    out.insert(name, joined);
+    Ok(())
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -33,6 +33,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::RtcEvent;
 use crate::metrics::UdpCounters;
+use crate::ratelimit::OncePerSecond;
 use crate::session::{ClientProtocol, Direction, Session};
 use crate::state::State;
 use crate::udp::flow::FlowTable;
@@ -137,7 +138,7 @@ pub struct RtcRelay {
     unknown: FlowTable<(), String>,
     counters: UdpCounters,
     admitting: bool,
-    last_drop_log: Option<Instant>,
+    drop_log: OncePerSecond,
 }
 
 impl RtcRelay {
@@ -155,17 +156,13 @@ impl RtcRelay {
             unknown: FlowTable::new(MAX_UNKNOWN, UNKNOWN_TTL),
             counters,
             admitting: true,
-            last_drop_log: None,
+            drop_log: OncePerSecond::default(),
         }
     }
 
     fn drop_packet(&mut self, now: Instant, from: SocketAddr, why: &str) {
         self.counters.dropped();
-        if self
-            .last_drop_log
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
-        {
-            self.last_drop_log = Some(now);
+        if self.drop_log.due(now) {
             info!(client = %from, why, "WebRTC datagram dropped (one line a second at most)");
         }
     }
