@@ -43,9 +43,10 @@ async fn fetch(url: &str) -> (u16, http::HeaderMap, Bytes) {
 }
 
 /// Polls `url` until it answers 200: the publisher needs a moment to connect, and a playlist
-/// of a stream not yet published is a 404.
+/// of a stream not yet published is a 404. ffmpeg's start-up (x264, three publishers at once)
+/// can take many seconds on a loaded machine, hence the long bound.
 async fn wait_for_200(url: &str) {
-    let deadline = Instant::now() + T;
+    let deadline = Instant::now() + 3 * T;
     while fetch(url).await.0 != 200 {
         assert!(Instant::now() < deadline, "{url} never answered 200");
         tokio::time::sleep(Duration::from_millis(200)).await;
