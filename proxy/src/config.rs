@@ -176,6 +176,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "handshake, command exchange and origin dial timeout",
     ),
     (
+        "PROXY_SETUP_TIMEOUT",
+        "10s",
+        "an RTMP client must finish the handshake and connect + publish/play within this",
+    ),
+    (
+        "PROXY_SETUP_MAX_MESSAGE_SIZE",
+        "65536",
+        "largest RTMP message (bytes) a client may send before its session is set up",
+    ),
+    (
         "PROXY_ORIGIN_RESPONSE_TIMEOUT",
         "10s",
         "an origin that has not sent an HTTP relay's response head this long is set aside",
@@ -265,6 +275,12 @@ pub struct Config {
     pub force_quit: Duration,
     /// Timeout of each RTMP wait (handshake, command exchange, dial).
     pub rtmp_timeout: Duration,
+    /// Bound on an RTMP client's handshake and connect + publish/play together
+    /// (`PROXY_SETUP_TIMEOUT`, docs/design.md §7).
+    pub setup_timeout: Duration,
+    /// Largest RTMP message a client may send before its session is set up, bytes; partial
+    /// data is held up to twice this (`PROXY_SETUP_MAX_MESSAGE_SIZE`, docs/design.md §7).
+    pub setup_max_message_size: u32,
     /// How long an HTTP relay waits for the origin's response head (docs/design.md §5.3).
     pub origin_response_timeout: Duration,
     /// A relayed RTMP or HTTP session with no progress on one side this long is closed.
@@ -319,6 +335,8 @@ struct Raw {
     force_quit_timeout: Option<String>,
     rtmp_timeout: Option<String>,
     origin_response_timeout: Option<String>,
+    setup_timeout: Option<String>,
+    setup_max_message_size: Option<String>,
     idle_timeout: Option<String>,
     stream_lease_duration: Option<String>,
     origin_load_limit: Option<String>,
@@ -424,6 +442,21 @@ fn max_connections(raw: &Raw) -> Result<usize, ConfigError> {
             NAME,
             &value,
             "expected a whole number of at least 1",
+        )),
+    }
+}
+
+/// `PROXY_SETUP_MAX_MESSAGE_SIZE`: bytes, from 1 KiB (a `connect` must fit) to 8 MiB (the
+/// limit once a session is set up).
+fn setup_max_message_size(raw: &Raw) -> Result<u32, ConfigError> {
+    const NAME: &str = "PROXY_SETUP_MAX_MESSAGE_SIZE";
+    let value = value_or_default(NAME, &raw.setup_max_message_size);
+    match value.parse::<u32>() {
+        Ok(n) if (1024..=8 * 1024 * 1024).contains(&n) => Ok(n),
+        _ => Err(ConfigError::new(
+            NAME,
+            &value,
+            "expected bytes from 1024 to 8388608",
         )),
     }
 }
@@ -687,6 +720,8 @@ impl Config {
                 &raw.origin_response_timeout,
             )?,
             idle_timeout: duration("PROXY_IDLE_TIMEOUT", &raw.idle_timeout)?,
+            setup_timeout: duration("PROXY_SETUP_TIMEOUT", &raw.setup_timeout)?,
+            setup_max_message_size: setup_max_message_size(&raw)?,
             stream_lease: duration("PROXY_STREAM_LEASE_DURATION", &raw.stream_lease_duration)?,
             register_token: register_token(&raw)?,
             origin_load_limit: origin_load_limit(&raw)?,

@@ -2,8 +2,10 @@
 //! proxy's own listeners would make the proxy relay to itself, each hop opening another session,
 //! until descriptors run out. Such a registration is refused.
 //!
-//! Requests relayed over HTTP also carry this proxy's id in `Via` (`http::origin::looped`), which
-//! catches loops through other proxies.
+//! Relayed sessions also carry the ids of the proxies they passed through: HTTP requests in `Via`
+//! (`http::origin::looped`), RTMP sessions in the `connect` command object ([`rtmp_via`]). A
+//! proxy that finds its own id there refuses the request, which catches loops through other
+//! proxies.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -69,6 +71,41 @@ pub fn own_endpoint(config: &Config, info: &OriginInfo) -> Option<String> {
     None
 }
 
+/// Whether the comma-separated hop list `via` names the proxy `id`: an entry's last word is a
+/// proxy id (`1.1 srs-proxy-…` in HTTP `Via`, RFC 9110 §7.6.3; `srs-proxy-…` in RTMP).
+pub fn names(via: &str, id: &str) -> bool {
+    via.split(',')
+        .any(|entry| entry.split_whitespace().last() == Some(id))
+}
+
+/// Longest hop list an RTMP `connect` may carry (about 40 proxies): a longer one is a loop.
+const MAX_RTMP_VIA: usize = 1024;
+
+/// Why a relayed RTMP session is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LoopError {
+    /// The hop list names this proxy: the session came back.
+    #[error("the session came back to this proxy ({0}): an origin registration points at a proxy")]
+    Looped(String),
+    /// The hop list is longer than any real chain of proxies.
+    #[error("the session passed through more proxies than allowed ({0} bytes of srsProxyVia)")]
+    TooLong(usize),
+}
+
+/// The hop list to send to the origin for an RTMP session whose client's `connect` carried
+/// `incoming` (its `srsProxyVia`, when there was one): `incoming, id`.
+///
+/// Errors: [`LoopError::Looped`] when `incoming` names `id`, [`LoopError::TooLong`] past
+/// [`MAX_RTMP_VIA`] bytes.
+pub fn rtmp_via(incoming: Option<&str>, id: &str) -> Result<String, LoopError> {
+    match incoming.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(id.to_string()),
+        Some(via) if via.len() > MAX_RTMP_VIA => Err(LoopError::TooLong(via.len())),
+        Some(via) if names(via, id) => Err(LoopError::Looped(via.to_string())),
+        Some(via) => Ok(format!("{via}, {id}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +137,23 @@ mod tests {
         assert!(own_endpoint(&config, &origin("127.0.0.1:19351", "127.0.0.1:1")).is_none());
         assert!(own_endpoint(&config, &origin("127.0.0.1:1", "127.0.0.2:10080")).is_none());
         assert!(own_endpoint(&config, &origin("origin.example:1935", "127.0.0.1:1")).is_none());
+    }
+
+    #[test]
+    fn rtmp_hop_lists_grow_and_loops_are_found() {
+        assert_eq!(rtmp_via(None, "p1").unwrap(), "p1");
+        assert_eq!(rtmp_via(Some(" "), "p1").unwrap(), "p1");
+        assert_eq!(rtmp_via(Some("p0"), "p1").unwrap(), "p0, p1");
+        assert!(matches!(
+            rtmp_via(Some("p0, p1"), "p1"),
+            Err(LoopError::Looped(_))
+        ));
+        assert!(!names("p10, p0", "p1"));
+        assert!(names("1.1 edge, 1.1 p1", "p1"));
+        let long = vec!["p"; 600].join(", ");
+        assert!(matches!(
+            rtmp_via(Some(&long), "p1"),
+            Err(LoopError::TooLong(_))
+        ));
     }
 }

@@ -10,16 +10,18 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use srs_cluster::{Protocol, StreamKey};
+use srs_rtmp::amf0::Amf0Value;
 use srs_rtmp::chunk::{Limits, RawMessage};
 use srs_rtmp::conn::Connection;
 use srs_rtmp::error::RtmpError;
-use srs_rtmp::io::{accept_session, open_session, RtmpStream, ServerRequest};
+use srs_rtmp::io::{accept_session, open_session_via, RtmpStream, ServerRequest, VIA_PROPERTY};
 use srs_rtmp::message::{csid, type_id, Command, Message, UserControl};
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::admission::ConnectionLimit;
+use crate::loops;
 use crate::session::{ClientProtocol, Direction, Session};
 use crate::state::{State, ORIGIN_DIAL_TIMEOUT};
 use crate::upstream::{ConnectError, Connected, ErrorChain, Side};
@@ -74,10 +76,17 @@ pub async fn serve(state: State, listener: TcpListener) {
     info!("RTMP server stopped");
 }
 
-/// One client connection, start to end.
+/// One client connection, start to end. Until its session is set up the client is held to
+/// tight limits: [`Limits::setup`] with `PROXY_SETUP_MAX_MESSAGE_SIZE`, and
+/// `PROXY_SETUP_TIMEOUT` for the handshake and the command exchange together (docs/design.md §7).
 async fn session(state: State, socket: TcpStream, peer: SocketAddr) {
-    let timeout = state.config.rtmp_timeout;
-    let mut client = match RtmpStream::accept(socket, Limits::default(), timeout).await {
+    let setup = state.config.setup_timeout;
+    let deadline = Instant::now() + setup;
+    let limits = Limits {
+        max_message_size: state.config.setup_max_message_size,
+        ..Limits::setup()
+    };
+    let mut client = match RtmpStream::accept(socket, limits, setup).await {
         Ok(c) => c,
         Err(e) => {
             debug!(error = %e, "handshake failed");
@@ -85,7 +94,8 @@ async fn session(state: State, socket: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    let request = match accept_session(&mut client, timeout).await {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let request = match accept_session(&mut client, left).await {
         Ok(r) => r,
         Err(e) => {
             info!(reason = %e, "connection closed before a session started");
@@ -100,8 +110,20 @@ async fn session(state: State, socket: TcpStream, peer: SocketAddr) {
             return;
         }
     };
+    let incoming_via = request
+        .connect_object
+        .get(VIA_PROPERTY)
+        .and_then(Amf0Value::as_str);
+    let via = match loops::rtmp_via(incoming_via, &state.proxy_id) {
+        Ok(via) => via,
+        Err(e) => {
+            warn!(stream = %key, reason = %e, "RTMP session refused: relay loop");
+            refuse(&mut client, &request, &e.to_string()).await;
+            return;
+        }
+    };
     let span = info_span!("stream", key = %key, kind = ?request.kind);
-    relay_session(state, client, request, key, peer)
+    relay_session(state, client, request, key, via, peer)
         .instrument(span)
         .await;
 }
@@ -111,15 +133,22 @@ async fn relay_session(
     mut client: RtmpStream<TcpStream>,
     request: ServerRequest,
     key: StreamKey,
+    via: String,
     peer: SocketAddr,
 ) {
     let timeout = state.config.rtmp_timeout;
-    let connected = state
+    let dial = state
         .upstream
         .connect(&key, Protocol::Rtmp, None, |target| {
-            open_origin(target.addr.to_string(), &request, timeout)
-        })
-        .await;
+            open_origin(target.addr.to_string(), &request, &via, timeout)
+        });
+    let connected = tokio::select! {
+        connected = dial => connected,
+        _ = client_gone(client.get_ref()) => {
+            info!("client went away while its origin was dialed; stopped dialing");
+            return;
+        }
+    };
     let Connected {
         origin_id,
         addr,
@@ -139,6 +168,7 @@ async fn relay_session(
             return;
         }
     };
+    client.connection().set_limits(Limits::default());
     let session = state.open_session(ClientProtocol::Rtmp, request.kind, key, origin_id.clone());
     info!(client = %peer, origin = %origin_id, %addr, kind = ?request.kind, "session started");
     let started = Instant::now();
@@ -172,9 +202,19 @@ async fn relay_session(
     );
 }
 
-/// Dials the origin's RTMP endpoint at `addr` and opens the client's session there: the RTMP
-/// connect step of [`crate::upstream::Upstream::connect`]. Returns the origin leg and its message
-/// stream id.
+/// Resolves once the client has closed its connection (EOF or a socket error), so the dial for
+/// it stops; never while it is open, whatever it sends (that waits in the socket for the relay).
+async fn client_gone(sock: &TcpStream) {
+    let mut byte = [0u8; 1];
+    match sock.peek(&mut byte).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
+/// Dials the origin's RTMP endpoint at `addr` and opens the client's session there, its
+/// `connect` carrying `via` (the proxies on the way, this one last): the RTMP connect step of
+/// [`crate::upstream::Upstream::connect`]. Returns the origin leg and its message stream id.
 ///
 /// Errors: [`ConnectError::Unreachable`] when the dial is refused or times out;
 /// [`ConnectError::Timeout`] when the origin accepts but the handshake or the command exchange
@@ -183,6 +223,7 @@ async fn relay_session(
 async fn open_origin(
     addr: String,
     request: &ServerRequest,
+    via: &str,
     timeout: Duration,
 ) -> Result<(RtmpStream<TcpStream>, u32), ConnectError> {
     let socket = match tokio::time::timeout(ORIGIN_DIAL_TIMEOUT, TcpStream::connect(&addr)).await {
@@ -205,12 +246,13 @@ async fn open_origin(
         Ok(u) => u,
         Err(e) => return Err(origin_leg_error(addr, e, timeout)),
     };
-    let opened = open_session(
+    let opened = open_session_via(
         &mut upstream,
         &request.connect.tc_url,
         &request.connect.app,
         &request.stream_name,
         request.kind,
+        Some(via),
         timeout,
     )
     .await;

@@ -114,6 +114,24 @@ impl Proxy {
         get_json(&format!("http://{}/api/v1/origins", self.system))
     }
 
+    /// The proxy's resident set size, KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.pid()))
+            .expect("proxy status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// The proxy's open file descriptors.
+    pub fn descriptors(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.proc.pid()))
+            .map(|d| d.count())
+            .unwrap_or(usize::MAX)
+    }
+
     /// Waits until `n` live origins are registered.
     pub fn wait_origins(&self, n: usize) {
         wait_until(Duration::from_secs(20), "origins registered", || {

@@ -1,5 +1,6 @@
-//! PROXY_MAX_CONNECTIONS (docs/design.md §7): at the limit a new connection is closed at once
-//! and counted, a live stream is unharmed, and permits come back when connections close.
+//! Bounds before trust (docs/design.md §7): PROXY_MAX_CONNECTIONS (at the limit a new connection
+//! is closed at once and counted, a live stream is unharmed, and permits come back when
+//! connections close), and the tight limits of a client whose session is not set up yet.
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -33,6 +34,7 @@ fn connections_over_the_limit_are_refused_and_live_streams_go_on() {
         &[
             ("PROXY_MAX_CONNECTIONS", "3"),
             ("PROXY_RTMP_TIMEOUT", "60s"),
+            ("PROXY_SETUP_TIMEOUT", "60s"),
         ],
     );
     let origin = Origin::start(&dir, "origin", &proxy.register_url(), &[]);
@@ -79,4 +81,101 @@ fn connections_over_the_limit_are_refused_and_live_streams_go_on() {
         Duration::from_secs(20),
     );
     assert_played(&rtmp, 25, "RTMP once connections closed");
+}
+
+/// The chunks of a client that, after the handshake, raises its chunk size to 4096 and starts
+/// `streams` video messages of 60,000 bytes on as many chunk streams, sending 14 of their 15
+/// chunks: partial messages the proxy has to hold.
+fn partial_messages(streams: u8) -> Vec<u8> {
+    const CHUNK: usize = 4096;
+    let mut out = vec![0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0x10, 0];
+    for csid in 4..4 + streams {
+        let length: u32 = 60_000;
+        out.push(csid);
+        out.extend_from_slice(&[0, 0, 0]);
+        out.extend_from_slice(&length.to_be_bytes()[1..]);
+        out.push(9);
+        out.extend_from_slice(&1u32.to_le_bytes());
+        for chunk in 0..14 {
+            if chunk > 0 {
+                out.push(0xC0 | csid);
+            }
+            out.resize(out.len() + CHUNK, 0x17);
+        }
+    }
+    out
+}
+
+#[test]
+fn clients_without_a_session_hold_little_memory() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const CLIENTS: usize = 100;
+    let dir = TempDir::new("limits-setup");
+    let proxy = Proxy::start(&dir, "proxy", &[("PROXY_SETUP_TIMEOUT", "30s")]);
+    let before = proxy.rss_kib();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let addr = proxy.rtmp;
+    // Each client sends about 1 MB of partial messages (16 chunk streams) and keeps its
+    // connection: the full limits would let the proxy park all of it, 100 MB here.
+    let clients = rt.block_on(async move {
+        let attack = std::sync::Arc::new(partial_messages(16));
+        let mut tasks = Vec::new();
+        for _ in 0..CLIENTS {
+            let attack = attack.clone();
+            tasks.push(tokio::spawn(async move {
+                let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                let rtmp = srs_rtmp::io::RtmpStream::connect(
+                    tcp,
+                    srs_rtmp::chunk::Limits::default(),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("handshake");
+                let (mut tcp, _) = rtmp.into_parts();
+                // The proxy may close mid-write; that is the point.
+                let _ = tcp.write_all(&attack).await;
+                tcp
+            }));
+        }
+        let mut clients = Vec::new();
+        for t in tasks {
+            clients.push(t.await.expect("client task"));
+        }
+        clients
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let during = proxy.rss_kib();
+    assert!(
+        during < before + 24 * 1024,
+        "RSS grew from {before} KiB to {during} KiB"
+    );
+    let closed = rt.block_on(async move {
+        let mut closed = 0;
+        for mut tcp in clients {
+            let mut buf = [0u8; 4096];
+            let ended = tokio::time::timeout(Duration::from_secs(3), async {
+                loop {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .await
+            .is_ok();
+            closed += usize::from(ended);
+        }
+        closed
+    });
+    assert_eq!(closed, CLIENTS, "every over-limit client is disconnected");
+    let log = proxy.proc.log_text();
+    assert!(
+        log.contains("partial messages exceed limit"),
+        "{}",
+        proxy.proc.log_tail(20)
+    );
 }

@@ -1,22 +1,16 @@
-//! Relay loops (docs/design.md §3, §6.2): a registration naming the proxy's own listener is
-//! refused, and an HTTP request that comes back through another proxy is answered 508 instead
-//! of relayed round and round.
+//! Relay loops (docs/design.md §3, §6.1, §6.2): a registration naming the proxy's own listener is
+//! refused, an HTTP request that comes back through another proxy is answered 508, and an RTMP
+//! session that comes back is refused with an error onStatus, instead of relayed round and round.
 
 use std::time::Duration;
 
-use srs_e2e::{http, Proxy, TempDir};
+use srs_e2e::{http, play, Proxy, TempDir};
 
 fn register(proxy: &Proxy, server: &str, rtmp: u16, http_port: u16) -> (u16, String) {
     let body = format!(
         r#"{{"ip":"127.0.0.1","server":"{server}","service":"s","pid":"1","rtmp":["{rtmp}"],"http":["{http_port}"]}}"#
     );
     http("POST", &proxy.register_url(), Some(&body))
-}
-
-fn descriptors(proxy: &Proxy) -> usize {
-    std::fs::read_dir(format!("/proc/{}/fd", proxy.proc.pid()))
-        .map(|d| d.count())
-        .unwrap_or(usize::MAX)
 }
 
 #[test]
@@ -43,13 +37,50 @@ fn an_http_loop_through_two_proxies_is_answered_508() {
     // Each proxy's only "origin" is the other proxy.
     assert_eq!(register(&a, "b", b.rtmp.port(), b.http.port()).0, 200);
     assert_eq!(register(&b, "a", a.rtmp.port(), a.http.port()).0, 200);
-    let before = descriptors(&a);
+    let before = a.descriptors();
     for _ in 0..5 {
         let (status, body) = http("GET", &a.http_url("live/loop.flv"), None);
         assert_eq!(status, 508, "{body}");
     }
     std::thread::sleep(Duration::from_millis(500));
-    let after = descriptors(&a);
+    let after = a.descriptors();
+    assert!(
+        after < before + 20,
+        "descriptors grew from {before} to {after}"
+    );
+}
+
+#[test]
+fn an_rtmp_loop_through_two_proxies_is_refused() {
+    let dir = TempDir::new("loop-rtmp");
+    let a = Proxy::start(&dir, "proxy-a", &[]);
+    let b = Proxy::start(&dir, "proxy-b", &[]);
+    assert_eq!(register(&a, "b", b.rtmp.port(), b.http.port()).0, 200);
+    assert_eq!(register(&b, "a", a.rtmp.port(), a.http.port()).0, 200);
+    let before = a.descriptors();
+    let started = std::time::Instant::now();
+    let played = play(
+        &dir,
+        "player",
+        &a.rtmp_url("live/loop"),
+        1,
+        Duration::from_secs(20),
+    );
+    assert_eq!(played.frames, 0, "{played:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the player waited {:?}",
+        started.elapsed()
+    );
+    // The session went A -> B -> A and stopped there: A refused its own id.
+    std::thread::sleep(Duration::from_millis(500));
+    let refusals = a
+        .proc
+        .log_text()
+        .matches("RTMP session refused: relay loop")
+        .count();
+    assert_eq!(refusals, 1, "{}", a.proc.log_tail(40));
+    let after = a.descriptors();
     assert!(
         after < before + 20,
         "descriptors grew from {before} to {after}"

@@ -1,7 +1,7 @@
 //! Progress timeouts and silent origins: an HTTP-FLV session whose client stops reading, or
 //! whose origin stops sending, is closed after `PROXY_IDLE_TIMEOUT`; an origin that accepts
 //! connections but never answers is set aside like an unreachable one and the request served by
-//! another origin.
+//! another origin; a client that leaves while its origin is dialed stops the dial.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -297,4 +297,63 @@ fn a_silent_origin_is_set_aside_and_the_request_served_elsewhere() {
         "{}",
         proxy.proc.log_tail(40)
     );
+}
+
+/// A listener that accepts one connection, never answers, and reports when the peer closes it.
+fn listener_reporting_close() -> (u16, std::sync::mpsc::Receiver<Instant>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("local addr").port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // The first connection is the proxy's reachability probe or its dial; watch each.
+        for mut s in listener.incoming().flatten() {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let opened = Instant::now();
+                while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+                // A probe closes at once without a byte; report the dial only.
+                if opened.elapsed() > Duration::from_millis(200) {
+                    let _ = tx.send(Instant::now());
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn a_client_that_leaves_stops_the_dial_to_its_origin() {
+    let dir = TempDir::new("client-gone");
+    let proxy = Proxy::start(&dir, "proxy", &[("PROXY_RTMP_TIMEOUT", "30s")]);
+    let (port, closed) = listener_reporting_close();
+    register_silent(&proxy, "hung", port);
+    let mut player = Proc::spawn(
+        "player",
+        {
+            let mut cmd = std::process::Command::new("ffprobe");
+            cmd.args(["-v", "error", &proxy.rtmp_url("live/gone")]);
+            cmd
+        },
+        &dir,
+    );
+    // The proxy answers the client itself, then dials the hung origin and waits on it (up to
+    // PROXY_RTMP_TIMEOUT for the handshake).
+    std::thread::sleep(Duration::from_secs(3));
+    let left = Instant::now();
+    player.kill();
+    let origin_closed = closed
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the origin connection was never closed");
+    assert!(
+        origin_closed.duration_since(left) < Duration::from_secs(3),
+        "the dial went on {:?} after the client left",
+        origin_closed.duration_since(left)
+    );
+    wait_until(Duration::from_secs(5), "logged", || {
+        proxy
+            .proc
+            .log_text()
+            .contains("client went away while its origin was dialed")
+    });
 }

@@ -238,15 +238,7 @@ fn bad_offers_get_a_reason_and_record_nothing() {
 fn flood_of_garbage_and_forged_checks_leaves_a_session_playing() {
     let dir = TempDir::new("webrtc-flood");
     let (proxy, _origin) = start(&dir, &[], &[]);
-    let rss = || -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", proxy.proc.pid()))
-            .expect("proxy status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-            .expect("VmRSS")
-    };
+    let rss = || proxy.rss_kib();
     let rt = runtime();
     rt.block_on(async {
         let publisher = publish(Options::whip(whip(&proxy, "f")))

@@ -54,6 +54,19 @@ pub struct Limits {
     pub max_chunk_streams: usize,
 }
 
+impl Limits {
+    /// Limits for a peer that has not set up a session yet: 64 KiB messages
+    /// (a `connect` is a few hundred bytes), so at most 128 KiB of partial
+    /// data, and 8 chunk streams.
+    pub fn setup() -> Self {
+        Limits {
+            max_message_size: 64 * 1024,
+            max_chunk_size: MAX_MESSAGE_LENGTH,
+            max_chunk_streams: 8,
+        }
+    }
+}
+
 impl Default for Limits {
     /// 8 MiB messages (far above any real video frame over RTMP), chunk
     /// sizes up to 0xFFFFFF (no message is longer, so larger values gain
@@ -127,6 +140,12 @@ impl ChunkDecoder {
             streams: HashMap::new(),
             buffered: 0,
         }
+    }
+
+    /// Replaces the limits; they apply to headers decoded from now on (a
+    /// message already being reassembled keeps the length it announced).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// The chunk size currently expected from the peer, in bytes.
@@ -691,6 +710,21 @@ mod tests {
         let got = decode_all(&mut dec, &mut buf);
         assert_eq!(got[0].timestamp, 0xFFFF_FFF0);
         assert_eq!(got[1].timestamp, 0x10);
+    }
+
+    #[test]
+    fn limits_can_be_raised_after_setup() {
+        let big = msg(6, 0, 9, 1, 100_000);
+        let mut dec = ChunkDecoder::new(Limits::setup());
+        let mut buf = encode_all(std::slice::from_ref(&big), 4096);
+        assert!(matches!(
+            dec.decode(&mut buf),
+            Err(ChunkError::MessageTooLarge { size: 100_000, .. })
+        ));
+        let mut dec = ChunkDecoder::new(Limits::setup());
+        dec.set_limits(Limits::default());
+        let mut buf = encode_all(std::slice::from_ref(&big), 128);
+        assert_eq!(decode_all(&mut dec, &mut buf), vec![big]);
     }
 
     #[test]

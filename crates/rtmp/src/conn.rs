@@ -50,6 +50,12 @@ impl Connection {
         }
     }
 
+    /// Replaces the decoder's limits (see [`ChunkDecoder::set_limits`]):
+    /// tight ones while a session is being set up, the full ones after.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.decoder.set_limits(limits);
+    }
+
     /// Buffer the caller appends bytes read from the socket to.
     pub fn input_buffer(&mut self) -> &mut BytesMut {
         &mut self.input

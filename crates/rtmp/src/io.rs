@@ -19,6 +19,10 @@ use crate::message::{csid, type_id, Command, ConnectParams, Message, UserControl
 /// Bytes reserved in the input buffer before each read.
 const READ_RESERVE: usize = 64 * 1024;
 
+/// The `connect` command object property naming the proxies a session was
+/// relayed through, comma-separated, oldest first (see [`open_session_via`]).
+pub const VIA_PROPERTY: &str = "srsProxyVia";
+
 /// Window and peer bandwidth the server announces (as SRS does).
 const SERVER_WINDOW: u32 = 2_500_000;
 /// Chunk size both helpers switch to (as SRS does).
@@ -391,9 +395,31 @@ pub async fn open_session<S: AsyncRead + AsyncWrite + Unpin>(
     kind: Direction,
     timeout: Duration,
 ) -> Result<u32, RtmpError> {
+    open_session_via(rtmp, tc_url, app, stream_name, kind, None, timeout).await
+}
+
+/// [`open_session`] whose `connect` command object carries `via` as its
+/// [`VIA_PROPERTY`] when given: the proxies a relayed session passed
+/// through, so one that comes back to a proxy is recognised. Servers ignore
+/// connect properties they do not know (RTMP spec 7.2.1.1).
+///
+/// Errors: as [`open_session`].
+pub async fn open_session_via<S: AsyncRead + AsyncWrite + Unpin>(
+    rtmp: &mut RtmpStream<S>,
+    tc_url: &str,
+    app: &str,
+    stream_name: &str,
+    kind: Direction,
+    via: Option<&str>,
+    timeout: Duration,
+) -> Result<u32, RtmpError> {
     let exchange = async {
         rtmp.connection().set_chunk_size(SESSION_CHUNK_SIZE);
-        rtmp.queue_command(csid::OVER_CONNECTION, 0, Command::connect(1.0, app, tc_url));
+        let mut connect = Command::connect(1.0, app, tc_url);
+        if let (Some(via), Amf0Value::Object(props)) = (via, &mut connect.object) {
+            props.push((VIA_PROPERTY.to_owned(), via.into()));
+        }
+        rtmp.queue_command(csid::OVER_CONNECTION, 0, connect);
         rtmp.flush().await?;
         wait_result(rtmp, 1.0, "connect").await?;
 

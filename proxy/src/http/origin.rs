@@ -111,8 +111,7 @@ pub fn looped(headers: &HeaderMap, via: &str) -> bool {
         .get_all(header::VIA)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|entry| entry.split_whitespace().nth(1) == Some(via))
+        .any(|v| crate::loops::names(v, via))
 }
 
 /// [`origin_request`] with a body (WHIP/WHEP offers); the client's `Content-Type` is among the
