@@ -173,7 +173,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "PROXY_RTMP_TIMEOUT",
         "10s",
-        "handshake, command exchange and origin dial timeout",
+        "bound on each wait on an origin's RTMP handshake and command answers",
     ),
     (
         "PROXY_SETUP_TIMEOUT",
@@ -199,6 +199,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "PROXY_STREAM_LEASE_DURATION",
         "15s",
         "a stream with no active session on any proxy this long is unowned",
+    ),
+    (
+        "PROXY_ORIGIN_NETWORKS",
+        "",
+        "comma-separated CIDRs (e.g. 10.0.0.0/8,fd00::/8) origin endpoints must be in; others are refused at registration (empty: any)",
     ),
     (
         "PROXY_ORIGIN_LOAD_LIMIT",
@@ -292,6 +297,9 @@ pub struct Config {
     /// Load per CPU above which an origin gets no new stream while another candidate is below it
     /// (`PROXY_ORIGIN_LOAD_LIMIT`, docs/design.md §5.1); `None`: off.
     pub origin_load_limit: Option<f64>,
+    /// Networks every registered endpoint must be in (`PROXY_ORIGIN_NETWORKS`, docs/design.md
+    /// §3); empty: any address.
+    pub origin_networks: Vec<ipnet::IpNet>,
 }
 
 /// The raw variables as strings; `envy` fills it from `PROXY_*`.
@@ -340,6 +348,7 @@ struct Raw {
     idle_timeout: Option<String>,
     stream_lease_duration: Option<String>,
     origin_load_limit: Option<String>,
+    origin_networks: Option<String>,
 }
 
 /// The Redis mode the Sentinel and Cluster variables ask for (docs/design.md §9).
@@ -430,6 +439,28 @@ fn origin_load_limit(raw: &Raw) -> Result<Option<f64>, ConfigError> {
             "expected a load per CPU above 0, e.g. 0.9",
         )),
     }
+}
+
+/// `PROXY_ORIGIN_NETWORKS`: comma-separated CIDRs; a bare address is a one-address network.
+fn origin_networks(raw: &Raw) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    const NAME: &str = "PROXY_ORIGIN_NETWORKS";
+    let value = value_or_default(NAME, &raw.origin_networks);
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            n.parse::<ipnet::IpNet>()
+                .or_else(|_| n.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ConfigError::new(
+                        NAME,
+                        &value,
+                        format!("{n:?} is no CIDR network; expected e.g. 10.0.0.0/8,fd00::/8"),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// `PROXY_MAX_CONNECTIONS`: a whole number of at least 1.
@@ -539,6 +570,7 @@ impl Config {
             rtc_alive: self.rtc_alive,
             default_backend: self.default_backend.clone(),
             load_limit: self.origin_load_limit,
+            probe_hold: Some(crate::probe::PROBE_HOLD),
         }
     }
 
@@ -725,6 +757,7 @@ impl Config {
             stream_lease: duration("PROXY_STREAM_LEASE_DURATION", &raw.stream_lease_duration)?,
             register_token: register_token(&raw)?,
             origin_load_limit: origin_load_limit(&raw)?,
+            origin_networks: origin_networks(&raw)?,
         };
         Ok(config)
     }
@@ -840,6 +873,17 @@ mod tests {
             let e = Config::from_pairs([("PROXY_MAX_CONNECTIONS", bad)]).unwrap_err();
             assert!(e.to_string().contains("PROXY_MAX_CONNECTIONS"), "{e}");
         }
+    }
+
+    #[test]
+    fn origin_networks_are_cidrs() {
+        assert!(Config::from_pairs([]).unwrap().origin_networks.is_empty());
+        let c = Config::from_pairs([("PROXY_ORIGIN_NETWORKS", "10.0.0.0/8, 127.0.0.1,fd00::/8")])
+            .unwrap();
+        assert_eq!(c.origin_networks.len(), 3);
+        assert!(c.origin_networks[1].contains(&"127.0.0.1".parse::<IpAddr>().unwrap()));
+        let e = Config::from_pairs([("PROXY_ORIGIN_NETWORKS", "10.0.0.0/8,nope")]).unwrap_err();
+        assert!(e.to_string().contains("PROXY_ORIGIN_NETWORKS"), "{e}");
     }
 
     #[test]

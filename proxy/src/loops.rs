@@ -71,6 +71,35 @@ pub fn own_endpoint(config: &Config, info: &OriginInfo) -> Option<String> {
     None
 }
 
+/// The first endpoint of `info` outside `networks` (`PROXY_ORIGIN_NETWORKS`), described for the
+/// register response; `None` when every endpoint is inside, or `networks` is empty (any
+/// address). An endpoint given as a host name cannot be checked and counts as outside.
+pub fn outside_networks(networks: &[ipnet::IpNet], info: &OriginInfo) -> Option<String> {
+    if networks.is_empty() {
+        return None;
+    }
+    let lists: [(&str, &[String]); 5] = [
+        ("rtmp", &info.rtmp),
+        ("http", &info.http),
+        ("api", &info.api),
+        ("srt", &info.srt),
+        ("rtc", &info.rtc),
+    ];
+    for (kind, endpoints) in lists {
+        for endpoint in endpoints {
+            let inside = endpoint
+                .parse::<SocketAddr>()
+                .is_ok_and(|a| networks.iter().any(|n| n.contains(&a.ip())));
+            if !inside {
+                return Some(format!(
+                    "{kind} endpoint {endpoint} is outside PROXY_ORIGIN_NETWORKS"
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// Whether the comma-separated hop list `via` names the proxy `id`: an entry's last word is a
 /// proxy id (`1.1 srs-proxy-…` in HTTP `Via`, RFC 9110 §7.6.3; `srs-proxy-…` in RTMP).
 pub fn names(via: &str, id: &str) -> bool {
@@ -137,6 +166,18 @@ mod tests {
         assert!(own_endpoint(&config, &origin("127.0.0.1:19351", "127.0.0.1:1")).is_none());
         assert!(own_endpoint(&config, &origin("127.0.0.1:1", "127.0.0.2:10080")).is_none());
         assert!(own_endpoint(&config, &origin("origin.example:1935", "127.0.0.1:1")).is_none());
+    }
+
+    #[test]
+    fn endpoints_outside_the_networks_are_found() {
+        let nets: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert!(outside_networks(&[], &origin("169.254.169.254:80", "10.0.0.1:1")).is_none());
+        assert!(outside_networks(&nets, &origin("10.1.2.3:1935", "10.0.0.1:1")).is_none());
+        let out = outside_networks(&nets, &origin("169.254.169.254:80", "10.0.0.1:1")).unwrap();
+        assert!(out.contains("rtmp endpoint 169.254.169.254:80"), "{out}");
+        let out = outside_networks(&nets, &origin("10.1.2.3:1935", "192.168.1.1:1")).unwrap();
+        assert!(out.starts_with("srt"), "{out}");
+        assert!(outside_networks(&nets, &origin("origin.example:1935", "10.0.0.1:1")).is_some());
     }
 
     #[test]

@@ -136,6 +136,8 @@ async fn run() -> anyhow::Result<()> {
     );
 
     tokio::spawn(leases::keep_alive(state.clone()));
+    tokio::spawn(state.prober.clone().run());
+    tokio::spawn(srs_proxy::memory::release_after_bursts());
     lifecycle.spawn(rtmp::serve(state.clone(), rtmp_listener));
     lifecycle.spawn(http::api::serve_system(state.clone(), system_listener));
     lifecycle.spawn(http::api::serve_http_api(state.clone(), api_listener));

@@ -36,6 +36,11 @@ struct UdpLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ProbeLabel {
+    outcome: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ListenerLabel {
     listener: &'static str,
 }
@@ -65,6 +70,7 @@ pub struct Metrics {
     received: Family<SessionLabels, Counter>,
     sent: Family<SessionLabels, Counter>,
     dial_failures: Counter,
+    probes: Family<ProbeLabel, Counter>,
     store_errors: Counter,
     udp_datagrams: Family<UdpLabels, Counter>,
     udp_flows: Family<ListenerLabel, Gauge>,
@@ -85,6 +91,7 @@ impl Default for Metrics {
             received: Family::default(),
             sent: Family::default(),
             dial_failures: Counter::default(),
+            probes: Family::default(),
             store_errors: Counter::default(),
             udp_datagrams: Family::default(),
             udp_flows: Family::default(),
@@ -120,6 +127,11 @@ impl Default for Metrics {
             m.dial_failures.clone(),
         );
         registry.register(
+            "origin_probes",
+            "Reachability probes of origins out of the picks (new endpoints, failed dials), by outcome: reachable, unreachable",
+            m.probes.clone(),
+        );
+        registry.register(
             "store_errors",
             "Requests that failed because the load-balancer store was unavailable",
             m.store_errors.clone(),
@@ -141,7 +153,7 @@ impl Default for Metrics {
         );
         registry.register(
             "origins",
-            "Origins known to the store, by state (alive, aside, dead)",
+            "Origins known to the store, by state (alive, aside: after a failed dial, unverified: not proven reachable yet, dead)",
             m.origins.clone(),
         );
         registry.register(
@@ -206,6 +218,20 @@ impl Metrics {
             .clone()
     }
 
+    /// Counts a reachability probe of an origin ([`crate::probe`]).
+    pub fn origin_probed(&self, reachable: bool) {
+        let outcome = if reachable {
+            "reachable"
+        } else {
+            "unreachable"
+        };
+        self.probes
+            .get_or_create(&ProbeLabel {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
     /// Counts a refused or timed-out dial to an origin, or one silent after the dial.
     pub fn dial_failed(&self) {
         self.dial_failures.inc();
@@ -229,7 +255,7 @@ impl Metrics {
         self.origins.clear();
         self.origin_streams.clear();
         self.origin_load.clear();
-        for state in ["alive", "aside", "dead"] {
+        for state in ["alive", "aside", "unverified", "dead"] {
             self.origins
                 .get_or_create(&StateLabel {
                     state: state.to_string(),
@@ -237,10 +263,11 @@ impl Metrics {
                 .set(0);
         }
         for o in origins {
-            let state = match (o.alive, o.aside) {
-                (_, true) => "aside",
-                (true, false) => "alive",
-                (false, false) => "dead",
+            let state = match (o.alive, o.aside, o.unverified) {
+                (_, _, true) => "unverified",
+                (_, true, false) => "aside",
+                (true, false, false) => "alive",
+                (false, false, false) => "dead",
             };
             self.origins
                 .get_or_create(&StateLabel {
@@ -406,6 +433,7 @@ mod tests {
             age_ms: 0,
             alive: true,
             aside: false,
+            unverified: false,
             streams: 2,
             is_default: false,
         };

@@ -13,6 +13,7 @@ use crate::http::origin::{self, OriginClient};
 use crate::leases::Leases;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
+use crate::probe::Prober;
 use crate::rtc::RtcEvent;
 use crate::session::{ClientProtocol, Direction, Session};
 use crate::upstream::Upstream;
@@ -32,6 +33,8 @@ pub struct Inner {
     pub lifecycle: Lifecycle,
     /// HTTP client for origin requests (HTTP-FLV, HTTP-TS, HLS).
     pub http: OriginClient,
+    /// Reachability probes of origins (docs/design.md §3).
+    pub prober: Arc<Prober>,
     /// Stream leases held by active sessions.
     pub leases: Arc<Leases>,
     /// Prometheus metrics.
@@ -59,6 +62,7 @@ impl Inner {
             proxy_id: format!("srs-proxy-{:016x}", rand::random::<u64>()),
             config,
             upstream: Upstream::new(store.clone(), metrics.clone()),
+            prober: Arc::new(Prober::new(store.clone(), metrics.clone())),
             store,
             lifecycle,
             http: origin::client(ORIGIN_DIAL_TIMEOUT),

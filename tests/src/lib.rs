@@ -132,13 +132,18 @@ impl Proxy {
             .unwrap_or(usize::MAX)
     }
 
-    /// Waits until `n` live origins are registered.
+    /// Waits until `n` live origins are registered and candidates (reached by the proxy's probe,
+    /// not set aside).
     pub fn wait_origins(&self, n: usize) {
         wait_until(Duration::from_secs(20), "origins registered", || {
             let v = self.origins();
             let live = v["origins"]
                 .as_array()
-                .map(|a| a.iter().filter(|o| o["alive"] == true).count())
+                .map(|a| {
+                    a.iter()
+                        .filter(|o| o["alive"] == true && o["aside"] == false)
+                        .count()
+                })
                 .unwrap_or(0);
             live >= n
         });

@@ -55,7 +55,11 @@ fn closes(mut s: std::net::TcpStream, limit: Duration) -> bool {
 #[test]
 fn hostile_clients_do_not_harm_a_live_relay() {
     let dir = TempDir::new("bad");
-    let proxy = Proxy::start(&dir, "proxy", &[("PROXY_RTMP_TIMEOUT", "2s")]);
+    let proxy = Proxy::start(
+        &dir,
+        "proxy",
+        &[("PROXY_RTMP_TIMEOUT", "2s"), ("PROXY_SETUP_TIMEOUT", "2s")],
+    );
     let origin = Origin::start(&dir, "origin", &proxy.register_url(), &[]);
     proxy.wait_origins(1);
 

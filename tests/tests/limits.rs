@@ -33,7 +33,6 @@ fn connections_over_the_limit_are_refused_and_live_streams_go_on() {
         "proxy",
         &[
             ("PROXY_MAX_CONNECTIONS", "3"),
-            ("PROXY_RTMP_TIMEOUT", "60s"),
             ("PROXY_SETUP_TIMEOUT", "60s"),
         ],
     );
@@ -106,25 +105,27 @@ fn partial_messages(streams: u8) -> Vec<u8> {
     out
 }
 
-#[test]
-fn clients_without_a_session_hold_little_memory() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    const CLIENTS: usize = 100;
-    let dir = TempDir::new("limits-setup");
-    let proxy = Proxy::start(&dir, "proxy", &[("PROXY_SETUP_TIMEOUT", "30s")]);
-    let before = proxy.rss_kib();
-    let rt = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("runtime");
-    let addr = proxy.rtmp;
-    // Each client sends about 1 MB of partial messages (16 chunk streams) and keeps its
-    // connection: the full limits would let the proxy park all of it, 100 MB here.
-    let clients = rt.block_on(async move {
-        let attack = std::sync::Arc::new(partial_messages(16));
+        .expect("runtime")
+}
+
+/// Opens `clients` RTMP connections to `addr`; each completes the handshake, then sends
+/// [`partial_messages`] of `streams` chunk streams and keeps its connection.
+fn park_partial_messages(
+    rt: &tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+    clients: usize,
+    streams: u8,
+) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    rt.block_on(async move {
+        let attack = std::sync::Arc::new(partial_messages(streams));
         let mut tasks = Vec::new();
-        for _ in 0..CLIENTS {
+        for _ in 0..clients {
             let attack = attack.clone();
             tasks.push(tokio::spawn(async move {
                 let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -146,18 +147,21 @@ fn clients_without_a_session_hold_little_memory() {
             clients.push(t.await.expect("client task"));
         }
         clients
-    });
-    std::thread::sleep(Duration::from_millis(500));
-    let during = proxy.rss_kib();
-    assert!(
-        during < before + 24 * 1024,
-        "RSS grew from {before} KiB to {during} KiB"
-    );
-    let closed = rt.block_on(async move {
+    })
+}
+
+/// How many of `clients` the proxy closes within `limit` each.
+fn closed_by_the_proxy(
+    rt: &tokio::runtime::Runtime,
+    clients: Vec<tokio::net::TcpStream>,
+    limit: Duration,
+) -> usize {
+    use tokio::io::AsyncReadExt;
+    rt.block_on(async move {
         let mut closed = 0;
         for mut tcp in clients {
             let mut buf = [0u8; 4096];
-            let ended = tokio::time::timeout(Duration::from_secs(3), async {
+            let ended = tokio::time::timeout(limit, async {
                 loop {
                     match tcp.read(&mut buf).await {
                         Ok(0) | Err(_) => return,
@@ -170,12 +174,69 @@ fn clients_without_a_session_hold_little_memory() {
             closed += usize::from(ended);
         }
         closed
-    });
+    })
+}
+
+#[test]
+fn clients_without_a_session_hold_little_memory() {
+    const CLIENTS: usize = 100;
+    let dir = TempDir::new("limits-setup");
+    let proxy = Proxy::start(&dir, "proxy", &[("PROXY_SETUP_TIMEOUT", "30s")]);
+    let before = proxy.rss_kib();
+    let rt = runtime();
+    // Each client sends about 1 MB of partial messages (16 chunk streams) and keeps its
+    // connection: the full limits would let the proxy park all of it, 100 MB here.
+    let clients = park_partial_messages(&rt, proxy.rtmp, CLIENTS, 16);
+    std::thread::sleep(Duration::from_millis(500));
+    let during = proxy.rss_kib();
+    assert!(
+        during < before + 24 * 1024,
+        "RSS grew from {before} KiB to {during} KiB"
+    );
+    let closed = closed_by_the_proxy(&rt, clients, Duration::from_secs(3));
     assert_eq!(closed, CLIENTS, "every over-limit client is disconnected");
     let log = proxy.proc.log_text();
     assert!(
         log.contains("partial messages exceed limit"),
         "{}",
         proxy.proc.log_tail(20)
+    );
+}
+
+#[test]
+fn memory_is_given_back_after_a_burst() {
+    const CLIENTS: usize = 200;
+    let dir = TempDir::new("limits-burst");
+    // Loose setup limits, so that each client parks ~400 KB (7 chunk streams) until the setup deadline.
+    let proxy = Proxy::start(
+        &dir,
+        "proxy",
+        &[
+            ("PROXY_SETUP_TIMEOUT", "3s"),
+            ("PROXY_SETUP_MAX_MESSAGE_SIZE", "8388608"),
+        ],
+    );
+    let before = proxy.rss_kib();
+    let rt = runtime();
+    let clients = park_partial_messages(&rt, proxy.rtmp, CLIENTS, 7);
+    std::thread::sleep(Duration::from_millis(500));
+    let peak = proxy.rss_kib();
+    eprintln!("RSS before {before} KiB, during the burst {peak} KiB");
+    assert!(
+        peak > before + 48 * 1024,
+        "the burst did not take memory: {before} KiB, then {peak} KiB"
+    );
+    let closed = closed_by_the_proxy(&rt, clients, Duration::from_secs(10));
+    assert_eq!(closed, CLIENTS, "closed at the setup deadline");
+    let released = Instant::now();
+    wait_until(
+        Duration::from_secs(20),
+        "memory given back once the burst ended",
+        || proxy.rss_kib() < before + 16 * 1024,
+    );
+    eprintln!(
+        "RSS {} KiB {:?} after the burst ended",
+        proxy.rss_kib(),
+        released.elapsed()
     );
 }

@@ -8,6 +8,6 @@ pub mod store;
 
 pub use crate::redis::{RedisSettings, RedisStore, Topology};
 pub use store::{
-    MemoryStore, OriginStatus, SessionKind, SessionRecord, Store, StoreConfig, StoreError,
-    StoreHealth,
+    MemoryStore, OriginStatus, Registered, SessionKind, SessionRecord, Store, StoreConfig,
+    StoreError, StoreHealth,
 };

@@ -76,8 +76,12 @@ pub struct OriginStatus {
     pub age_ms: u64,
     /// Whether it had a heartbeat within the alive duration (always true for the default backend).
     pub alive: bool,
-    /// True while set aside after a failed dial ([`Store::set_aside`]).
+    /// True while it is no candidate: set aside after a failed dial ([`Store::set_aside`]), or
+    /// not yet proven reachable (`unverified`).
     pub aside: bool,
+    /// True while its endpoints await a successful reachability probe
+    /// ([`StoreConfig::probe_hold`], [`Store::probe_result`]).
+    pub unverified: bool,
     /// Number of streams it holds an unexpired lease on.
     pub streams: usize,
     /// Whether it is the PROXY_DEFAULT_BACKEND_* origin.
@@ -162,6 +166,29 @@ pub struct StoreConfig {
     /// PROXY_ORIGIN_LOAD_LIMIT: an origin whose load per CPU ([`OriginInfo::load`]) is above it
     /// gets no new stream while a candidate is not above it; `None`: loads are not compared.
     pub load_limit: Option<f64>,
+    /// When set, a registration whose endpoints the store has not seen for that origin id (a
+    /// new origin, a restart, moved endpoints) is no candidate until a probe reached it
+    /// ([`Store::probe_result`]), for at most this long per failed probe (docs/design.md §3);
+    /// `None`: every registration is a candidate at once.
+    pub probe_hold: Option<Duration>,
+}
+
+/// What [`Store::register`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registered {
+    /// The origin's endpoints are new to the store and it awaits a reachability probe
+    /// ([`StoreConfig::probe_hold`]).
+    pub unverified: bool,
+}
+
+/// The endpoints of `info` as one string, to tell whether a heartbeat moved them.
+pub(crate) fn endpoints_fingerprint(info: &OriginInfo) -> String {
+    let lists = [&info.rtmp, &info.http, &info.api, &info.srt, &info.rtc];
+    lists
+        .iter()
+        .map(|l| l.join(","))
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 impl StoreConfig {
@@ -175,6 +202,7 @@ impl StoreConfig {
             rtc_alive: DEFAULT_RTC_ALIVE,
             default_backend,
             load_limit: None,
+            probe_hold: None,
         }
     }
 
@@ -222,10 +250,12 @@ pub enum StoreError {
 pub trait Store: Send + Sync + 'static {
     /// Records a heartbeat: inserts the origin or refreshes it. A record with the same `server`
     /// but another id (new service or pid: a restart) is replaced, and its streams are
-    /// re-assigned on their next pick.
+    /// re-assigned on their next pick. With [`StoreConfig::probe_hold`], a heartbeat whose
+    /// endpoints are new for its id makes the origin no candidate until
+    /// [`Store::probe_result`] says it is reachable ([`Registered::unverified`]).
     ///
     /// Errors: [`StoreError::Unavailable`] when the backend is down.
-    async fn register(&self, info: OriginInfo) -> Result<(), StoreError>;
+    async fn register(&self, info: OriginInfo) -> Result<Registered, StoreError>;
 
     /// The origin for `key`: its live owner when there is one (its lease is refreshed), else a
     /// newly assigned live origin offering `protocol` with the fewest unexpired leases (ties at
@@ -249,6 +279,14 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// Errors: [`StoreError::Unavailable`] when the backend is down.
     async fn set_aside(&self, origin_id: &str, duration: Duration) -> Result<(), StoreError>;
+
+    /// Records a reachability probe of a live origin's endpoints (docs/design.md §3): reachable
+    /// ends an unverified hold (not a set-aside after a failed dial, which runs its course);
+    /// unreachable holds the origin out of the picks for [`StoreConfig::probe_hold`] from now
+    /// and re-assigns its streams. Without `probe_hold`, or for unknown ids, nothing happens.
+    ///
+    /// Errors: [`StoreError::Unavailable`] when the backend is down.
+    async fn probe_result(&self, origin_id: &str, reachable: bool) -> Result<(), StoreError>;
 
     /// Stream ownership is a lease (docs/design.md §5): `pick` takes or refreshes it, and the proxy
     /// calls this for the streams of its active sessions, each with the origin id it is relaying
@@ -304,6 +342,17 @@ pub struct MemoryStore {
 struct Record {
     info: OriginInfo,
     last_seen: Instant,
+    /// [`endpoints_fingerprint`] of the last heartbeat.
+    endpoints: String,
+}
+
+/// Why an origin is out of the picks for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Aside {
+    /// A dial failed or went unanswered ([`Store::set_aside`]).
+    Failed,
+    /// Its endpoints are not proven reachable yet ([`Store::probe_result`]).
+    Unverified,
 }
 
 /// A stream's owner until `until`.
@@ -320,8 +369,8 @@ struct Inner {
     owners: HashMap<StreamKey, Lease>,
     /// Owner id → number of streams it owns in `owners`.
     counts: HashMap<String, usize>,
-    /// Origins set aside after a failed dial, with the instant the quarantine ends.
-    aside: HashMap<String, Instant>,
+    /// Origins out of the picks, with the instant that ends and why.
+    aside: HashMap<String, (Instant, Aside)>,
     /// Every lease end ever set, earliest first. An entry whose lease was since extended, moved
     /// or dropped no longer matches `owners` and is discarded when it comes up.
     expiries: BinaryHeap<Reverse<(Instant, StreamKey)>>,
@@ -475,7 +524,14 @@ impl MemoryStore {
     }
 
     fn is_aside(inner: &Inner, id: &str, now: Instant) -> bool {
-        inner.aside.get(id).is_some_and(|until| *until > now)
+        inner.aside.get(id).is_some_and(|(until, _)| *until > now)
+    }
+
+    fn is_unverified(inner: &Inner, id: &str, now: Instant) -> bool {
+        inner
+            .aside
+            .get(id)
+            .is_some_and(|(until, why)| *until > now && *why == Aside::Unverified)
     }
 
     /// The live origin with this id, if any; one set aside counts as not live.
@@ -510,7 +566,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[async_trait::async_trait]
 impl Store for MemoryStore {
-    async fn register(&self, info: OriginInfo) -> Result<(), StoreError> {
+    async fn register(&self, info: OriginInfo) -> Result<Registered, StoreError> {
         let now = Instant::now();
         let mut inner = self.lock_at(now);
         let replaced: Vec<String> = inner
@@ -526,14 +582,29 @@ impl Store for MemoryStore {
         if !inner.origins.contains_key(&info.id) {
             tracing::info!(origin = %info.id, rtmp = ?info.rtmp, "origin registered");
         }
+        let endpoints = endpoints_fingerprint(&info);
+        let moved = inner
+            .origins
+            .get(&info.id)
+            .is_none_or(|r| r.endpoints != endpoints);
+        let unverified = match self.config.probe_hold {
+            Some(hold) if moved => {
+                inner
+                    .aside
+                    .insert(info.id.clone(), (now + hold, Aside::Unverified));
+                true
+            }
+            _ => false,
+        };
         inner.origins.insert(
             info.id.clone(),
             Record {
                 info,
                 last_seen: now,
+                endpoints,
             },
         );
-        Ok(())
+        Ok(Registered { unverified })
     }
 
     async fn pick(&self, key: &StreamKey, protocol: Protocol) -> Result<OriginInfo, StoreError> {
@@ -603,6 +674,7 @@ impl Store for MemoryStore {
             age_ms: 0,
             alive: true,
             aside: Self::is_aside(&inner, &info.id, now),
+            unverified: false,
             streams: streams(&info.id),
             is_default: true,
         });
@@ -611,6 +683,7 @@ impl Store for MemoryStore {
             age_ms: u64::try_from(now.duration_since(r.last_seen).as_millis()).unwrap_or(u64::MAX),
             alive: self.is_alive(r, now),
             aside: Self::is_aside(&inner, &r.info.id, now),
+            unverified: Self::is_unverified(&inner, &r.info.id, now),
             streams: streams(&r.info.id),
             is_default: false,
         });
@@ -620,7 +693,7 @@ impl Store for MemoryStore {
     async fn set_aside(&self, origin_id: &str, duration: Duration) -> Result<(), StoreError> {
         let now = Instant::now();
         let mut inner = self.lock();
-        inner.aside.retain(|_, until| *until > now);
+        inner.aside.retain(|_, (until, _)| *until > now);
         let known = inner.origins.contains_key(origin_id)
             || self
                 .config
@@ -629,7 +702,31 @@ impl Store for MemoryStore {
                 .is_some_and(|d| d.id == origin_id);
         if known {
             tracing::warn!(origin = %origin_id, ?duration, "origin set aside after a failed dial");
-            inner.aside.insert(origin_id.to_owned(), now + duration);
+            inner
+                .aside
+                .insert(origin_id.to_owned(), (now + duration, Aside::Failed));
+            inner.release(origin_id);
+        }
+        Ok(())
+    }
+
+    async fn probe_result(&self, origin_id: &str, reachable: bool) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if reachable {
+            if Self::is_unverified(&inner, origin_id, now) {
+                inner.aside.remove(origin_id);
+                tracing::info!(origin = %origin_id, "origin reachable; now a candidate");
+            }
+            return Ok(());
+        }
+        let Some(hold) = self.config.probe_hold else {
+            return Ok(());
+        };
+        if inner.origins.contains_key(origin_id) {
+            inner
+                .aside
+                .insert(origin_id.to_owned(), (now + hold, Aside::Unverified));
             inner.release(origin_id);
         }
         Ok(())

@@ -123,6 +123,7 @@ fn config() -> StoreConfig {
         rtc_alive: LONG,
         default_backend: None,
         load_limit: None,
+        probe_hold: None,
     }
 }
 
@@ -200,6 +201,7 @@ contract!(
     restart_reassigns,
     set_aside_reassigns_and_expires,
     restarted_origin_is_not_aside,
+    unverified_origins_wait_for_a_probe,
     leases_expire_unless_refreshed,
     expired_leases_stop_counting,
     publisher_claims_override_a_wrong_owner,
@@ -586,6 +588,52 @@ async fn set_aside_reassigns_and_expires(backend: Backend) {
     assert_eq!(pick_id(&*store, "later", Protocol::Rtmp).await, first.id);
 }
 
+async fn unverified_origins_wait_for_a_probe(backend: Backend) {
+    let store = backend
+        .open(StoreConfig {
+            probe_hold: Some(Duration::from_millis(800)),
+            ..config()
+        })
+        .await;
+    let a = origin("a", "1");
+    assert!(store.register(a.clone()).await.unwrap().unverified);
+    let no_origin =
+        |r: Result<OriginInfo, StoreError>| matches!(r, Err(StoreError::NoOrigin { .. }));
+    assert!(no_origin(store.pick(&stream("s"), Protocol::Rtmp).await));
+    let list = store.origins().await.unwrap();
+    assert!(list[0].aside && list[0].unverified, "{list:?}");
+    // The same endpoints again: still waiting, no new probe asked for.
+    assert!(!store.register(a.clone()).await.unwrap().unverified);
+    store.probe_result(&a.id, true).await.unwrap();
+    assert_eq!(pick_id(&*store, "s", Protocol::Rtmp).await, a.id);
+    let list = store.origins().await.unwrap();
+    assert!(!list[0].aside && !list[0].unverified, "{list:?}");
+
+    // A failed probe holds it out and its streams move; a good one brings it back.
+    let b = origin("b", "1");
+    assert!(store.register(b.clone()).await.unwrap().unverified);
+    store.probe_result(&b.id, true).await.unwrap();
+    store.probe_result(&a.id, false).await.unwrap();
+    assert_eq!(pick_id(&*store, "s", Protocol::Rtmp).await, b.id);
+    store.probe_result(&a.id, true).await.unwrap();
+    assert_eq!(pick_id(&*store, "t", Protocol::Rtmp).await, a.id);
+
+    // A good probe does not end a set-aside after a failed dial.
+    store.set_aside(&a.id, LONG).await.unwrap();
+    store.probe_result(&a.id, true).await.unwrap();
+    assert_eq!(pick_id(&*store, "u", Protocol::Rtmp).await, b.id);
+
+    // Moved endpoints are unverified again; an unanswered hold ends by itself.
+    let mut moved = b.clone();
+    moved.rtmp = vec!["127.0.0.1:2".to_string()];
+    assert!(store.register(moved).await.unwrap().unverified);
+    assert!(no_origin(store.pick(&stream("v"), Protocol::Rtmp).await));
+    sleep(Duration::from_millis(1000)).await;
+    assert_eq!(pick_id(&*store, "v", Protocol::Rtmp).await, b.id);
+    // Unknown ids are ignored.
+    store.probe_result("nobody/svc/1", false).await.unwrap();
+}
+
 async fn restarted_origin_is_not_aside(backend: Backend) {
     let store = backend.open(config()).await;
     store.register(origin("a", "1")).await.unwrap();
@@ -850,7 +898,7 @@ mod redis_only {
         let started = Instant::now();
         let outcomes = [
             store.pick(&stream("s"), Protocol::Rtmp).await.map(|_| ()),
-            store.register(origin("a", "1")).await,
+            store.register(origin("a", "1")).await.map(|_| ()),
             store.get_session(SessionKind::Hls, "h").await.map(|_| ()),
             store
                 .refresh_leases(&[(stream("s"), "a/svc/1".into())])
@@ -986,6 +1034,7 @@ mod redis_only {
             keys,
             ids(&[
                 "srs-proxy:aside:a/svc/1",
+                "srs-proxy:endpoints:a/svc/1",
                 "srs-proxy:hls:h",
                 "srs-proxy:origin:a/svc/1",
                 "srs-proxy:origins",

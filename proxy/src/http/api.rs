@@ -88,6 +88,10 @@ async fn register(
             return json_error(StatusCode::BAD_REQUEST, e);
         }
     };
+    if let Some(outside) = crate::loops::outside_networks(&state.config.origin_networks, &info) {
+        warn!(origin = %info.id, %outside, "register refused");
+        return json_error(StatusCode::BAD_REQUEST, outside);
+    }
     if let Some(own) = crate::loops::own_endpoint(&state.config, &info) {
         warn!(origin = %info.id, %own, "register refused: the proxy would relay to itself");
         return json_error(
@@ -96,19 +100,40 @@ async fn register(
         );
     }
     debug!(origin = %info.id, ip = %info.ip, "heartbeat");
-    if let Err(e) = state.store.register(info).await {
-        warn!(error = %e, "register failed");
-        return json_error(StatusCode::SERVICE_UNAVAILABLE, e);
+    match state.store.register(info.clone()).await {
+        Ok(registered) if registered.unverified => state.prober.probe_registration(info).await,
+        Ok(_) => {}
+        Err(e) => {
+            warn!(error = %e, "register failed");
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, e);
+        }
     }
     Json(json!({"code": 0, "pid": std::process::id().to_string()})).into_response()
 }
 
-/// `GET /api/v1/origins`: every known origin with liveness and stream count.
+/// `GET /api/v1/origins`: every known origin with liveness, stream count, whether it is out of
+/// the picks, and this proxy's last reachability probe of it (`probe`: `reachable`, `error`,
+/// `ago_ms`; absent when this proxy never probed it).
 async fn origins(AxumState(state): AxumState<State>) -> Response {
-    match state.store.origins().await {
-        Ok(list) => Json(json!({"code": 0, "origins": list})).into_response(),
-        Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, e),
-    }
+    let list = match state.store.origins().await {
+        Ok(list) => list,
+        Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, e),
+    };
+    let entries: Vec<serde_json::Value> = list
+        .into_iter()
+        .map(|o| {
+            let probe = state.prober.last(&o.info.id);
+            let mut entry = json!(o);
+            if let (Some(p), Some(fields)) = (probe, entry.as_object_mut()) {
+                let ago_ms = u64::try_from(p.at.elapsed().as_millis()).unwrap_or(u64::MAX);
+                let mut probe = json!(p);
+                probe["ago_ms"] = json!(ago_ms);
+                fields.insert("probe".into(), probe);
+            }
+            entry
+        })
+        .collect();
+    Json(json!({"code": 0, "origins": entries})).into_response()
 }
 
 /// `GET /api/v1/streams`: every stream with a session on this proxy (docs/design.md §7).

@@ -23,7 +23,8 @@
 //! | `server:{server}` | string | the id last registered by SRS `server` id, to spot restarts (same server, new id) | `alive` |
 //! | `owner:{stream}` | string | the id of the origin holding the stream's lease | `lease`, renewed by `pick` and `refresh_leases` |
 //! | `streams:{id}` | sorted set | streams leased by the origin, scored by lease end (ms); its size is the origin's load | `lease` after its newest lease; ended leases are removed when counted |
-//! | `aside:{id}` | string | `1` while the origin is set aside after a failed dial | the set-aside duration |
+//! | `aside:{id}` | string | `1` while the origin is set aside after a failed dial; `probe` while its endpoints await a successful reachability probe | the set-aside duration; [`StoreConfig::probe_hold`] |
+//! | `endpoints:{id}` | string | the endpoints of the origin's last heartbeat, to see them move | `alive` |
 //! | `{kind}:{session}` | string | a [`SessionRecord`] as JSON, under its kind ([`SessionKind::as_str`]) and id: `hls:{spbhid}`, `rtc:{ufrag}` | [`StoreConfig::session_alive`] of the kind (`hls_alive`, `rtc_alive`), renewed by every get and put |
 //!
 //! The default backend is never written to Redis (each proxy has it in its configuration); only
@@ -50,7 +51,8 @@ use ::redis::Script;
 use srs_cluster::{OriginInfo, Protocol, StreamKey};
 
 use crate::store::{
-    OriginStatus, SessionKind, SessionRecord, Store, StoreConfig, StoreError, StoreHealth,
+    endpoints_fingerprint, OriginStatus, Registered, SessionKind, SessionRecord, Store,
+    StoreConfig, StoreError, StoreHealth,
 };
 
 mod conn;
@@ -148,6 +150,7 @@ struct Scripts {
     refresh: Script,
     claim: Script,
     set_aside: Script,
+    probe: Script,
     origins: Script,
 }
 
@@ -165,6 +168,7 @@ impl Scripts {
             refresh: script!("refresh.lua"),
             claim: script!("claim.lua"),
             set_aside: script!("set_aside.lua"),
+            probe: script!("probe.lua"),
             origins: script!("origins.lua"),
         }
     }
@@ -438,17 +442,20 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-/// One row of the origins script: id, heartbeat age (ms), JSON, aside (0/1), leases.
-type OriginRow = (String, i64, String, i64, i64);
+/// One row of the origins script: id, heartbeat age (ms), JSON, aside (`''`, `probe` or `1`),
+/// leases.
+type OriginRow = (String, i64, String, String, i64);
 
 #[async_trait::async_trait]
 impl Store for RedisStore {
-    async fn register(&self, info: OriginInfo) -> Result<(), StoreError> {
+    async fn register(&self, info: OriginInfo) -> Result<Registered, StoreError> {
         let json = serde_json::to_string(&info).map_err(|e| {
             StoreError::Unavailable(format!("cannot encode origin {}: {e}", info.id))
         })?;
-        let (info, json) = (&info, &json);
-        let (replaced, fresh): (String, i64) = self
+        let endpoints = endpoints_fingerprint(&info);
+        let hold = self.config.probe_hold.map_or(0, millis);
+        let (info, json, endpoints) = (&info, &json, &endpoints);
+        let (replaced, fresh, unverified): (String, i64, i64) = self
             .call("register", |mut c| async move {
                 self.scripts
                     .register
@@ -458,6 +465,8 @@ impl Store for RedisStore {
                     .arg(&info.server)
                     .arg(json)
                     .arg(millis(self.config.alive))
+                    .arg(endpoints)
+                    .arg(hold)
                     .invoke_async(&mut c)
                     .await
             })
@@ -468,7 +477,9 @@ impl Store for RedisStore {
         if fresh == 1 {
             tracing::info!(origin = %info.id, rtmp = ?info.rtmp, "origin registered");
         }
-        Ok(())
+        Ok(Registered {
+            unverified: unverified == 1,
+        })
     }
 
     async fn pick(&self, key: &StreamKey, protocol: Protocol) -> Result<OriginInfo, StoreError> {
@@ -539,7 +550,8 @@ impl Store for RedisStore {
                 age_ms: u64::try_from(age_ms).unwrap_or(0),
                 // The script lists only origins whose record has not expired.
                 alive: true,
-                aside: aside != 0,
+                aside: !aside.is_empty(),
+                unverified: aside == "probe",
                 streams: usize::try_from(streams).unwrap_or(0),
                 is_default,
             });
@@ -565,6 +577,29 @@ impl Store for RedisStore {
             .await?;
         if known == 1 {
             tracing::warn!(origin = %origin_id, ?duration, "origin set aside after a failed dial");
+        }
+        Ok(())
+    }
+
+    async fn probe_result(&self, origin_id: &str, reachable: bool) -> Result<(), StoreError> {
+        let Some(hold) = self.config.probe_hold else {
+            return Ok(());
+        };
+        let changed: i64 = self
+            .call("probe", |mut c| async move {
+                self.scripts
+                    .probe
+                    .key(&self.index)
+                    .arg(&self.prefix)
+                    .arg(origin_id)
+                    .arg(if reachable { "1" } else { "0" })
+                    .arg(millis(hold))
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        if changed == 1 && reachable {
+            tracing::info!(origin = %origin_id, "origin reachable; now a candidate");
         }
         Ok(())
     }

@@ -1,12 +1,13 @@
 -- origins: every live origin, for the system API.
 -- ARGV: prefix, alive ms, default backend id ('' if none).
--- Returns {id, heartbeat age ms, JSON ('' for the default backend), aside 0/1, leases} rows,
+-- Returns {id, heartbeat age ms, JSON ('' for the default backend), aside ('' when not aside,
+-- 'probe' while unverified, '1' after a failed dial), leases} rows,
 -- the default backend first.
 local alive, default = tonumber(ARGV[2]), ARGV[3]
 prune(alive)
 local rows = {}
 local function row(id, age, json)
-  rows[#rows + 1] = {id, age, json, redis.call('EXISTS', P .. 'aside:' .. id), load(id)}
+  rows[#rows + 1] = {id, age, json, redis.call('GET', P .. 'aside:' .. id) or '', load(id)}
 end
 if default ~= '' then
   row(default, 0, '')
