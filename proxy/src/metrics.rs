@@ -153,7 +153,7 @@ impl Default for Metrics {
         );
         registry.register(
             "origins",
-            "Origins known to the store, by state (alive, aside: after a failed dial, unverified: not proven reachable yet, dead)",
+            "Origins known to the store, by state (alive; aside: after a failed dial; unverified: new endpoints not probed yet; endpoints_down: a probe could not reach some endpoints, no streams of the protocols needing them; dead)",
             m.origins.clone(),
         );
         registry.register(
@@ -255,7 +255,7 @@ impl Metrics {
         self.origins.clear();
         self.origin_streams.clear();
         self.origin_load.clear();
-        for state in ["alive", "aside", "unverified", "dead"] {
+        for state in ["alive", "aside", "unverified", "endpoints_down", "dead"] {
             self.origins
                 .get_or_create(&StateLabel {
                     state: state.to_string(),
@@ -266,6 +266,7 @@ impl Metrics {
             let state = match (o.alive, o.aside, o.unverified) {
                 (_, _, true) => "unverified",
                 (_, true, false) => "aside",
+                (true, false, false) if !o.down.is_empty() => "endpoints_down",
                 (true, false, false) => "alive",
                 (false, false, false) => "dead",
             };
@@ -434,6 +435,7 @@ mod tests {
             alive: true,
             aside: false,
             unverified: false,
+            down: Vec::new(),
             streams: 2,
             is_default: false,
         };

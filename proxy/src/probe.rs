@@ -1,9 +1,10 @@
 //! Origins prove they are reachable (docs/design.md §3): a registration whose endpoints are new
-//! is no candidate until this proxy reached them (a TCP connect to each `rtmp`, `http` and `api`
-//! endpoint), and origins out of the picks are probed again every [`PROBE_INTERVAL`], so one
-//! whose heartbeat keeps coming from an address the proxy cannot reach is never chosen. UDP
-//! endpoints (`srt`, `rtc`) cannot be probed without a session; an origin with only those is
-//! a candidate at once, and a failed session sets it aside as usual.
+//! is no candidate until this proxy probed them (a TCP connect to each `rtmp`, `http` and `api`
+//! endpoint); an endpoint kind that did not answer keeps the origin out of the picks of the
+//! protocols that need it. Origins out of the picks, or with kinds held down, are probed again
+//! every [`PROBE_INTERVAL`], so one whose heartbeat keeps coming from an address the proxy cannot
+//! reach is never chosen, and one that became reachable comes back. UDP endpoints (`srt`, `rtc`)
+//! cannot be probed without a session: a failed session sets the origin aside as usual.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,8 +20,8 @@ use tracing::{debug, info, warn};
 use crate::metrics::Metrics;
 use crate::state::ORIGIN_DIAL_TIMEOUT;
 
-/// How long an origin stays out of the picks after a registration with new endpoints or a
-/// failed probe, unless a probe reaches it first.
+/// How long an origin stays out of the picks after a registration with new endpoints (unless
+/// probed first), and an endpoint kind after a failed probe.
 pub const PROBE_HOLD: Duration = Duration::from_secs(60);
 /// How often the origins out of the picks are probed again.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
@@ -35,6 +36,8 @@ pub const REGISTER_PROBE_WAIT: Duration = Duration::from_secs(1);
 pub struct ProbeResult {
     /// Whether every TCP endpoint accepted a connection.
     pub reachable: bool,
+    /// The endpoint kinds (`rtmp`, `http`, `api`) with an endpoint that did not.
+    pub down: Vec<&'static str>,
     /// The first failure, `endpoint: error`; empty when reachable.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub error: String,
@@ -57,15 +60,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The TCP endpoints of `info`, each once.
-fn tcp_endpoints(info: &OriginInfo) -> Vec<&str> {
-    let mut out: Vec<&str> = Vec::new();
-    for e in info.rtmp.iter().chain(&info.http).chain(&info.api) {
-        if !out.contains(&e.as_str()) {
-            out.push(e);
-        }
-    }
-    out
+/// The TCP endpoints of `info` with their kinds.
+fn tcp_endpoints(info: &OriginInfo) -> Vec<(&'static str, &str)> {
+    let kinds: [(&'static str, &[String]); 3] = [
+        ("rtmp", &info.rtmp),
+        ("http", &info.http),
+        ("api", &info.api),
+    ];
+    kinds
+        .into_iter()
+        .flat_map(|(kind, list)| list.iter().map(move |e| (kind, e.as_str())))
+        .collect()
 }
 
 /// Connects to `endpoint` once within [`ORIGIN_DIAL_TIMEOUT`].
@@ -95,41 +100,53 @@ impl Prober {
         lock(&self.results).get(origin_id).cloned()
     }
 
-    /// Probes every TCP endpoint of `info` at once and tells the store; returns whether all
-    /// answered. Waits for a free slot when [`MAX_PROBES`] are in flight.
-    pub async fn probe(&self, info: &OriginInfo) -> bool {
+    /// Probes every TCP endpoint of `info` at once and tells the store; returns the endpoint
+    /// kinds that did not answer (empty: all did). Waits for a free slot when [`MAX_PROBES`]
+    /// are in flight.
+    pub async fn probe(&self, info: &OriginInfo) -> Vec<&'static str> {
         let Ok(_slot) = self.slots.acquire().await else {
-            return false;
+            return Vec::new();
         };
-        let dials = tcp_endpoints(info).into_iter().map(reach);
-        let error = futures_util::future::join_all(dials)
-            .await
-            .into_iter()
-            .find_map(Result::err)
-            .unwrap_or_default();
-        let reachable = error.is_empty();
+        let endpoints = tcp_endpoints(info);
+        let dials = endpoints.iter().map(|(_, e)| reach(e));
+        let results = futures_util::future::join_all(dials).await;
+        let mut down: Vec<&'static str> = Vec::new();
+        let mut error = String::new();
+        for ((kind, _), result) in endpoints.iter().zip(results) {
+            if let Err(e) = result {
+                if !down.contains(kind) {
+                    down.push(kind);
+                }
+                if error.is_empty() {
+                    error = e;
+                }
+            }
+        }
+        let reachable = down.is_empty();
         self.metrics.origin_probed(reachable);
         if reachable {
             debug!(origin = %info.id, "origin endpoints reachable");
         } else {
-            warn!(origin = %info.id, %error, "origin endpoints unreachable; it gets no streams");
+            warn!(origin = %info.id, ?down, %error, "origin endpoints unreachable; no streams of the protocols that need them");
         }
-        if let Err(e) = self.store.probe_result(&info.id, reachable).await {
+        if let Err(e) = self.store.probe_result(&info.id, &down).await {
             warn!(origin = %info.id, error = %e, "cannot record the probe");
         }
         lock(&self.results).insert(
             info.id.clone(),
             ProbeResult {
                 reachable,
+                down: down.clone(),
                 error,
                 at: Instant::now(),
             },
         );
-        reachable
+        down
     }
 
     /// Every [`PROBE_INTERVAL`], probes each live registered origin that is out of the picks
-    /// (unverified, or set aside after a failed dial) and was not probed in the last interval.
+    /// (unverified, or set aside after a failed dial) or has endpoint kinds held down, and was
+    /// not probed in the last interval.
     /// Runs until the task is dropped.
     pub async fn run(self: Arc<Self>) {
         loop {
@@ -147,7 +164,7 @@ impl Prober {
             }
             let mut round = JoinSet::new();
             for o in origins {
-                if !o.alive || !o.aside || o.is_default {
+                if !o.alive || o.is_default || (!o.aside && o.down.is_empty()) {
                     continue;
                 }
                 let recent = self
@@ -172,7 +189,7 @@ impl Prober {
     pub async fn probe_registration(self: &Arc<Self>, info: OriginInfo) {
         let prober = Arc::clone(self);
         let id = info.id.clone();
-        let probe = tokio::spawn(async move { prober.probe(&info).await });
+        let probe = tokio::spawn(async move { prober.probe(&info).await.is_empty() });
         if tokio::time::timeout(REGISTER_PROBE_WAIT, probe)
             .await
             .is_err()
@@ -207,8 +224,8 @@ mod tests {
         for info in [&good, &bad] {
             assert!(store.register(info.clone()).await.unwrap().unverified);
         }
-        assert!(prober.probe(&good).await);
-        assert!(!prober.probe(&bad).await);
+        assert!(prober.probe(&good).await.is_empty());
+        assert_eq!(prober.probe(&bad).await, ["rtmp"]);
         let last = prober.last(&bad.id).unwrap();
         assert!(last.error.starts_with(&closed_addr), "{last:?}");
         let key = srs_cluster::StreamKey::from_rtmp("rtmp://h/live", "s").unwrap();
@@ -221,6 +238,16 @@ mod tests {
             ..OriginInfo::new("127.0.0.1", "udp", "s", "1")
         };
         assert!(tcp_endpoints(&udp_only).is_empty());
-        assert!(prober.probe(&udp_only).await);
+        assert!(prober.probe(&udp_only).await.is_empty());
+        // One kind down: the origin serves the others.
+        let half = OriginInfo {
+            http: vec![open.local_addr().unwrap().to_string()],
+            ..origin("half", closed_addr.clone())
+        };
+        assert!(store.register(half.clone()).await.unwrap().unverified);
+        assert_eq!(prober.probe(&half).await, ["rtmp"]);
+        let hls = srs_cluster::StreamKey::from_rtmp("rtmp://h/live", "h").unwrap();
+        let picked = store.pick(&hls, srs_cluster::Protocol::Http).await.unwrap();
+        assert_eq!(picked.id, half.id);
     }
 }

@@ -38,7 +38,7 @@ fn unreachable_registrations_are_never_chosen() {
         .iter()
         .find(|o| o["info"]["id"] == "fake-7/s/1")
         .expect("fake listed");
-    assert_eq!(fake["unverified"], true, "{fake}");
+    assert_eq!(fake["down"], serde_json::json!(["rtmp", "http"]), "{fake}");
     assert_eq!(fake["probe"]["reachable"], false, "{fake}");
     assert!(
         fake["probe"]["error"]
@@ -85,7 +85,7 @@ fn unreachable_registrations_are_never_chosen() {
         "{text}"
     );
     assert_eq!(
-        metric(&text, "srs_proxy_origins", &[("state", "unverified")]),
+        metric(&text, "srs_proxy_origins", &[("state", "endpoints_down")]),
         Some(200.0),
         "{text}"
     );
@@ -103,7 +103,7 @@ fn unreachable_registrations_are_never_chosen() {
             proxy
                 .origin_list()
                 .iter()
-                .any(|o| o["info"]["id"] == "late/s/1" && o["aside"] == false)
+                .any(|o| o["info"]["id"] == "late/s/1" && o["down"] == serde_json::json!([]))
         },
     );
     drop(late);

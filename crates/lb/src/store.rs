@@ -77,11 +77,14 @@ pub struct OriginStatus {
     /// Whether it had a heartbeat within the alive duration (always true for the default backend).
     pub alive: bool,
     /// True while it is no candidate: set aside after a failed dial ([`Store::set_aside`]), or
-    /// not yet proven reachable (`unverified`).
+    /// not probed yet (`unverified`).
     pub aside: bool,
-    /// True while its endpoints await a successful reachability probe
+    /// True while its new endpoints await their first reachability probe
     /// ([`StoreConfig::probe_hold`], [`Store::probe_result`]).
     pub unverified: bool,
+    /// The endpoint kinds (`rtmp`, `http`, `api`) its last probe could not reach: it is no
+    /// candidate for the protocols that need them.
+    pub down: Vec<String>,
     /// Number of streams it holds an unexpired lease on.
     pub streams: usize,
     /// Whether it is the PROXY_DEFAULT_BACKEND_* origin.
@@ -167,9 +170,10 @@ pub struct StoreConfig {
     /// gets no new stream while a candidate is not above it; `None`: loads are not compared.
     pub load_limit: Option<f64>,
     /// When set, a registration whose endpoints the store has not seen for that origin id (a
-    /// new origin, a restart, moved endpoints) is no candidate until a probe reached it
-    /// ([`Store::probe_result`]), for at most this long per failed probe (docs/design.md §3);
-    /// `None`: every registration is a candidate at once.
+    /// new origin, a restart, moved endpoints) is no candidate until it was probed
+    /// ([`Store::probe_result`]), and endpoint kinds a probe could not reach stay out of the
+    /// picks for this long after each failed probe (docs/design.md §3); `None`: every
+    /// registration is a candidate at once.
     pub probe_hold: Option<Duration>,
 }
 
@@ -252,7 +256,7 @@ pub trait Store: Send + Sync + 'static {
     /// but another id (new service or pid: a restart) is replaced, and its streams are
     /// re-assigned on their next pick. With [`StoreConfig::probe_hold`], a heartbeat whose
     /// endpoints are new for its id makes the origin no candidate until
-    /// [`Store::probe_result`] says it is reachable ([`Registered::unverified`]).
+    /// [`Store::probe_result`] reports its probe ([`Registered::unverified`]).
     ///
     /// Errors: [`StoreError::Unavailable`] when the backend is down.
     async fn register(&self, info: OriginInfo) -> Result<Registered, StoreError>;
@@ -280,13 +284,15 @@ pub trait Store: Send + Sync + 'static {
     /// Errors: [`StoreError::Unavailable`] when the backend is down.
     async fn set_aside(&self, origin_id: &str, duration: Duration) -> Result<(), StoreError>;
 
-    /// Records a reachability probe of a live origin's endpoints (docs/design.md §3): reachable
-    /// ends an unverified hold (not a set-aside after a failed dial, which runs its course);
-    /// unreachable holds the origin out of the picks for [`StoreConfig::probe_hold`] from now
-    /// and re-assigns its streams. Without `probe_hold`, or for unknown ids, nothing happens.
+    /// Records a reachability probe of a live origin's TCP endpoints (docs/design.md §3): it
+    /// ends an unverified hold (not a set-aside after a failed dial, which runs its course),
+    /// and `down` (endpoint kinds that did not answer: `rtmp`, `http`, `api`) replaces the
+    /// kinds held out: for [`StoreConfig::probe_hold`] from now the origin is no candidate for
+    /// a protocol needing one of them, and a stream it owns moves on its next pick of such a
+    /// protocol. Without `probe_hold`, or for unknown ids, nothing happens.
     ///
     /// Errors: [`StoreError::Unavailable`] when the backend is down.
-    async fn probe_result(&self, origin_id: &str, reachable: bool) -> Result<(), StoreError>;
+    async fn probe_result(&self, origin_id: &str, down: &[&str]) -> Result<(), StoreError>;
 
     /// Stream ownership is a lease (docs/design.md §5): `pick` takes or refreshes it, and the proxy
     /// calls this for the streams of its active sessions, each with the origin id it is relaying
@@ -344,6 +350,28 @@ struct Record {
     last_seen: Instant,
     /// [`endpoints_fingerprint`] of the last heartbeat.
     endpoints: String,
+    /// Endpoint kinds the last probe could not reach, and until when that holds.
+    down: Vec<String>,
+    down_until: Option<Instant>,
+}
+
+impl Record {
+    /// The endpoint kinds held out at `now`.
+    fn down_at(&self, now: Instant) -> &[String] {
+        match self.down_until {
+            Some(until) if until > now => &self.down,
+            _ => &[],
+        }
+    }
+}
+
+/// Whether `info` can serve `protocol` with none of its endpoints held `down`.
+fn serves(info: &OriginInfo, protocol: Protocol, down: &[String]) -> bool {
+    info.has(protocol)
+        && !protocol
+            .required_endpoints()
+            .iter()
+            .any(|kind| down.iter().any(|d| d == kind))
 }
 
 /// Why an origin is out of the picks for a while.
@@ -527,6 +555,15 @@ impl MemoryStore {
         inner.aside.get(id).is_some_and(|(until, _)| *until > now)
     }
 
+    /// The endpoint kinds of `id` held out at `now` (none for unknown ids).
+    fn down_of(inner: &Inner, id: &str, now: Instant) -> Vec<String> {
+        inner
+            .origins
+            .get(id)
+            .map(|r| r.down_at(now).to_vec())
+            .unwrap_or_default()
+    }
+
     fn is_unverified(inner: &Inner, id: &str, now: Instant) -> bool {
         inner
             .aside
@@ -596,12 +633,18 @@ impl Store for MemoryStore {
             }
             _ => false,
         };
+        let (down, down_until) = match inner.origins.remove(&info.id) {
+            Some(old) if !moved => (old.down, old.down_until),
+            _ => (Vec::new(), None),
+        };
         inner.origins.insert(
             info.id.clone(),
             Record {
                 info,
                 last_seen: now,
                 endpoints,
+                down,
+                down_until,
             },
         );
         Ok(Registered { unverified })
@@ -613,7 +656,15 @@ impl Store for MemoryStore {
         let mut inner = self.lock_at(now);
 
         if let Some(owner) = inner.owners.get(key).map(|l| l.owner.clone()) {
-            if let Some(info) = self.live(&inner, &owner, now).cloned() {
+            let down = Self::down_of(&inner, &owner, now);
+            let usable = self.live(&inner, &owner, now).filter(|info| {
+                !protocol
+                    .required_endpoints()
+                    .iter()
+                    .any(|kind| down.iter().any(|d| d == kind))
+                    || !info.has(protocol)
+            });
+            if let Some(info) = usable.cloned() {
                 inner.extend(key, until);
                 return if info.has(protocol) {
                     Ok(info)
@@ -621,7 +672,7 @@ impl Store for MemoryStore {
                     Err(StoreError::OwnerLacksProtocol { owner, protocol })
                 };
             }
-            tracing::info!(origin = %owner, "owner is dead or gone; re-assigning its streams");
+            tracing::info!(origin = %owner, %protocol, "owner is dead, gone or unreachable for the protocol; re-assigning its streams");
             inner.release(&owner);
         }
 
@@ -634,6 +685,7 @@ impl Store for MemoryStore {
                     .origins
                     .values()
                     .filter(|r| self.is_alive(r, now))
+                    .filter(|r| serves(&r.info, protocol, r.down_at(now)))
                     .map(|r| &r.info),
             )
             .filter(|info| info.has(protocol) && !Self::is_aside(&inner, &info.id, now))
@@ -675,6 +727,7 @@ impl Store for MemoryStore {
             alive: true,
             aside: Self::is_aside(&inner, &info.id, now),
             unverified: false,
+            down: Vec::new(),
             streams: streams(&info.id),
             is_default: true,
         });
@@ -684,6 +737,7 @@ impl Store for MemoryStore {
             alive: self.is_alive(r, now),
             aside: Self::is_aside(&inner, &r.info.id, now),
             unverified: Self::is_unverified(&inner, &r.info.id, now),
+            down: r.down_at(now).to_vec(),
             streams: streams(&r.info.id),
             is_default: false,
         });
@@ -710,24 +764,19 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn probe_result(&self, origin_id: &str, reachable: bool) -> Result<(), StoreError> {
-        let now = Instant::now();
-        let mut inner = self.lock();
-        if reachable {
-            if Self::is_unverified(&inner, origin_id, now) {
-                inner.aside.remove(origin_id);
-                tracing::info!(origin = %origin_id, "origin reachable; now a candidate");
-            }
-            return Ok(());
-        }
+    async fn probe_result(&self, origin_id: &str, down: &[&str]) -> Result<(), StoreError> {
         let Some(hold) = self.config.probe_hold else {
             return Ok(());
         };
-        if inner.origins.contains_key(origin_id) {
-            inner
-                .aside
-                .insert(origin_id.to_owned(), (now + hold, Aside::Unverified));
-            inner.release(origin_id);
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if Self::is_unverified(&inner, origin_id, now) {
+            inner.aside.remove(origin_id);
+            tracing::info!(origin = %origin_id, ?down, "origin probed; now a candidate");
+        }
+        if let Some(record) = inner.origins.get_mut(origin_id) {
+            record.down = down.iter().map(|d| d.to_string()).collect();
+            record.down_until = (!down.is_empty()).then_some(now + hold);
         }
         Ok(())
     }

@@ -604,34 +604,44 @@ async fn unverified_origins_wait_for_a_probe(backend: Backend) {
     assert!(list[0].aside && list[0].unverified, "{list:?}");
     // The same endpoints again: still waiting, no new probe asked for.
     assert!(!store.register(a.clone()).await.unwrap().unverified);
-    store.probe_result(&a.id, true).await.unwrap();
+    store.probe_result(&a.id, &[]).await.unwrap();
     assert_eq!(pick_id(&*store, "s", Protocol::Rtmp).await, a.id);
     let list = store.origins().await.unwrap();
     assert!(!list[0].aside && !list[0].unverified, "{list:?}");
+    assert!(list[0].down.is_empty(), "{list:?}");
 
-    // A failed probe holds it out and its streams move; a good one brings it back.
+    // A probe that cannot reach `rtmp`: RTMP streams move, HTTP is still served there.
     let b = origin("b", "1");
     assert!(store.register(b.clone()).await.unwrap().unverified);
-    store.probe_result(&b.id, true).await.unwrap();
-    store.probe_result(&a.id, false).await.unwrap();
+    store.probe_result(&b.id, &[]).await.unwrap();
+    store.probe_result(&a.id, &["rtmp"]).await.unwrap();
     assert_eq!(pick_id(&*store, "s", Protocol::Rtmp).await, b.id);
-    store.probe_result(&a.id, true).await.unwrap();
-    assert_eq!(pick_id(&*store, "t", Protocol::Rtmp).await, a.id);
+    for i in 0..4 {
+        let name = format!("r{i}");
+        assert_eq!(pick_id(&*store, &name, Protocol::Rtmp).await, b.id);
+    }
+    assert_eq!(pick_id(&*store, "h", Protocol::Http).await, a.id);
+    let list = store.origins().await.unwrap();
+    let a_status = list.iter().find(|o| o.info.id == a.id).unwrap();
+    assert_eq!(a_status.down, ["rtmp"], "{list:?}");
+    assert!(!a_status.aside, "{list:?}");
 
-    // A good probe does not end a set-aside after a failed dial.
-    store.set_aside(&a.id, LONG).await.unwrap();
-    store.probe_result(&a.id, true).await.unwrap();
-    assert_eq!(pick_id(&*store, "u", Protocol::Rtmp).await, b.id);
+    // A good probe brings `rtmp` back, but does not end a set-aside after a failed dial.
+    store.probe_result(&a.id, &[]).await.unwrap();
+    store.set_aside(&b.id, LONG).await.unwrap();
+    assert_eq!(pick_id(&*store, "t", Protocol::Rtmp).await, a.id);
+    store.probe_result(&b.id, &[]).await.unwrap();
+    assert_eq!(pick_id(&*store, "u", Protocol::Rtmp).await, a.id);
 
     // Moved endpoints are unverified again; an unanswered hold ends by itself.
-    let mut moved = b.clone();
+    let mut moved = a.clone();
     moved.rtmp = vec!["127.0.0.1:2".to_string()];
     assert!(store.register(moved).await.unwrap().unverified);
     assert!(no_origin(store.pick(&stream("v"), Protocol::Rtmp).await));
     sleep(Duration::from_millis(1000)).await;
-    assert_eq!(pick_id(&*store, "v", Protocol::Rtmp).await, b.id);
+    assert_eq!(pick_id(&*store, "v", Protocol::Rtmp).await, a.id);
     // Unknown ids are ignored.
-    store.probe_result("nobody/svc/1", false).await.unwrap();
+    store.probe_result("nobody/svc/1", &["rtmp"]).await.unwrap();
 }
 
 async fn restarted_origin_is_not_aside(backend: Backend) {

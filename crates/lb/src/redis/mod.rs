@@ -25,6 +25,7 @@
 //! | `streams:{id}` | sorted set | streams leased by the origin, scored by lease end (ms); its size is the origin's load | `lease` after its newest lease; ended leases are removed when counted |
 //! | `aside:{id}` | string | `1` while the origin is set aside after a failed dial; `probe` while its endpoints await a successful reachability probe | the set-aside duration; [`StoreConfig::probe_hold`] |
 //! | `endpoints:{id}` | string | the endpoints of the origin's last heartbeat, to see them move | `alive` |
+//! | `down:{id}` | string | endpoint kinds its last probe could not reach, `,rtmp,http,`: no candidate for protocols needing them | [`StoreConfig::probe_hold`] after the probe |
 //! | `{kind}:{session}` | string | a [`SessionRecord`] as JSON, under its kind ([`SessionKind::as_str`]) and id: `hls:{spbhid}`, `rtc:{ufrag}` | [`StoreConfig::session_alive`] of the kind (`hls_alive`, `rtc_alive`), renewed by every get and put |
 //!
 //! The default backend is never written to Redis (each proxy has it in its configuration); only
@@ -443,8 +444,8 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// One row of the origins script: id, heartbeat age (ms), JSON, aside (`''`, `probe` or `1`),
-/// leases.
-type OriginRow = (String, i64, String, String, i64);
+/// leases, endpoint kinds held down (`,rtmp,http,` or `''`).
+type OriginRow = (String, i64, String, String, i64, String);
 
 #[async_trait::async_trait]
 impl Store for RedisStore {
@@ -543,7 +544,7 @@ impl Store for RedisStore {
             })
             .await?;
         let mut list = Vec::with_capacity(rows.len());
-        for (id, age_ms, json, aside, streams) in rows {
+        for (id, age_ms, json, aside, streams, down) in rows {
             let is_default = json.is_empty() && id == self.default_id();
             list.push(OriginStatus {
                 info: self.decode_origin(&id, &json)?,
@@ -552,6 +553,11 @@ impl Store for RedisStore {
                 alive: true,
                 aside: !aside.is_empty(),
                 unverified: aside == "probe",
+                down: down
+                    .split(',')
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_string)
+                    .collect(),
                 streams: usize::try_from(streams).unwrap_or(0),
                 is_default,
             });
@@ -581,10 +587,16 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn probe_result(&self, origin_id: &str, reachable: bool) -> Result<(), StoreError> {
+    async fn probe_result(&self, origin_id: &str, down: &[&str]) -> Result<(), StoreError> {
         let Some(hold) = self.config.probe_hold else {
             return Ok(());
         };
+        let down = if down.is_empty() {
+            String::new()
+        } else {
+            format!(",{},", down.join(","))
+        };
+        let down = &down;
         let changed: i64 = self
             .call("probe", |mut c| async move {
                 self.scripts
@@ -592,14 +604,14 @@ impl Store for RedisStore {
                     .key(&self.index)
                     .arg(&self.prefix)
                     .arg(origin_id)
-                    .arg(if reachable { "1" } else { "0" })
                     .arg(millis(hold))
+                    .arg(down)
                     .invoke_async(&mut c)
                     .await
             })
             .await?;
-        if changed == 1 && reachable {
-            tracing::info!(origin = %origin_id, "origin reachable; now a candidate");
+        if changed == 1 {
+            tracing::info!(origin = %origin_id, %down, "origin probed; now a candidate");
         }
         Ok(())
     }

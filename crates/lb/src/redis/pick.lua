@@ -27,6 +27,20 @@ local function offers(info)
   return true
 end
 
+-- Whether a probe found one of the endpoints the protocol needs unreachable (`down:{id}`).
+local function held_down(id)
+  local down = redis.call('GET', P .. 'down:' .. id)
+  if not down then
+    return false
+  end
+  for i = 9, #ARGV do
+    if string.find(down, ',' .. ARGV[i] .. ',', 1, true) then
+      return true
+    end
+  end
+  return false
+end
+
 -- The record of a live origin ('' for the default backend), or nil: dead, gone or set aside.
 local function live(id)
   if redis.call('EXISTS', P .. 'aside:' .. id) == 1 then
@@ -41,7 +55,7 @@ end
 local owner = redis.call('GET', P .. 'owner:' .. stream)
 if owner then
   local json = live(owner)
-  if json then
+  if json and not (json ~= '' and held_down(owner)) then
     lease_to(stream, owner, lease)
     local ok
     if json == '' then
@@ -77,7 +91,7 @@ for _, id in ipairs(redis.call('ZRANGE', P .. 'origins', 0, -1)) do
   if id ~= default then
     local json = live(id)
     local info = json and decode(json)
-    if info and offers(info) then
+    if info and offers(info) and not held_down(id) then
       local above = limit ~= nil and type(info.load) == 'number' and info.load > limit
       consider(above and over or under, id, json)
     end

@@ -1,20 +1,22 @@
--- probe: the result of a reachability probe of a live origin.
--- ARGV: prefix, origin id, 1 (reachable) or 0, hold ms.
--- Reachable ends an unverified hold ('probe'), not a set-aside after a failed dial ('1');
--- unreachable holds the origin out for `hold` ms and drops its leases.
--- Returns 1 when something changed, else 0.
-local id, reachable, hold = ARGV[2], ARGV[3] == '1', tonumber(ARGV[4])
-local aside = P .. 'aside:' .. id
-if reachable then
-  if redis.call('GET', aside) == 'probe' then
-    redis.call('DEL', aside)
-    return 1
-  end
-  return 0
-end
+-- probe: the result of a reachability probe of a live origin's TCP endpoints.
+-- ARGV: prefix, origin id, hold ms, the endpoint kinds that did not answer as ',rtmp,http,'
+-- ('' when all did).
+-- Ends an unverified hold ('probe'), not a set-aside after a failed dial ('1'), and replaces
+-- the kinds held out (`down:`) for `hold` ms.
+-- Returns 1 if it ended an unverified hold, else 0.
+local id, hold, down = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 if redis.call('EXISTS', P .. 'origin:' .. id) == 0 then
   return 0
 end
-redis.call('SET', aside, 'probe', 'PX', hold)
-release(id)
-return 1
+local down_key = P .. 'down:' .. id
+if down == '' then
+  redis.call('DEL', down_key)
+else
+  redis.call('SET', down_key, down, 'PX', hold)
+end
+local aside = P .. 'aside:' .. id
+if redis.call('GET', aside) == 'probe' then
+  redis.call('DEL', aside)
+  return 1
+end
+return 0

@@ -10,7 +10,8 @@ local old = redis.call('GET', server_key)
 local replaced = ''
 if old and old ~= id then
   release(old)
-  redis.call('DEL', P .. 'origin:' .. old, P .. 'aside:' .. old, P .. 'endpoints:' .. old)
+  redis.call('DEL', P .. 'origin:' .. old, P .. 'aside:' .. old, P .. 'endpoints:' .. old,
+    P .. 'down:' .. old)
   redis.call('ZREM', P .. 'origins', old)
   replaced = old
 end
@@ -19,6 +20,7 @@ local endpoints_key = P .. 'endpoints:' .. id
 local unverified = 0
 if hold > 0 and redis.call('GET', endpoints_key) ~= endpoints then
   redis.call('SET', P .. 'aside:' .. id, 'probe', 'PX', hold)
+  redis.call('DEL', P .. 'down:' .. id)
   unverified = 1
 end
 redis.call('SET', server_key, id, 'PX', alive)
