@@ -357,3 +357,31 @@ fn a_client_that_leaves_stops_the_dial_to_its_origin() {
             .contains("client went away while its origin was dialed")
     });
 }
+
+#[test]
+fn an_http_client_that_leaves_stops_the_request_to_its_origin() {
+    let dir = TempDir::new("client-gone-http");
+    let proxy = Proxy::start(&dir, "proxy", &[("PROXY_ORIGIN_RESPONSE_TIMEOUT", "30s")]);
+    let (port, closed) = listener_reporting_close();
+    register_silent(&proxy, "hung", port);
+    for path in ["/live/gone.flv", "/live/gone.m3u8"] {
+        let mut client = TcpStream::connect(proxy.http).expect("connect");
+        write!(
+            client,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n"
+        )
+        .expect("request");
+        // The proxy sends the request on and waits for a response head that never comes.
+        std::thread::sleep(Duration::from_secs(2));
+        let left = Instant::now();
+        drop(client);
+        let origin_closed = closed
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{path}: the origin request was never dropped"));
+        assert!(
+            origin_closed.duration_since(left) < Duration::from_secs(3),
+            "{path}: the origin request went on {:?} after the client left",
+            origin_closed.duration_since(left)
+        );
+    }
+}
