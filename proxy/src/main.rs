@@ -99,6 +99,8 @@ async fn run() -> anyhow::Result<()> {
         }
     };
 
+    // Before any client can connect: the memory floor must not include a burst.
+    let trimmer = srs_proxy::memory::Trimmer::at_start();
     let reuse = config.reuse_port;
     let rtmp_listener = bind("PROXY_RTMP_SERVER", config.rtmp_server, reuse)?;
     let http_listener = bind("PROXY_HTTP_SERVER", config.http_server, reuse)?;
@@ -137,7 +139,7 @@ async fn run() -> anyhow::Result<()> {
 
     tokio::spawn(leases::keep_alive(state.clone()));
     tokio::spawn(state.prober.clone().run());
-    tokio::spawn(srs_proxy::memory::release_after_bursts());
+    tokio::spawn(srs_proxy::memory::release_after_bursts(trimmer));
     lifecycle.spawn(rtmp::serve(state.clone(), rtmp_listener));
     lifecycle.spawn(http::api::serve_system(state.clone(), system_listener));
     lifecycle.spawn(http::api::serve_http_api(state.clone(), api_listener));

@@ -53,6 +53,16 @@ pub struct Trimmer {
 }
 
 impl Trimmer {
+    /// A trimmer whose floor is the usage now: call it before serving any client, so that no
+    /// burst is taken for the floor.
+    pub fn at_start() -> Trimmer {
+        let mut trimmer = Trimmer::default();
+        if let Some((resident, in_use)) = usage() {
+            trimmer.should_trim(resident, in_use);
+        }
+        trimmer
+    }
+
     /// Whether to trim now, given `resident` and `in_use` bytes.
     pub fn should_trim(&mut self, resident: usize, in_use: usize) -> bool {
         let gap = resident.saturating_sub(in_use);
@@ -70,13 +80,9 @@ impl Trimmer {
     }
 }
 
-/// Checks every [`CHECK_INTERVAL`] until the task is dropped; the floor is measured at once,
-/// so start it before traffic.
-pub async fn release_after_bursts() {
-    let mut trimmer = Trimmer::default();
-    if let Some((resident, in_use)) = usage() {
-        trimmer.should_trim(resident, in_use);
-    }
+/// Checks every [`CHECK_INTERVAL`] until the task is dropped, starting from `trimmer`
+/// ([`Trimmer::at_start`]).
+pub async fn release_after_bursts(mut trimmer: Trimmer) {
     loop {
         tokio::time::sleep(CHECK_INTERVAL).await;
         let Some((resident, in_use)) = usage() else {
