@@ -114,6 +114,15 @@ impl Proxy {
         get_json(&format!("http://{}/api/v1/origins", self.system))
     }
 
+    /// Registers origin `server/s/1` at 127.0.0.1 with the given RTMP and HTTP ports, as a
+    /// heartbeat would; returns the status and body of the answer.
+    pub fn register_ports(&self, server: &str, rtmp: u16, http_port: u16) -> (u16, String) {
+        let body = format!(
+            r#"{{"ip":"127.0.0.1","server":"{server}","service":"s","pid":"1","rtmp":["{rtmp}"],"http":["{http_port}"]}}"#
+        );
+        http("POST", &self.register_url(), Some(&body))
+    }
+
     /// The proxy's resident set size, KiB (`VmRSS`).
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.pid()))
@@ -148,6 +157,15 @@ impl Proxy {
             live >= n
         });
     }
+}
+
+/// A two-thread tokio runtime for tests that drive async clients.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 /// A running srs-origin on free loopback ports.

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use srs_e2e::{assert_played, metric, play, publish, wait_until, Origin, Proxy, TempDir};
+use srs_e2e::{assert_played, metric, play, publish, runtime, wait_until, Origin, Proxy, TempDir};
 
 /// Whether the proxy closes a new connection to `addr` within 2 s without a byte sent.
 fn closed_at_once(addr: std::net::SocketAddr) -> bool {
@@ -103,14 +103,6 @@ fn partial_messages(streams: u8) -> Vec<u8> {
         }
     }
     out
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 /// Opens `clients` RTMP connections to `addr`; each completes the handshake, then sends

@@ -6,21 +6,14 @@ use std::time::Duration;
 
 use srs_e2e::{http, play, Proxy, TempDir};
 
-fn register(proxy: &Proxy, server: &str, rtmp: u16, http_port: u16) -> (u16, String) {
-    let body = format!(
-        r#"{{"ip":"127.0.0.1","server":"{server}","service":"s","pid":"1","rtmp":["{rtmp}"],"http":["{http_port}"]}}"#
-    );
-    http("POST", &proxy.register_url(), Some(&body))
-}
-
 #[test]
 fn a_registration_naming_the_proxys_own_listener_is_refused() {
     let dir = TempDir::new("loop-self");
     let proxy = Proxy::start(&dir, "proxy", &[]);
-    let (status, body) = register(&proxy, "self-rtmp", proxy.rtmp.port(), 1);
+    let (status, body) = proxy.register_ports("self-rtmp", proxy.rtmp.port(), 1);
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("PROXY_RTMP_SERVER"), "{body}");
-    let (status, body) = register(&proxy, "self-http", 1, proxy.http.port());
+    let (status, body) = proxy.register_ports("self-http", 1, proxy.http.port());
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("PROXY_HTTP_SERVER"), "{body}");
     assert_eq!(proxy.origins()["origins"].as_array().map(Vec::len), Some(0));
@@ -35,8 +28,8 @@ fn an_http_loop_through_two_proxies_is_answered_508() {
     let a = Proxy::start(&dir, "proxy-a", &[]);
     let b = Proxy::start(&dir, "proxy-b", &[]);
     // Each proxy's only "origin" is the other proxy.
-    assert_eq!(register(&a, "b", b.rtmp.port(), b.http.port()).0, 200);
-    assert_eq!(register(&b, "a", a.rtmp.port(), a.http.port()).0, 200);
+    assert_eq!(a.register_ports("b", b.rtmp.port(), b.http.port()).0, 200);
+    assert_eq!(b.register_ports("a", a.rtmp.port(), a.http.port()).0, 200);
     let before = a.descriptors();
     for _ in 0..5 {
         let (status, body) = http("GET", &a.http_url("live/loop.flv"), None);
@@ -55,8 +48,8 @@ fn an_rtmp_loop_through_two_proxies_is_refused() {
     let dir = TempDir::new("loop-rtmp");
     let a = Proxy::start(&dir, "proxy-a", &[]);
     let b = Proxy::start(&dir, "proxy-b", &[]);
-    assert_eq!(register(&a, "b", b.rtmp.port(), b.http.port()).0, 200);
-    assert_eq!(register(&b, "a", a.rtmp.port(), a.http.port()).0, 200);
+    assert_eq!(a.register_ports("b", b.rtmp.port(), b.http.port()).0, 200);
+    assert_eq!(b.register_ports("a", a.rtmp.port(), a.http.port()).0, 200);
     let before = a.descriptors();
     let started = std::time::Instant::now();
     let played = play(

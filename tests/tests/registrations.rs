@@ -14,13 +14,6 @@ fn closed_port() -> u16 {
     port
 }
 
-fn register_fake(proxy: &Proxy, server: &str, port: u16) -> (u16, String) {
-    let body = format!(
-        r#"{{"ip":"127.0.0.1","server":"{server}","service":"s","pid":"1","rtmp":["{port}"],"http":["{port}"]}}"#
-    );
-    http("POST", &proxy.register_url(), Some(&body))
-}
-
 #[test]
 fn unreachable_registrations_are_never_chosen() {
     let dir = TempDir::new("reg-unreachable");
@@ -30,7 +23,7 @@ fn unreachable_registrations_are_never_chosen() {
     // Many fake registrations on a closed port: each is answered, none becomes a candidate.
     let port = closed_port();
     for i in 0..200 {
-        let (status, body) = register_fake(&proxy, &format!("fake-{i}"), port);
+        let (status, body) = proxy.register_ports(&format!("fake-{i}"), port, port);
         assert_eq!(status, 200, "{body}");
     }
     let list = proxy.origin_list();
@@ -94,7 +87,7 @@ fn unreachable_registrations_are_never_chosen() {
     let late = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let late_port = late.local_addr().expect("addr").port();
     drop(late);
-    assert_eq!(register_fake(&proxy, "late", late_port).0, 200);
+    assert_eq!(proxy.register_ports("late", late_port, late_port).0, 200);
     let late = std::net::TcpListener::bind(("127.0.0.1", late_port)).expect("rebind");
     wait_until(
         Duration::from_secs(15),

@@ -6,17 +6,9 @@
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use srs_e2e::{http, metric, wait_until, Origin, Proxy, TempDir};
+use srs_e2e::{http, metric, runtime, wait_until, Origin, Proxy, TempDir};
 use srs_rtc_client::{build_offer, play, post_offer, publish, Options, Role};
 use srs_test_support::Redis;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 fn whip(proxy: &Proxy, stream: &str) -> String {
     format!("http://{}/rtc/v1/whip/?app=live&stream={stream}", proxy.api)
