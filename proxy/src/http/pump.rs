@@ -137,6 +137,8 @@ pub struct Pump<'a> {
     last: Instant,
     /// Bytes sent to the client.
     sent: u64,
+    /// Of them, bytes spliced.
+    spliced: u64,
     /// What the client sent meanwhile (a pipelined next request); kept for keep-alive.
     from_client: Vec<u8>,
 }
@@ -167,6 +169,7 @@ impl<'a> Pump<'a> {
             cut: false,
             last: Instant::now(),
             sent: 0,
+            spliced: 0,
             from_client: Vec::new(),
         }
     }
@@ -174,6 +177,11 @@ impl<'a> Pump<'a> {
     /// Bytes sent to the client so far.
     pub fn sent(&self) -> u64 {
         self.sent
+    }
+
+    /// Of [`Pump::sent`], the bytes that went by splice(2).
+    pub fn spliced(&self) -> u64 {
+        self.spliced
     }
 
     /// What the client sent during the body (the start of its next request).
@@ -253,6 +261,7 @@ impl<'a> Pump<'a> {
                 Err(e) => return Err(e),
             };
             self.in_pipe -= n;
+            self.spliced += n as u64;
             self.count(n);
         }
         if let Some(pipe) = self.pipe.take() {

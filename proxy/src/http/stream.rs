@@ -229,12 +229,13 @@ pub async fn relay_head_level(
                 state.config.http_splice,
             );
             let end = pump.run(&mut start).await;
-            let sent = pump.sent();
+            let (sent, spliced) = (pump.sent(), pump.spliced());
             pending.extend_from_slice(&pump.into_pipelined());
             span.in_scope(|| {
                 info!(
                     duration_ms = started.elapsed().as_millis() as u64,
                     bytes_to_client = sent,
+                    bytes_spliced = spliced,
                     bytes_from_client = 0u64,
                     reason = %end.reason(),
                     "session ended"
