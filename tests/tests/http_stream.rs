@@ -224,10 +224,7 @@ fn splice_on_and_off_both_deliver_decodable_flv() {
         let mut body = Vec::new();
         let mut chunked = read_some(&mut s, 600_000);
         // Strip the chunk framing to get the FLV file.
-        loop {
-            let Some(eol) = chunked.windows(2).position(|w| w == b"\r\n") else {
-                break;
-            };
+        while let Some(eol) = chunked.windows(2).position(|w| w == b"\r\n") {
             let size = usize::from_str_radix(
                 String::from_utf8_lossy(&chunked[..eol])
                     .split(';')
