@@ -11,9 +11,10 @@
 //!   origin socket into a pipe and from the pipe to the client socket, no copy to user space.
 //!   A session holds a pipe only while bytes are in it; drained pipes go back to a small pool
 //!   (as haproxy does), so ten thousand mostly idle sessions do not hold twenty thousand
-//!   descriptors. A chunked body is spliced by whole runs the tracker knows are chunk data
-//!   (after a 64-byte peek at the size line); short runs, and anything when no pipe can be had,
-//!   take the copy path.
+//!   descriptors. Of a chunked body only chunk data the tracker already knows of is spliced:
+//!   each size line is read by the copy path (with the small chunks that follow it), and the
+//!   rest of a chunk of 4 KiB or more goes by splice; anything when no pipe can be had takes the
+//!   copy path.
 //!
 //! On the copy path, reads that return less than asked and writes that take less than offered
 //! mark the socket not ready inside the same readiness check (`try_io`), so a drained socket
@@ -23,7 +24,6 @@
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::io::{self, Read, Write};
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -42,11 +42,9 @@ use crate::session::Session;
 const COPY_CHUNK: usize = 16 * 1024;
 /// Bytes asked of one splice into the pipe (the default pipe capacity on Linux).
 const PIPE_CHUNK: usize = 64 * 1024;
-/// Shorter runs of chunk data take the copy path: two splices and a peek cost more than
-/// copying a few kilobytes.
+/// Shorter rests of a chunk take the copy path: two splices cost more than copying a few
+/// kilobytes.
 const SPLICE_MIN: u64 = 4096;
-/// Bytes peeked at a chunk-size line: size, extensions and CRLFs of a usual chunk.
-const PEEK: usize = 64;
 /// Bytes of a pipelined next request kept while a response runs (the head bound).
 const MAX_PIPELINED: usize = srs_common::http::MAX_HEAD_SIZE;
 
@@ -282,57 +280,28 @@ impl<'a> Pump<'a> {
     /// when the origin has nothing now.
     fn fill(&mut self) -> Result<bool, End> {
         if self.splice {
-            if let Some((len, peeked)) = self.splice_run()? {
-                return self.splice_in(len, peeked);
+            if let Some(len) = self.splice_run() {
+                return self.splice_in(len);
             }
         }
         self.copy()
     }
 
-    /// How many bytes to splice next, with the bytes peeked to learn it; `None` for the copy
-    /// path.
-    fn splice_run(&mut self) -> Result<Option<(usize, Peeked)>, End> {
-        let mut peeked = Peeked::default();
+    /// How many bytes to splice next; `None` for the copy path.
+    fn splice_run(&self) -> Option<usize> {
         let run = match &self.framing {
             Framing::Length(left) => *left,
             Framing::UntilClose => PIPE_CHUNK as u64,
-            Framing::Chunked(body) if body.data_left() > 0 => body.data_left(),
-            Framing::Chunked(body) => {
-                // At a size line: peek at it to learn how much framing and data come next.
-                let mut raw = [MaybeUninit::<u8>::uninit(); PEEK];
-                let origin = self.origin;
-                let n = match origin
-                    .try_io(Interest::READABLE, || SockRef::from(origin).peek(&mut raw))
-                {
-                    Ok(0) => return Ok(None),
-                    Ok(n) => n.min(PEEK),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                    Err(e) => return Err(End::OriginError(e)),
-                };
-                for (dst, src) in peeked.bytes.iter_mut().zip(&raw[..n]) {
-                    // SAFETY: `peek` initialised the first `n` bytes.
-                    *dst = unsafe { src.assume_init() };
-                }
-                peeked.len = n;
-                let mut probe = *body;
-                let seen = probe.feed(peeked.bytes()).map_err(End::BadChunk)?;
-                if probe.is_done() {
-                    // The end is near: let the copy path find it exactly.
-                    return Ok(None);
-                }
-                seen as u64 + probe.data_left()
-            }
-            Framing::Dechunk(_) => return Ok(None),
+            // Only the rest of a chunk the copy path already saw the size of: the next size
+            // line must be read anyway, and a read of it takes small chunks with it.
+            Framing::Chunked(body) if body.data_left() >= SPLICE_MIN => body.data_left(),
+            Framing::Chunked(_) | Framing::Dechunk(_) => return None,
         };
-        if matches!(self.framing, Framing::Chunked(_)) && run < SPLICE_MIN {
-            return Ok(None);
-        }
-        Ok(Some((run.min(PIPE_CHUNK as u64) as usize, peeked)))
+        Some(run.min(PIPE_CHUNK as u64) as usize)
     }
 
-    /// Splices up to `len` body bytes from the origin into a pipe; `peeked` are the first
-    /// bytes, already seen (chunked framing).
-    fn splice_in(&mut self, len: usize, peeked: Peeked) -> Result<bool, End> {
+    /// Splices up to `len` body bytes from the origin into a pipe.
+    fn splice_in(&mut self, len: usize) -> Result<bool, End> {
         let pipe = match self.pipe.take() {
             Some(pipe) => pipe,
             None => match Pipe::take() {
@@ -370,12 +339,8 @@ impl<'a> Pump<'a> {
                 *left -= n as u64;
                 self.done = *left == 0;
             }
-            Framing::Chunked(body) => {
-                // What passed: the bytes peeked at (fed now for real), then chunk data.
-                let seen = n.min(peeked.len);
-                body.feed(&peeked.bytes()[..seen]).map_err(End::BadChunk)?;
-                body.skip((n - seen) as u64);
-            }
+            // Chunk data only (`splice_run`).
+            Framing::Chunked(body) => body.skip(n as u64),
             Framing::UntilClose | Framing::Dechunk(_) => {}
         }
         Ok(true)
@@ -555,28 +520,6 @@ fn settle(res: io::Result<()>, done: usize) -> io::Result<usize> {
         Ok(()) => Ok(done),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock && done > 0 => Ok(done),
         Err(e) => Err(e),
-    }
-}
-
-/// The first bytes of a run, seen with a peek before it is spliced.
-#[derive(Clone, Copy)]
-struct Peeked {
-    bytes: [u8; PEEK],
-    len: usize,
-}
-
-impl Default for Peeked {
-    fn default() -> Self {
-        Peeked {
-            bytes: [0; PEEK],
-            len: 0,
-        }
-    }
-}
-
-impl Peeked {
-    fn bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
     }
 }
 
