@@ -150,9 +150,8 @@ async fn route_connection(state: State, socket: TcpStream, hyper: Hyper) {
         let Some(format) = stream::head_level(&head, &state.proxy_id) else {
             return hyper.serve(Rewind::new(buf, socket)).await;
         };
-        buf.drain(..len);
-        // A streaming session should not keep the head's buffer.
-        let rest = std::mem::take(&mut buf);
+        // A streaming session keeps no head buffer: only the bytes after the head, if any.
+        let rest = std::mem::take(&mut buf)[len..].to_vec();
         match stream::relay_head_level(&state, &socket, peer, format, head, rest).await {
             stream::After::KeepAlive(rest) if state.lifecycle.is_admitting() => buf = rest,
             _ => return,

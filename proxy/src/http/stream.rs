@@ -211,13 +211,18 @@ pub async fn relay_head_level(
         }
         BodyLength::UntilClose => Framing::UntilClose,
     };
+    drop(response);
     let delimited = !matches!(framing, Framing::Dechunk(_) | Framing::UntilClose);
     let keep_alive = head.keep_alive() && delimited;
     let started = Instant::now();
     let headers = finish_headers(&head, status, headers, keep_alive).await;
     let mut out = Vec::with_capacity(512);
     srs_http1::write_response_head(&mut out, status, &headers);
-    let end = match write_all(client, &out, state.config.idle_timeout).await {
+    // What a long session holds is what it needs to move bytes: no heads.
+    drop((head, headers, host, uri));
+    let written = write_all(client, &out, state.config.idle_timeout).await;
+    drop(out);
+    let end = match written {
         Err(_) => pump::End::ClientGone,
         Ok(()) => {
             let mut pump = Pump::new(
@@ -324,12 +329,12 @@ async fn ask_origin(
             }
             let body = srs_http1::response_body(&head.method, response.status, &response.headers)
                 .map_err(|e| failed(e.into()))?;
-            buf.drain(..len);
             return Ok(OriginResponse {
                 socket,
                 head: response,
                 body,
-                start: buf,
+                // Only the body bytes read with the head: the session keeps no head buffer.
+                start: buf[len..].to_vec(),
             });
         }
     };
