@@ -4,7 +4,7 @@
 //! client), bytes counted on the session as they go, and the progress timeout.
 //!
 //! Two ways to move bytes:
-//! - *copy*: read into a per-thread 16 KiB scratch buffer and write to the client at once; only
+//! - *copy*: read into a per-thread 32 KiB scratch buffer and write to the client at once; only
 //!   what the client did not take is kept, in a buffer of the session's own that is freed once
 //!   sent, so an idle or keeping-up session holds no buffer;
 //! - *splice* (Linux, `PROXY_HTTP_SPLICE=on`, framing passed unchanged): splice(2) from the
@@ -38,8 +38,8 @@ use tokio::time::{Instant, Sleep};
 
 use crate::session::Session;
 
-/// Bytes read from the origin at once on the copy path.
-const COPY_CHUNK: usize = 16 * 1024;
+/// Bytes read from the origin at once on the copy path: a keyframe of 100 KB takes four reads.
+const COPY_CHUNK: usize = 32 * 1024;
 /// Bytes asked of one splice into the pipe (the default pipe capacity on Linux).
 const PIPE_CHUNK: usize = 64 * 1024;
 /// Shorter rests of a chunk take the copy path: two splices cost more than copying a few
@@ -220,7 +220,9 @@ impl<'a> Pump<'a> {
                 return End::OriginClosed;
             }
             match self.fill() {
-                Ok(true) => {}
+                // A session whose origin and client both keep up never waits: let the
+                // runtime's budget hand the worker to other sessions now and then.
+                Ok(true) => tokio::task::coop::consume_budget().await,
                 Ok(false) => {
                     if let Err(end) = self.wait(Want::OriginRead, sleep.as_mut()).await {
                         return end;
