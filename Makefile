@@ -39,7 +39,7 @@ clean:
 	$(CARGO) clean
 
 ## Benchmarks (docs/benchmarks.md): srs-proxy vs srs-origin direct vs haproxy, same run.
-## Options: BENCH_SCENARIOS=1x100,10x100,100x1,flv10k,hls100,throughput,srt,webrtc BENCH_SECONDS=20 BENCH_WARMUP=5 BENCH_RTC_PLAYERS=20
+## Options: BENCH_SCENARIOS=1x100,10x100,100x1,flv2x200,flv10k,hls100,throughput,srt,webrtc BENCH_SECONDS=20 BENCH_WARMUP=5 BENCH_RTC_PLAYERS=20
 .PHONY: bench bench-alloc bench-build bench-media
 BENCH_MEDIA_DIR := target/bench-media
 

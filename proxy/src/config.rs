@@ -196,6 +196,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "a relayed session is closed when either side makes no progress this long",
     ),
     (
+        "PROXY_HTTP_SPLICE",
+        "on",
+        "on: HTTP-FLV/TS bodies that pass unchanged move origin to client with splice(2) (Linux); off: user-space copy",
+    ),
+    (
         "PROXY_STREAM_LEASE_DURATION",
         "15s",
         "a stream with no active session on any proxy this long is unowned",
@@ -290,6 +295,10 @@ pub struct Config {
     pub origin_response_timeout: Duration,
     /// A relayed RTMP or HTTP session with no progress on one side this long is closed.
     pub idle_timeout: Duration,
+    /// Whether HTTP-FLV/TS bodies that pass unchanged move with splice(2) through a pipe
+    /// instead of a user-space copy (`PROXY_HTTP_SPLICE`, docs/design.md §6.2); off where the
+    /// OS has no splice.
+    pub http_splice: bool,
     /// Stream ownership lease; active sessions refresh it every third of it.
     pub stream_lease: Duration,
     /// The token origins must register with, when `PROXY_HTTP_API_AUTH_ENABLED=on`.
@@ -346,6 +355,7 @@ struct Raw {
     setup_timeout: Option<String>,
     setup_max_message_size: Option<String>,
     idle_timeout: Option<String>,
+    http_splice: Option<String>,
     stream_lease_duration: Option<String>,
     origin_load_limit: Option<String>,
     origin_networks: Option<String>,
@@ -754,6 +764,10 @@ impl Config {
             idle_timeout: duration("PROXY_IDLE_TIMEOUT", &raw.idle_timeout)?,
             setup_timeout: duration("PROXY_SETUP_TIMEOUT", &raw.setup_timeout)?,
             setup_max_message_size: setup_max_message_size(&raw)?,
+            http_splice: parse_switch(
+                "PROXY_HTTP_SPLICE",
+                &value_or_default("PROXY_HTTP_SPLICE", &raw.http_splice),
+            )?,
             stream_lease: duration("PROXY_STREAM_LEASE_DURATION", &raw.stream_lease_duration)?,
             register_token: register_token(&raw)?,
             origin_load_limit: origin_load_limit(&raw)?,
@@ -835,6 +849,7 @@ mod tests {
         assert_eq!(c.stream_lease, Duration::from_secs(15));
         assert_eq!(c.origin_response_timeout, Duration::from_secs(10));
         assert_eq!(c.idle_timeout, Duration::from_secs(30));
+        assert!(c.http_splice);
     }
 
     #[test]

@@ -152,7 +152,7 @@ async fn one(
     media: Arc<Media>,
 ) -> anyhow::Result<Sample> {
     let prefix = paths.log_dir.join("heaptrack.srs-proxy");
-    let proxy = servers::start_proxy(paths, Some(&prefix))?;
+    let proxy = servers::start_proxy(paths, Some(&prefix), &[])?;
     let origin = servers::start_origin(paths, Some(&proxy.register_url()))?;
     proxy.wait_origin().await?;
     let messages = match path {

@@ -37,7 +37,7 @@ USAGE:
                       N publishers (streams live/bench0..), players spread over them
 
 ENVIRONMENT (suite, alloc):
-  BENCH_SCENARIOS     comma-separated subset of 1x100,10x100,100x1,flv10k,hls100,throughput,srt,
+  BENCH_SCENARIOS     comma-separated subset of 1x100,10x100,100x1,flv2x200,flv10k,hls100,throughput,srt,
                       webrtc (default: all)
   BENCH_SECONDS       measured window per run (default 20; alloc: short run length, default 5)
   BENCH_WARMUP        seconds between all players playing and the window (default 5)

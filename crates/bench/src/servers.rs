@@ -97,8 +97,13 @@ pub fn start_origin(paths: &Paths, register_url: Option<&str>) -> anyhow::Result
     })
 }
 
-/// Starts srs-proxy with the memory store, under `heaptrack -o <prefix>` when given.
-pub fn start_proxy(paths: &Paths, heaptrack: Option<&Path>) -> anyhow::Result<Proxy> {
+/// Starts srs-proxy with the memory store and `env` set, under `heaptrack -o <prefix>` when
+/// given.
+pub fn start_proxy(
+    paths: &Paths,
+    heaptrack: Option<&Path>,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Proxy> {
     let binary = paths.bin_dir.join("srs-proxy");
     let mut cmd = match heaptrack {
         Some(prefix) => {
@@ -120,6 +125,9 @@ pub fn start_proxy(paths: &Paths, heaptrack: Option<&Path>) -> anyhow::Result<Pr
         // The benchmark stops it with SIGTERM only under heaptrack, after its clients left.
         .env("PROXY_GRACE_QUIT_TIMEOUT", "1s")
         .env("PROXY_FORCE_QUIT_TIMEOUT", "2s");
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
     let (proc, stdout) = Proc::try_spawn_piped("srs-proxy", cmd, &paths.log_dir)?;
     let pairs = read_listening(stdout, "srs-proxy listening", START_TIMEOUT)
         .with_context(|| format!("srs-proxy did not start:\n{}", proc.log_tail(10)))?;
@@ -181,15 +189,17 @@ impl Proxy {
 }
 
 /// Starts haproxy (mode tcp, one process, its default thread count) relaying two free ports to
-/// the origin's RTMP and HTTP listeners; other ports are tried when one was taken meanwhile.
-pub fn start_haproxy(paths: &Paths, origin: &Origin) -> anyhow::Result<Haproxy> {
+/// the origin's RTMP and HTTP listeners, admitting at least `clients` connections; other
+/// ports are tried when one was taken meanwhile.
+pub fn start_haproxy(paths: &Paths, origin: &Origin, clients: usize) -> anyhow::Result<Haproxy> {
+    let maxconn = (clients + 64).max(9500);
     let started = on_free_port("haproxy", |rtmp_port| {
         let http_port = free_port();
         {
             let rtmp = SocketAddr::from(([127, 0, 0, 1], rtmp_port));
             let http = SocketAddr::from(([127, 0, 0, 1], http_port));
             let config = format!(
-                "global\n  maxconn 9500\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  \
+                "global\n  maxconn {maxconn}\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  \
                  timeout client 60s\n  timeout server 60s\n\n\
                  listen rtmp\n  bind {rtmp}\n  server origin {}\n\n\
                  listen http\n  bind {http}\n  server origin {}\n",

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -15,8 +16,9 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
@@ -50,6 +52,129 @@ impl CloseConnection {
 /// A connection task handed to the caller's spawner.
 pub type ConnectionTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
+/// Serves one accepted connection with hyper and the router: what [`serve`] does with every
+/// connection, and what a [`serve_routed`] router does with those it does not serve itself.
+/// Holds the connection's place in the graceful shutdown.
+pub struct Hyper {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    app: Router,
+    peer: SocketAddr,
+    watcher: Watcher,
+}
+
+impl Hyper {
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Serves `io` (the accepted socket, or a [`Rewind`] of it) until the connection ends, its
+    /// handler closes it ([`CloseConnection`]), or graceful shutdown lets its current response
+    /// finish.
+    pub async fn serve<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Hyper {
+            builder,
+            app,
+            peer,
+            watcher,
+        } = self;
+        let close = CloseConnection::default();
+        let closed = close.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request
+                .extensions_mut()
+                .insert(ConnectInfo::<SocketAddr>(peer));
+            request.extensions_mut().insert(close.clone());
+            tower::ServiceExt::oneshot(app.clone(), request)
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        let connection = watcher.watch(connection);
+        tokio::select! {
+            ended = connection => if let Err(e) = ended {
+                debug!(%peer, error = %e, "HTTP connection ended with an error");
+            },
+            _ = closed.0.notified() => debug!(%peer, "HTTP connection closed by its handler"),
+        }
+    }
+}
+
+/// A connection whose first bytes were already read: reads return `prefix` first, then the
+/// connection's own bytes; writes go straight to it. Lets a router look at a request head
+/// before handing the connection to hyper ([`Hyper::serve`]).
+pub struct Rewind<T> {
+    prefix: Vec<u8>,
+    at: usize,
+    inner: T,
+}
+
+impl<T> Rewind<T> {
+    /// `inner` with `prefix` to be read again first.
+    pub fn new(prefix: Vec<u8>, inner: T) -> Self {
+        Rewind {
+            prefix,
+            at: 0,
+            inner,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.at < this.prefix.len() {
+            let n = (this.prefix.len() - this.at).min(buf.remaining());
+            buf.put_slice(&this.prefix[this.at..this.at + n]);
+            this.at += n;
+            if this.at == this.prefix.len() {
+                // Read once; free it.
+                this.prefix = Vec::new();
+                this.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
 /// Serves `app` on `listener` until `stop` resolves; each connection runs as a task given to
 /// `spawn` (so the caller can track and drain them). After `stop`, keep-alive connections close
 /// after their current response; streaming responses run on until they end or the caller exits.
@@ -71,6 +196,31 @@ pub async fn serve<S, A, P>(
     S: Fn(ConnectionTask),
     A: Fn(SocketAddr) -> Option<P>,
     P: Send + 'static,
+{
+    serve_routed(name, listener, app, stop, spawn, admit, |socket, hyper| {
+        hyper.serve(socket)
+    })
+    .await
+}
+
+/// [`serve`] with a router of connections: `route` gets every admitted connection (no-delay
+/// set) and the [`Hyper`] that serves it with `app`, and returns the connection's task. A router
+/// may serve some requests itself and hand the connection to hyper at any request boundary,
+/// with the bytes it already read ([`Rewind`]).
+pub async fn serve_routed<S, A, P, R, F>(
+    name: &str,
+    listener: TcpListener,
+    app: Router,
+    stop: impl Future<Output = ()>,
+    spawn: S,
+    admit: A,
+    route: R,
+) where
+    S: Fn(ConnectionTask),
+    A: Fn(SocketAddr) -> Option<P>,
+    P: Send + 'static,
+    R: Fn(TcpStream, Hyper) -> F,
+    F: Future<Output = ()> + Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -99,28 +249,16 @@ pub async fn serve<S, A, P>(
             continue;
         };
         let _ = socket.set_nodelay(true);
-        let app = app.clone();
-        let close = CloseConnection::default();
-        let closed = close.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request
-                .extensions_mut()
-                .insert(ConnectInfo::<SocketAddr>(peer));
-            request.extensions_mut().insert(close.clone());
-            tower::ServiceExt::oneshot(app.clone(), request)
-        });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(socket), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let hyper = Hyper {
+            builder: Arc::clone(&builder),
+            app: app.clone(),
+            peer,
+            watcher: graceful.watcher(),
+        };
+        let task = route(socket, hyper);
         spawn(Box::pin(async move {
             let _permit = permit;
-            tokio::select! {
-                ended = connection => if let Err(e) = ended {
-                    debug!(%peer, error = %e, "HTTP connection ended with an error");
-                },
-                _ = closed.0.notified() => debug!(%peer, "HTTP connection closed by its handler"),
-            }
+            task.await;
         }));
     }
     tokio::spawn(graceful.shutdown());

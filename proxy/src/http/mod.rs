@@ -13,6 +13,7 @@ pub mod api;
 pub mod hls;
 pub mod origin;
 pub mod players;
+pub mod pump;
 pub mod stream;
 
 use axum::body::Body;
@@ -21,7 +22,8 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde_json::json;
-use tokio::net::TcpListener;
+use srs_common::http::{Hyper, Rewind, HEADER_READ_TIMEOUT, MAX_HEAD_SIZE};
+use tokio::net::{TcpListener, TcpStream};
 use tower_http::services::ServeDir;
 
 use crate::admission::ConnectionLimit;
@@ -108,10 +110,89 @@ fn streams_router(state: State) -> Router {
         .with_state(state)
 }
 
-/// Serves the HTTP stream listener until admission stops.
+/// Serves the HTTP stream listener until admission stops: every connection goes through
+/// [`route_connection`], at most PROXY_MAX_CONNECTIONS at once.
 pub async fn serve_streams(state: State, listener: TcpListener) {
     let app = streams_router(state.clone());
-    serve_router("HTTP stream server", "http", &state, listener, app).await;
+    let lifecycle = state.lifecycle.clone();
+    let limit = ConnectionLimit::new("http", state.config.max_connections, &state.metrics);
+    srs_common::http::serve_routed(
+        "HTTP stream server",
+        listener,
+        app,
+        state.lifecycle.no_longer_admitting(),
+        move |fut| lifecycle.spawn(fut),
+        |peer| limit.admit(peer),
+        |socket, hyper| route_connection(state.clone(), socket, hyper),
+    )
+    .await;
+}
+
+/// One connection of the HTTP stream listener (docs/design.md §6.2): its request heads are read
+/// here (bounded by [`MAX_HEAD_SIZE`] and [`HEADER_READ_TIMEOUT`]); HTTP-FLV/TS requests
+/// ([`stream::head_level`]) are relayed at the head level, and after a finished response the
+/// next request is read the same way. The first request of another kind (HLS, pages, errors,
+/// anything that does not parse) hands the connection, with the bytes read, to hyper for good.
+/// An idle connection closes once the proxy stops admitting.
+async fn route_connection(state: State, socket: TcpStream, hyper: Hyper) {
+    let peer = hyper.peer();
+    let mut buf = Vec::new();
+    loop {
+        let stop = state.lifecycle.no_longer_admitting();
+        let read = tokio::select! {
+            read = read_head(&socket, &mut buf) => read,
+            _ = stop, if buf.is_empty() => return,
+        };
+        let Some(head) = read else { return };
+        let Some((head, len)) = head else {
+            return hyper.serve(Rewind::new(buf, socket)).await;
+        };
+        let Some(format) = stream::head_level(&head, &state.proxy_id) else {
+            return hyper.serve(Rewind::new(buf, socket)).await;
+        };
+        // A streaming session keeps no head buffer: only the bytes after the head, if any.
+        let rest = std::mem::take(&mut buf)[len..].to_vec();
+        match stream::relay_head_level(&state, &socket, peer, format, head, rest).await {
+            stream::After::KeepAlive(rest) if state.lifecycle.is_admitting() => buf = rest,
+            _ => return,
+        }
+    }
+}
+
+/// Reads until `buf` holds a whole request head, within [`HEADER_READ_TIMEOUT`]:
+/// `Some(Some(head))` then, `Some(None)` for bytes that are no head this path serves (a
+/// malformed or oversized head, another HTTP version: hyper answers them), `None` when the
+/// connection closed or timed out.
+async fn read_head(
+    socket: &TcpStream,
+    buf: &mut Vec<u8>,
+) -> Option<Option<(srs_http1::RequestHead, usize)>> {
+    let deadline = tokio::time::Instant::now() + HEADER_READ_TIMEOUT;
+    loop {
+        if !buf.is_empty() {
+            match srs_http1::RequestHead::parse(buf, MAX_HEAD_SIZE) {
+                Ok(Some(head)) => return Some(Some(head)),
+                Ok(None) => {}
+                Err(_) => return Some(None),
+            }
+        }
+        let read = tokio::time::timeout_at(deadline, async {
+            loop {
+                socket.readable().await?;
+                buf.reserve(4096);
+                match socket.try_read_buf(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await;
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+            Ok(Ok(_)) => {}
+        }
+    }
 }
 
 /// Runs an axum router on a listener until admission stops; connection tasks are spawned on the

@@ -140,20 +140,35 @@ pub fn origin_request_with_body(
         .uri(target)
         .body(body)
         .map_err(|e| ConnectError::BadRequest(e.into()))?;
-    let out = request.headers_mut();
+    *request.headers_mut() = origin_headers(headers, client, via)?;
+    Ok(request)
+}
+
+/// The headers relayed to an origin for a client request with `headers`: the end-to-end ones
+/// (`Host` included, `Content-Length` left to the sender), `Via` with `1.1 {via}` appended, and
+/// with the `client` address, `X-Forwarded-For` with it appended and `X-Real-IP` set to it
+/// (docs/design.md §6.2).
+///
+/// Errors: [`ConnectError::BadRequest`] when the joined values are no valid header value.
+pub fn origin_headers(
+    headers: &HeaderMap,
+    client: Option<IpAddr>,
+    via: &str,
+) -> Result<HeaderMap, ConnectError> {
+    let mut out = HeaderMap::with_capacity(headers.len() + 3);
     for (name, value) in end_to_end(headers) {
         if name != header::CONTENT_LENGTH {
             out.append(name, value.clone());
         }
     }
-    append_hop(out, header::VIA, &format!("1.1 {via}"))?;
+    append_hop(&mut out, header::VIA, &format!("1.1 {via}"))?;
     if let Some(ip) = client {
-        append_hop(out, X_FORWARDED_FOR, &ip.to_string())?;
+        append_hop(&mut out, X_FORWARDED_FOR, &ip.to_string())?;
         let ip = HeaderValue::from_str(&ip.to_string())
             .map_err(|e| ConnectError::BadRequest(e.into()))?;
         out.insert(X_REAL_IP, ip);
     }
-    Ok(request)
+    Ok(out)
 }
 
 /// Appends `value` to the comma-separated list in `name` (`Via`, `X-Forwarded-For`), as one
