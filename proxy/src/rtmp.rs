@@ -1,17 +1,19 @@
 //! RTMP relay (docs/design.md §6.1): the proxy completes the handshake and the connect / createStream /
 //! publish|play exchange with the client itself, opens the same session to the owner origin, then
-//! relays media, data and command messages both ways. Per-hop control (chunk size,
-//! acknowledgement window, peer bandwidth, ping) is handled on each leg by its own
+//! relays media, data and command messages both ways: media and data chunk by chunk as they
+//! arrive ([`srs_rtmp::cut`]), commands and user control reassembled and mapped. Per-hop control
+//! (chunk size, acknowledgement window, peer bandwidth, ping) is handled on each leg by its own
 //! [`Connection`]; message stream ids are mapped between the legs.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut};
 use srs_cluster::{Protocol, StreamKey};
 use srs_rtmp::chunk::{Limits, RawMessage};
 use srs_rtmp::conn::Connection;
+use srs_rtmp::cut::{self, MsidMap};
 use srs_rtmp::error::RtmpError;
 use srs_rtmp::io::{accept_session, open_session, RtmpStream, ServerRequest};
 use srs_rtmp::message::{csid, type_id, Command, Message, UserControl};
@@ -24,15 +26,18 @@ use crate::session::{ClientProtocol, Direction, Session};
 use crate::state::{State, ORIGIN_DIAL_TIMEOUT};
 use crate::upstream::{ConnectError, Connected, ErrorChain, Side};
 
-/// Stop reading a leg while the other leg has this much output not yet written.
-const HIGH_WATER: usize = 1024 * 1024;
-/// Read reservations per leg: a leg starts small (a player's client leg only ever carries
-/// control traffic) and doubles up to the maximum while reads fill what was reserved (media).
+/// Output a leg may hold before the relay stops moving the other leg's input to it, and reads
+/// of that leg stop (bytes): chunks are forwarded as they arrive, so this, not the largest
+/// message, bounds a session's memory.
+const OUTPUT_BUDGET: usize = 16 * 1024;
+/// Read sizes per leg: a leg starts small (a player's client leg only ever carries control
+/// traffic) and doubles up to the maximum while reads fill what was asked (media). The input
+/// buffer never holds more than the maximum.
 const READ_MIN: usize = 4 * 1024;
-const READ_MAX: usize = 64 * 1024;
-/// An output buffer grown past this (by a keyframe) is released once drained, so one large
-/// message does not pin memory for the rest of the session.
-const OUTPUT_KEEP: usize = 64 * 1024;
+const READ_MAX: usize = 16 * 1024;
+/// A buffer grown past this (a reassembled message, or set-up's reservations) is released once
+/// drained, so one large message does not pin memory for the rest of the session.
+const BUFFER_KEEP: usize = 2 * OUTPUT_BUDGET;
 /// Time allowed to flush what is left to one leg after the other closed.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
 /// Most client transactions awaiting an origin reply that are remembered.
@@ -253,12 +258,15 @@ struct Leg {
     sock: TcpStream,
     conn: Connection,
     msid: u32,
-    /// Bytes reserved for the next read, between [`READ_MIN`] and [`READ_MAX`].
+    /// Bytes asked for by the next read, between [`READ_MIN`] and [`READ_MAX`].
     read_size: usize,
 }
 
 impl Leg {
-    fn new(sock: TcpStream, conn: Connection, msid: u32) -> Leg {
+    fn new(sock: TcpStream, mut conn: Connection, msid: u32) -> Leg {
+        // Set-up reads reserved generously; the relay sizes its own.
+        conn.release_idle_input();
+        conn.release_idle_output();
         Leg {
             sock,
             conn,
@@ -267,11 +275,20 @@ impl Leg {
         }
     }
 
-    /// Reads what the socket has; Ok(false) on EOF.
+    /// True while the input buffer has room for another read.
+    fn has_input_room(&self) -> bool {
+        self.conn.input_len() < READ_MAX
+    }
+
+    /// Reads what the socket has, at most up to [`READ_MAX`] buffered; Ok(false) on EOF.
     fn try_read(&mut self) -> std::io::Result<bool> {
         let buf = self.conn.input_buffer();
-        buf.reserve(self.read_size);
-        match self.sock.try_read_buf(buf) {
+        let want = self.read_size.min(READ_MAX.saturating_sub(buf.len()));
+        if want == 0 {
+            return Ok(true);
+        }
+        buf.reserve(want);
+        match self.sock.try_read_buf(&mut buf.limit(want)) {
             Ok(0) => Ok(false),
             Ok(n) => {
                 if n >= self.read_size {
@@ -281,6 +298,14 @@ impl Leg {
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(true),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Releases the input buffer once drained when this leg reads little (control traffic
+    /// only) or it grew past [`BUFFER_KEEP`]: an idle leg holds no reservation.
+    fn release_idle(&mut self) {
+        if self.read_size == READ_MIN || self.conn.input_capacity() > BUFFER_KEEP {
+            self.conn.release_idle_input();
         }
     }
 
@@ -295,8 +320,8 @@ impl Leg {
                 Err(e) => return Err(e),
             }
         }
-        if out.capacity() > OUTPUT_KEEP {
-            *out = BytesMut::new();
+        if out.capacity() > BUFFER_KEEP {
+            self.conn.release_idle_output();
         }
         Ok(())
     }
@@ -383,16 +408,23 @@ impl Relay {
 
     async fn pump_loop(&mut self) -> Result<String, String> {
         let mut last_activity = tokio::time::Instant::now();
+        // One timer for the session, moved only when it fires: re-arming it on every wake-up
+        // would cost a timer-wheel update per relayed chunk.
+        let idle = tokio::time::sleep(self.idle_timeout);
+        tokio::pin!(idle);
         loop {
             self.forward(Flow::ToOrigin)?;
             self.forward(Flow::ToClient)?;
             self.count_client_bytes();
+            self.client.release_idle();
+            self.origin.release_idle();
 
-            let read_client = self.origin.conn.output_buffer().len() < HIGH_WATER;
-            let read_origin = self.client.conn.output_buffer().len() < HIGH_WATER;
+            let read_client =
+                self.origin.conn.output_len() < OUTPUT_BUDGET && self.client.has_input_room();
+            let read_origin =
+                self.client.conn.output_len() < OUTPUT_BUDGET && self.origin.has_input_room();
             let client_interest = interest(read_client, self.client.conn.has_output());
             let origin_interest = interest(read_origin, self.origin.conn.has_output());
-            let idle_deadline = last_activity + self.idle_timeout;
 
             tokio::select! {
                 ready = ready_opt(&self.client.sock, client_interest) => {
@@ -407,21 +439,31 @@ impl Relay {
                     }
                     last_activity = tokio::time::Instant::now();
                 }
-                _ = tokio::time::sleep_until(idle_deadline) => {
-                    return Ok(format!("no bytes either way for {:?}", self.idle_timeout));
+                _ = &mut idle => {
+                    let deadline = last_activity + self.idle_timeout;
+                    if deadline <= tokio::time::Instant::now() {
+                        return Ok(format!("no bytes either way for {:?}", self.idle_timeout));
+                    }
+                    idle.as_mut().reset(deadline);
                 }
             }
         }
     }
 
-    /// Moves every complete message from one leg's input to the other leg's output.
+    /// Moves one leg's input to the other leg's output: media and data chunks as they arrive,
+    /// every other message once complete and mapped, until the input is used up or the other
+    /// leg holds [`OUTPUT_BUDGET`] bytes.
     fn forward(&mut self, flow: Flow) -> Result<(), String> {
         let (from, to, from_name) = match flow {
             Flow::ToOrigin => (&mut self.client, &mut self.origin, "client"),
             Flow::ToClient => (&mut self.origin, &mut self.client, "origin"),
         };
+        let msids = MsidMap {
+            from: from.msid,
+            to: to.msid,
+        };
         loop {
-            let msg = match from.conn.poll_message() {
+            let msg = match cut::relay(&mut from.conn, &mut to.conn, msids, OUTPUT_BUDGET) {
                 Ok(Some(m)) => m,
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(format!("{from_name} protocol error: {e}")),
