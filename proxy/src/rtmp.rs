@@ -326,6 +326,18 @@ impl Leg {
         Ok(())
     }
 
+    /// Writes pending output now, without waiting for readiness; true if that emptied an
+    /// output buffer the relay had filled to its budget (so more input can move).
+    fn write_now(&mut self, name: &str) -> Result<bool, String> {
+        if !self.conn.has_output() {
+            return Ok(false);
+        }
+        let full = self.conn.output_len() >= OUTPUT_BUDGET;
+        self.try_write()
+            .map_err(|e| format!("{name} write failed: {e}"))?;
+        Ok(full && !self.conn.has_output())
+    }
+
     /// Handles one readiness event: writes pending output, reads when allowed.
     /// Ok(false) when the peer closed.
     fn on_ready(
@@ -415,6 +427,15 @@ impl Relay {
         loop {
             self.forward(Flow::ToOrigin)?;
             self.forward(Flow::ToClient)?;
+            // Write what was just forwarded at once (a loopback or LAN socket nearly always
+            // takes it) instead of waiting a turn for write readiness; what a full socket
+            // leaves waits for readiness as usual, and room made here takes more input now.
+            if self.client.write_now("client")? | self.origin.write_now("origin")? {
+                self.forward(Flow::ToOrigin)?;
+                self.forward(Flow::ToClient)?;
+                self.client.write_now("client")?;
+                self.origin.write_now("origin")?;
+            }
             self.count_client_bytes();
             self.client.release_idle();
             self.origin.release_idle();
