@@ -288,12 +288,22 @@ impl Leg {
             return Ok(true);
         }
         buf.reserve(want);
-        match self.sock.try_read_buf(&mut buf.limit(want)) {
+        let sock = &self.sock;
+        let mut got = 0;
+        // A short read has drained the socket: reported to tokio as WouldBlock, it clears the
+        // read readiness now instead of costing another wake-up and a read that only returns
+        // EAGAIN. (tokio clears it only if no readiness event came in since, so none is lost.)
+        let read = sock.try_io(Interest::READABLE, || {
+            got = sock.try_read_buf(&mut buf.limit(want))?;
+            if got > 0 && got < want {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            Ok(got)
+        });
+        match read {
             Ok(0) => Ok(false),
-            Ok(n) => {
-                if n >= self.read_size {
-                    self.read_size = (self.read_size * 2).min(READ_MAX);
-                }
+            Ok(_) => {
+                self.read_size = (self.read_size * 2).min(READ_MAX);
                 Ok(true)
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(true),
@@ -411,10 +421,14 @@ impl Relay {
             self.client.conn.bytes_received(),
             self.client.conn.bytes_sent(),
         );
-        if (received, sent) != self.counted {
+        // The counters are shared by every session: touch only the one that moved.
+        if received != self.counted.0 {
             self.session.received_from_client(received - self.counted.0);
+            self.counted.0 = received;
+        }
+        if sent != self.counted.1 {
             self.session.sent_to_client(sent - self.counted.1);
-            self.counted = (received, sent);
+            self.counted.1 = sent;
         }
     }
 
