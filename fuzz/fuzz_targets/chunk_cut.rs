@@ -100,7 +100,12 @@ impl Peer {
     }
 
     fn round(&mut self) {
-        let ids: Vec<u32> = self.queues.keys().chain(self.active.keys()).copied().collect();
+        let ids: Vec<u32> = self
+            .queues
+            .keys()
+            .chain(self.active.keys())
+            .copied()
+            .collect();
         for csid in ids {
             self.chunk(csid);
         }

@@ -38,6 +38,9 @@ const READ_MAX: usize = 16 * 1024;
 /// A buffer grown past this (a reassembled message, or set-up's reservations) is released once
 /// drained, so one large message does not pin memory for the rest of the session.
 const BUFFER_KEEP: usize = 2 * OUTPUT_BUDGET;
+/// A session with no bytes either way for this long gives its empty buffers back; they are
+/// allocated again when traffic resumes.
+const RELEASE_IDLE_AFTER: Duration = Duration::from_secs(2);
 /// Time allowed to flush what is left to one leg after the other closed.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
 /// Most client transactions awaiting an origin reply that are remembered.
@@ -319,6 +322,13 @@ impl Leg {
         }
     }
 
+    /// Releases both empty buffers and starts reads small again: the session went quiet.
+    fn release_all(&mut self) {
+        self.conn.release_idle_input();
+        self.conn.release_idle_output();
+        self.read_size = READ_MIN;
+    }
+
     /// Writes as much pending output as the socket takes.
     fn try_write(&mut self) -> std::io::Result<()> {
         let out = self.conn.output_buffer();
@@ -435,9 +445,12 @@ impl Relay {
     async fn pump_loop(&mut self) -> Result<String, String> {
         let mut last_activity = tokio::time::Instant::now();
         // One timer for the session, moved only when it fires: re-arming it on every wake-up
-        // would cost a timer-wheel update per relayed chunk.
-        let idle = tokio::time::sleep(self.idle_timeout);
+        // would cost a timer-wheel update per relayed chunk. It first fires for the quiet-
+        // session buffer release, then for the idle timeout.
+        let release_after = RELEASE_IDLE_AFTER.min(self.idle_timeout);
+        let idle = tokio::time::sleep(release_after);
         tokio::pin!(idle);
+        let mut released = false;
         loop {
             self.forward(Flow::ToOrigin)?;
             self.forward(Flow::ToClient)?;
@@ -467,19 +480,27 @@ impl Relay {
                         return Ok("client closed".into());
                     }
                     last_activity = tokio::time::Instant::now();
+                    released = false;
                 }
                 ready = ready_opt(&self.origin.sock, origin_interest) => {
                     if !self.origin.on_ready(ready, read_origin, "origin")? {
                         return Ok("origin closed".into());
                     }
                     last_activity = tokio::time::Instant::now();
+                    released = false;
                 }
                 _ = &mut idle => {
-                    let deadline = last_activity + self.idle_timeout;
-                    if deadline <= tokio::time::Instant::now() {
+                    let now = tokio::time::Instant::now();
+                    if last_activity + self.idle_timeout <= now {
                         return Ok(format!("no bytes either way for {:?}", self.idle_timeout));
                     }
-                    idle.as_mut().reset(deadline);
+                    if !released && last_activity + release_after <= now {
+                        self.client.release_all();
+                        self.origin.release_all();
+                        released = true;
+                    }
+                    let next = if released { self.idle_timeout } else { release_after };
+                    idle.as_mut().reset(last_activity + next);
                 }
             }
         }
