@@ -1,18 +1,20 @@
 //! RTMP relay (docs/design.md §6.1): the proxy completes the handshake and the connect / createStream /
 //! publish|play exchange with the client itself, opens the same session to the owner origin, then
-//! relays media, data and command messages both ways. Per-hop control (chunk size,
-//! acknowledgement window, peer bandwidth, ping) is handled on each leg by its own
+//! relays media, data and command messages both ways: media and data chunk by chunk as they
+//! arrive ([`srs_rtmp::cut`]), commands and user control reassembled and mapped. Per-hop control
+//! (chunk size, acknowledgement window, peer bandwidth, ping) is handled on each leg by its own
 //! [`Connection`]; message stream ids are mapped between the legs.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut};
 use srs_cluster::{Protocol, StreamKey};
 use srs_rtmp::amf0::Amf0Value;
 use srs_rtmp::chunk::{Limits, RawMessage};
 use srs_rtmp::conn::Connection;
+use srs_rtmp::cut::{self, MsidMap};
 use srs_rtmp::error::RtmpError;
 use srs_rtmp::io::{accept_session, open_session_via, RtmpStream, ServerRequest, VIA_PROPERTY};
 use srs_rtmp::message::{csid, type_id, Command, Message, UserControl};
@@ -26,15 +28,21 @@ use crate::session::{ClientProtocol, Direction, Session};
 use crate::state::{State, ORIGIN_DIAL_TIMEOUT};
 use crate::upstream::{ConnectError, Connected, ErrorChain, Side};
 
-/// Stop reading a leg while the other leg has this much output not yet written.
-const HIGH_WATER: usize = 1024 * 1024;
-/// Read reservations per leg: a leg starts small (a player's client leg only ever carries
-/// control traffic) and doubles up to the maximum while reads fill what was reserved (media).
+/// Output a leg may hold before the relay stops moving the other leg's input to it, and reads
+/// of that leg stop (bytes): chunks are forwarded as they arrive, so this, not the largest
+/// message, bounds a session's memory.
+const OUTPUT_BUDGET: usize = 16 * 1024;
+/// Read sizes per leg: a leg starts small (a player's client leg only ever carries control
+/// traffic) and doubles up to the maximum while reads fill what was asked (media). The input
+/// buffer never holds more than the maximum.
 const READ_MIN: usize = 4 * 1024;
-const READ_MAX: usize = 64 * 1024;
-/// An output buffer grown past this (by a keyframe) is released once drained, so one large
-/// message does not pin memory for the rest of the session.
-const OUTPUT_KEEP: usize = 64 * 1024;
+const READ_MAX: usize = 16 * 1024;
+/// A buffer grown past this (a reassembled message, or set-up's reservations) is released once
+/// drained, so one large message does not pin memory for the rest of the session.
+const BUFFER_KEEP: usize = 2 * OUTPUT_BUDGET;
+/// A session with no bytes either way for this long gives its empty buffers back; they are
+/// allocated again when traffic resumes.
+const RELEASE_IDLE_AFTER: Duration = Duration::from_secs(2);
 /// Time allowed to flush what is left to one leg after the other closed.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
 /// Most client transactions awaiting an origin reply that are remembered.
@@ -295,12 +303,15 @@ struct Leg {
     sock: TcpStream,
     conn: Connection,
     msid: u32,
-    /// Bytes reserved for the next read, between [`READ_MIN`] and [`READ_MAX`].
+    /// Bytes asked for by the next read, between [`READ_MIN`] and [`READ_MAX`].
     read_size: usize,
 }
 
 impl Leg {
-    fn new(sock: TcpStream, conn: Connection, msid: u32) -> Leg {
+    fn new(sock: TcpStream, mut conn: Connection, msid: u32) -> Leg {
+        // Set-up reads reserved generously; the relay sizes its own.
+        conn.release_idle_input();
+        conn.release_idle_output();
         Leg {
             sock,
             conn,
@@ -309,21 +320,55 @@ impl Leg {
         }
     }
 
-    /// Reads what the socket has; Ok(false) on EOF.
+    /// True while the input buffer has room for another read.
+    fn has_input_room(&self) -> bool {
+        self.conn.input_len() < READ_MAX
+    }
+
+    /// Reads what the socket has, at most up to [`READ_MAX`] buffered; Ok(false) on EOF.
     fn try_read(&mut self) -> std::io::Result<bool> {
         let buf = self.conn.input_buffer();
-        buf.reserve(self.read_size);
-        match self.sock.try_read_buf(buf) {
+        let want = self.read_size.min(READ_MAX.saturating_sub(buf.len()));
+        if want == 0 {
+            return Ok(true);
+        }
+        buf.reserve(want);
+        let sock = &self.sock;
+        let mut got = 0;
+        // A short read has drained the socket: reported to tokio as WouldBlock, it clears the
+        // read readiness now instead of costing another wake-up and a read that only returns
+        // EAGAIN. (tokio clears it only if no readiness event came in since, so none is lost.)
+        let read = sock.try_io(Interest::READABLE, || {
+            got = sock.try_read_buf(&mut buf.limit(want))?;
+            if got > 0 && got < want {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            Ok(got)
+        });
+        match read {
             Ok(0) => Ok(false),
-            Ok(n) => {
-                if n >= self.read_size {
-                    self.read_size = (self.read_size * 2).min(READ_MAX);
-                }
+            Ok(_) => {
+                self.read_size = (self.read_size * 2).min(READ_MAX);
                 Ok(true)
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(true),
             Err(e) => Err(e),
         }
+    }
+
+    /// Releases the input buffer once drained when this leg reads little (control traffic
+    /// only) or it grew past [`BUFFER_KEEP`]: an idle leg holds no reservation.
+    fn release_idle(&mut self) {
+        if self.read_size == READ_MIN || self.conn.input_capacity() > BUFFER_KEEP {
+            self.conn.release_idle_input();
+        }
+    }
+
+    /// Releases both empty buffers and starts reads small again: the session went quiet.
+    fn release_all(&mut self) {
+        self.conn.release_idle_input();
+        self.conn.release_idle_output();
+        self.read_size = READ_MIN;
     }
 
     /// Writes as much pending output as the socket takes.
@@ -337,10 +382,22 @@ impl Leg {
                 Err(e) => return Err(e),
             }
         }
-        if out.capacity() > OUTPUT_KEEP {
-            *out = BytesMut::new();
+        if out.capacity() > BUFFER_KEEP {
+            self.conn.release_idle_output();
         }
         Ok(())
+    }
+
+    /// Writes pending output now, without waiting for readiness; true if that emptied an
+    /// output buffer the relay had filled to its budget (so more input can move).
+    fn write_now(&mut self, name: &str) -> Result<bool, String> {
+        if !self.conn.has_output() {
+            return Ok(false);
+        }
+        let full = self.conn.output_len() >= OUTPUT_BUDGET;
+        self.try_write()
+            .map_err(|e| format!("{name} write failed: {e}"))?;
+        Ok(full && !self.conn.has_output())
     }
 
     /// Handles one readiness event: writes pending output, reads when allowed.
@@ -416,25 +473,48 @@ impl Relay {
             self.client.conn.bytes_received(),
             self.client.conn.bytes_sent(),
         );
-        if (received, sent) != self.counted {
+        // The counters are shared by every session: touch only the one that moved.
+        if received != self.counted.0 {
             self.session.received_from_client(received - self.counted.0);
+            self.counted.0 = received;
+        }
+        if sent != self.counted.1 {
             self.session.sent_to_client(sent - self.counted.1);
-            self.counted = (received, sent);
+            self.counted.1 = sent;
         }
     }
 
     async fn pump_loop(&mut self) -> Result<String, String> {
         let mut last_activity = tokio::time::Instant::now();
+        // One timer for the session, moved only when it fires: re-arming it on every wake-up
+        // would cost a timer-wheel update per relayed chunk. It first fires for the quiet-
+        // session buffer release, then for the idle timeout.
+        let release_after = RELEASE_IDLE_AFTER.min(self.idle_timeout);
+        let idle = tokio::time::sleep(release_after);
+        tokio::pin!(idle);
+        let mut released = false;
         loop {
             self.forward(Flow::ToOrigin)?;
             self.forward(Flow::ToClient)?;
+            // Write what was just forwarded at once (a loopback or LAN socket nearly always
+            // takes it) instead of waiting a turn for write readiness; what a full socket
+            // leaves waits for readiness as usual, and room made here takes more input now.
+            if self.client.write_now("client")? | self.origin.write_now("origin")? {
+                self.forward(Flow::ToOrigin)?;
+                self.forward(Flow::ToClient)?;
+                self.client.write_now("client")?;
+                self.origin.write_now("origin")?;
+            }
             self.count_client_bytes();
+            self.client.release_idle();
+            self.origin.release_idle();
 
-            let read_client = self.origin.conn.output_buffer().len() < HIGH_WATER;
-            let read_origin = self.client.conn.output_buffer().len() < HIGH_WATER;
+            let read_client =
+                self.origin.conn.output_len() < OUTPUT_BUDGET && self.client.has_input_room();
+            let read_origin =
+                self.client.conn.output_len() < OUTPUT_BUDGET && self.origin.has_input_room();
             let client_interest = interest(read_client, self.client.conn.has_output());
             let origin_interest = interest(read_origin, self.origin.conn.has_output());
-            let idle_deadline = last_activity + self.idle_timeout;
 
             tokio::select! {
                 ready = ready_opt(&self.client.sock, client_interest) => {
@@ -442,28 +522,46 @@ impl Relay {
                         return Ok("client closed".into());
                     }
                     last_activity = tokio::time::Instant::now();
+                    released = false;
                 }
                 ready = ready_opt(&self.origin.sock, origin_interest) => {
                     if !self.origin.on_ready(ready, read_origin, "origin")? {
                         return Ok("origin closed".into());
                     }
                     last_activity = tokio::time::Instant::now();
+                    released = false;
                 }
-                _ = tokio::time::sleep_until(idle_deadline) => {
-                    return Ok(format!("no bytes either way for {:?}", self.idle_timeout));
+                _ = &mut idle => {
+                    let now = tokio::time::Instant::now();
+                    if last_activity + self.idle_timeout <= now {
+                        return Ok(format!("no bytes either way for {:?}", self.idle_timeout));
+                    }
+                    if !released && last_activity + release_after <= now {
+                        self.client.release_all();
+                        self.origin.release_all();
+                        released = true;
+                    }
+                    let next = if released { self.idle_timeout } else { release_after };
+                    idle.as_mut().reset(last_activity + next);
                 }
             }
         }
     }
 
-    /// Moves every complete message from one leg's input to the other leg's output.
+    /// Moves one leg's input to the other leg's output: media and data chunks as they arrive,
+    /// every other message once complete and mapped, until the input is used up or the other
+    /// leg holds [`OUTPUT_BUDGET`] bytes.
     fn forward(&mut self, flow: Flow) -> Result<(), String> {
         let (from, to, from_name) = match flow {
             Flow::ToOrigin => (&mut self.client, &mut self.origin, "client"),
             Flow::ToClient => (&mut self.origin, &mut self.client, "origin"),
         };
+        let msids = MsidMap {
+            from: from.msid,
+            to: to.msid,
+        };
         loop {
-            let msg = match from.conn.poll_message() {
+            let msg = match cut::relay(&mut from.conn, &mut to.conn, msids, OUTPUT_BUDGET) {
                 Ok(Some(m)) => m,
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(format!("{from_name} protocol error: {e}")),

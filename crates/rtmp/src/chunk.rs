@@ -8,6 +8,7 @@
 //! of that chunk stream until the next type 0/1/2 header (RTMP spec 5.3.1.3).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -26,6 +27,31 @@ pub const MAX_CSID: u32 = 65599;
 
 /// Timestamp field value signalling an extended timestamp.
 const EXTENDED: u32 = 0xFF_FFFF;
+
+/// Hashes a chunk stream id with one multiplication (Fibonacci hashing): the maps are looked up
+/// several times per chunk, and hold at most `Limits::max_chunk_streams` entries, so a keyed
+/// hash buys nothing here.
+#[derive(Debug, Default, Clone, Copy)]
+struct CsidHasher(u64);
+
+const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl Hasher for CsidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(FIBONACCI);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(FIBONACCI);
+    }
+}
+
+/// Per chunk stream state, keyed by chunk stream id.
+type CsidMap<V> = HashMap<u32, V, BuildHasherDefault<CsidHasher>>;
 
 /// One reassembled RTMP message (RTMP spec 5.3.1 + 6.1).
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +123,61 @@ struct DecodeState {
     /// Body of the message being reassembled.
     payload: BytesMut,
     in_progress: bool,
+    /// The message in progress is forwarded chunk by chunk instead of
+    /// reassembled ([`ChunkDecoder::next_piece`]); its payload is not held.
+    forwarded: bool,
+    /// Payload bytes of the forwarded message in progress consumed so far.
+    passed: u32,
+}
+
+/// Header fields of one message, as the first chunk of it carries them
+/// after header decompression (RTMP spec 5.3.1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageHeader {
+    /// Absolute timestamp in milliseconds (wrapping u32).
+    pub timestamp: u32,
+    /// Payload length in bytes (at most 0xFFFFFF).
+    pub length: u32,
+    /// Message type id (see `message::type_id`).
+    pub type_id: u8,
+    /// Message stream id.
+    pub msid: u32,
+}
+
+/// What [`ChunkDecoder::next_piece`] found at the front of the input.
+#[derive(Debug, PartialEq)]
+pub enum Piece {
+    /// More input is needed; what was consumed is applied.
+    Incomplete,
+    /// The header of a chunk of a forwarded message was consumed. `len`
+    /// payload bytes of this chunk follow in the input; take them with
+    /// [`ChunkDecoder::forwarding`] and [`ChunkDecoder::consume_forwarded`]
+    /// before asking for the next piece.
+    Forward {
+        /// Chunk stream id (2..=65599).
+        csid: u32,
+        /// True for the first chunk of the message, false for a
+        /// continuation chunk.
+        first: bool,
+        /// The message's header.
+        header: MessageHeader,
+        /// Payload bytes in this chunk: at most the chunk size.
+        len: u32,
+    },
+    /// A reassembled message is complete.
+    Message(RawMessage),
+}
+
+/// The chunk whose payload [`ChunkDecoder::next_piece`] is reading.
+#[derive(Debug, Clone, Copy)]
+struct OpenChunk {
+    csid: u32,
+    /// Payload bytes of the chunk still to come.
+    remaining: u32,
+    /// Payload bytes of the whole chunk.
+    len: u32,
+    /// Forwarded by the caller (true) or reassembled here (false).
+    forwarded: bool,
 }
 
 /// A parsed chunk header whose effects are not yet applied.
@@ -113,14 +194,62 @@ struct Header {
     extended: bool,
 }
 
+/// What a parsed header means for its chunk stream ([`ChunkDecoder::plan`]).
+struct Plan {
+    /// The header starts a message (any partial one on the stream is dropped).
+    new_message: bool,
+    /// Bytes of a partial reassembled message the stream holds now.
+    held: usize,
+    /// Payload bytes of the message still due, this chunk included.
+    remaining: usize,
+}
+
+/// Applies a header that starts a new message to its chunk stream's state
+/// (RTMP spec 5.3.1.2; timestamps as described in the module docs).
+fn start_message(state: &mut DecodeState, header: &Header) {
+    if state.in_progress {
+        tracing::debug!(csid = header.csid, "new header discards a partial message");
+    }
+    match header.fmt {
+        0 => {
+            state.timestamp = header.time;
+            state.delta = header.time;
+            state.msid = header.msid;
+        }
+        1 | 2 => {
+            state.delta = header.time;
+            state.timestamp = state.timestamp.wrapping_add(header.time);
+        }
+        _ => state.timestamp = state.timestamp.wrapping_add(state.delta),
+    }
+    if header.fmt <= 1 {
+        state.length = header.length;
+        state.type_id = header.type_id;
+    }
+    if header.fmt <= 2 {
+        state.extended = header.extended.then_some(header.time);
+    }
+    state.payload = BytesMut::new();
+    state.in_progress = true;
+    state.forwarded = false;
+    state.passed = 0;
+}
+
 /// Reassembles messages from a byte stream of chunks (RTMP spec 5.3).
 #[derive(Debug)]
 pub struct ChunkDecoder {
     limits: Limits,
     chunk_size: u32,
-    streams: HashMap<u32, DecodeState>,
+    streams: CsidMap<DecodeState>,
     /// Bytes held in partial message payloads across all chunk streams.
     buffered: usize,
+    /// The chunk whose header [`ChunkDecoder::next_piece`] consumed and
+    /// whose payload has not all arrived.
+    open: Option<OpenChunk>,
+    /// A chunk stream whose forwarded partial message was dropped (Abort,
+    /// or a new header on it): whoever received its first chunks must be
+    /// told with an Abort of its own.
+    discarded: Option<u32>,
 }
 
 fn be24(b: &[u8]) -> u32 {
@@ -137,8 +266,10 @@ impl ChunkDecoder {
         ChunkDecoder {
             limits,
             chunk_size: DEFAULT_CHUNK_SIZE,
-            streams: HashMap::new(),
+            streams: CsidMap::default(),
             buffered: 0,
+            open: None,
+            discarded: None,
         }
     }
 
@@ -177,10 +308,26 @@ impl ChunkDecoder {
     /// spec 5.4.2). Unknown ids are ignored.
     pub fn abort(&mut self, csid: u32) {
         if let Some(state) = self.streams.get_mut(&csid) {
+            if state.in_progress && state.forwarded {
+                self.discarded = Some(csid);
+            }
             self.buffered -= state.payload.len();
             state.payload = BytesMut::new();
             state.in_progress = false;
+            state.forwarded = false;
         }
+    }
+
+    /// The chunk stream of a forwarded partial message dropped since the
+    /// last call, by an Abort or by a new message header on its chunk
+    /// stream; the receiver of its first chunks needs an Abort too.
+    pub fn take_discarded(&mut self) -> Option<u32> {
+        self.discarded.take()
+    }
+
+    /// True if some chunk stream has a forwarded message in progress.
+    pub fn forwarding_any(&self) -> bool {
+        self.streams.values().any(|s| s.in_progress && s.forwarded)
     }
 
     /// Consumes whole chunks from the front of `buf` and returns the first
@@ -196,69 +343,20 @@ impl ChunkDecoder {
             let Some(header) = self.parse_header(buf)? else {
                 return Ok(None);
             };
-            let existing = self.streams.get(&header.csid);
-            let in_progress = existing.is_some_and(|s| s.in_progress);
-            let held = existing.map_or(0, |s| s.payload.len());
-            let new_message = header.fmt != 3 || !in_progress;
-            let (length, received) = match existing {
-                Some(s) if !new_message => (s.length, held),
-                Some(s) if header.fmt >= 2 => (s.length, 0),
-                _ => (header.length, 0),
-            };
-            if length > self.limits.max_message_size {
-                return Err(ChunkError::MessageTooLarge {
-                    size: length,
-                    limit: self.limits.max_message_size,
-                });
-            }
-            let remaining = (length as usize).saturating_sub(received);
-            let take = remaining.min(self.chunk_size as usize);
+            let plan = self.plan(&header)?;
+            let take = plan.remaining.min(self.chunk_size as usize);
             if buf.len() < header.len + take {
                 return Ok(None);
             }
-            let buffered_after = if new_message {
-                self.buffered - held + take
-            } else {
-                self.buffered + take
-            };
-            let buffer_limit = 2 * self.limits.max_message_size as usize;
-            if take < remaining && buffered_after > buffer_limit {
-                return Err(ChunkError::BufferedTooMuch {
-                    buffered: buffered_after,
-                    limit: buffer_limit,
-                });
-            }
+            let buffered_after = self.check_buffered(&plan, take)?;
 
             // The whole chunk is present: apply its header and payload.
             let state = self.streams.entry(header.csid).or_default();
-            if new_message {
-                if state.in_progress {
-                    tracing::debug!(csid = header.csid, "new header discards a partial message");
-                }
-                match header.fmt {
-                    0 => {
-                        state.timestamp = header.time;
-                        state.delta = header.time;
-                        state.msid = header.msid;
-                    }
-                    1 | 2 => {
-                        state.delta = header.time;
-                        state.timestamp = state.timestamp.wrapping_add(header.time);
-                    }
-                    _ => state.timestamp = state.timestamp.wrapping_add(state.delta),
-                }
-                if header.fmt <= 1 {
-                    state.length = header.length;
-                    state.type_id = header.type_id;
-                }
-                if header.fmt <= 2 {
-                    state.extended = header.extended.then_some(header.time);
-                }
-                state.payload = BytesMut::new();
-                state.in_progress = true;
+            if plan.new_message {
+                start_message(state, &header);
             }
             buf.advance(header.len);
-            if new_message && take == remaining {
+            if plan.new_message && take == plan.remaining {
                 // The whole message is in this one chunk (the common case with large chunk
                 // sizes): hand out its bytes from the input buffer without copying or
                 // allocating; the buffer's memory is reclaimed once the message is dropped.
@@ -289,6 +387,201 @@ impl ChunkDecoder {
                 }));
             }
         }
+    }
+
+    /// Streaming counterpart of [`ChunkDecoder::decode`] for relays: consumes
+    /// chunk headers and payload bytes as they arrive, without waiting for a
+    /// whole chunk, so `buf` never has to hold more than one chunk header.
+    /// At the first chunk of each message, `forward(csid, type_id)` decides
+    /// whether its chunks go to the caller one by one ([`Piece::Forward`],
+    /// payload not held here) or are reassembled ([`Piece::Message`]).
+    ///
+    /// While a forwarded chunk's payload is open ([`ChunkDecoder::forwarding`]
+    /// is `Some`) this returns [`Piece::Incomplete`] without consuming.
+    ///
+    /// Errors: as [`ChunkDecoder::decode`]. After an error the connection
+    /// should be closed.
+    pub fn next_piece(
+        &mut self,
+        buf: &mut BytesMut,
+        mut forward: impl FnMut(u32, u8) -> bool,
+    ) -> Result<Piece, ChunkError> {
+        loop {
+            if let Some(open) = self.open {
+                if open.forwarded {
+                    return Ok(Piece::Incomplete);
+                }
+                let n = (open.remaining as usize).min(buf.len());
+                let Some(state) = self.streams.get_mut(&open.csid) else {
+                    self.open = None;
+                    continue;
+                };
+                state.payload.extend_from_slice(&buf[..n]);
+                buf.advance(n);
+                self.buffered += n;
+                let remaining = open.remaining - n as u32;
+                if remaining > 0 {
+                    self.open = Some(OpenChunk { remaining, ..open });
+                    return Ok(Piece::Incomplete);
+                }
+                self.open = None;
+                if state.payload.len() >= state.length as usize {
+                    state.in_progress = false;
+                    self.buffered -= state.payload.len();
+                    let payload = std::mem::take(&mut state.payload).freeze();
+                    return Ok(Piece::Message(RawMessage {
+                        csid: open.csid,
+                        timestamp: state.timestamp,
+                        type_id: state.type_id,
+                        msid: state.msid,
+                        payload,
+                    }));
+                }
+                continue;
+            }
+            let Some(header) = self.parse_header(buf)? else {
+                return Ok(Piece::Incomplete);
+            };
+            let plan = self.plan(&header)?;
+            let take = plan.remaining.min(self.chunk_size as usize);
+            let existing = self.streams.get(&header.csid);
+            let forwarded = if plan.new_message {
+                let type_id = match (header.fmt, existing) {
+                    (2 | 3, Some(s)) => s.type_id,
+                    _ => header.type_id,
+                };
+                forward(header.csid, type_id)
+            } else {
+                existing.is_some_and(|s| s.forwarded)
+            };
+            if !forwarded {
+                self.check_buffered(&plan, take)?;
+            }
+
+            let state = self.streams.entry(header.csid).or_default();
+            if plan.new_message {
+                if state.in_progress && state.forwarded {
+                    self.discarded = Some(header.csid);
+                }
+                self.buffered -= plan.held;
+                start_message(state, &header);
+                state.forwarded = forwarded;
+            }
+            buf.advance(header.len);
+            // take <= chunk size <= 0x7FFFFFFF
+            let len = take as u32;
+            if forwarded {
+                if len == 0 {
+                    state.in_progress = false;
+                } else {
+                    self.open = Some(OpenChunk {
+                        csid: header.csid,
+                        remaining: len,
+                        len,
+                        forwarded: true,
+                    });
+                }
+                return Ok(Piece::Forward {
+                    csid: header.csid,
+                    first: plan.new_message,
+                    header: MessageHeader {
+                        timestamp: state.timestamp,
+                        length: state.length,
+                        type_id: state.type_id,
+                        msid: state.msid,
+                    },
+                    len,
+                });
+            }
+            if len == 0 {
+                state.in_progress = false;
+                return Ok(Piece::Message(RawMessage {
+                    csid: header.csid,
+                    timestamp: state.timestamp,
+                    type_id: state.type_id,
+                    msid: state.msid,
+                    payload: Bytes::new(),
+                }));
+            }
+            self.open = Some(OpenChunk {
+                csid: header.csid,
+                remaining: len,
+                len,
+                forwarded: false,
+            });
+        }
+    }
+
+    /// Payload bytes of the open forwarded chunk still to come, if the input
+    /// is inside one ([`Piece::Forward`]).
+    pub fn forwarding(&self) -> Option<u32> {
+        self.open.filter(|o| o.forwarded).map(|o| o.remaining)
+    }
+
+    /// Records that the caller took `n` payload bytes of the open forwarded
+    /// chunk from the front of the input (at most [`ChunkDecoder::forwarding`];
+    /// more is clamped). Returns true when that completed the chunk.
+    pub fn consume_forwarded(&mut self, n: u32) -> bool {
+        let Some(open) = self.open.as_mut().filter(|o| o.forwarded) else {
+            return false;
+        };
+        open.remaining -= n.min(open.remaining);
+        if open.remaining > 0 {
+            return false;
+        }
+        let (csid, len) = (open.csid, open.len);
+        self.open = None;
+        if let Some(state) = self.streams.get_mut(&csid) {
+            state.passed = state.passed.saturating_add(len);
+            if state.passed >= state.length {
+                state.in_progress = false;
+            }
+        }
+        true
+    }
+
+    /// Works out, for a parsed header, whether it starts a message, and the
+    /// payload still due for it; enforces the message size limit.
+    fn plan(&self, header: &Header) -> Result<Plan, ChunkError> {
+        let existing = self.streams.get(&header.csid);
+        let in_progress = existing.is_some_and(|s| s.in_progress);
+        let held = existing.map_or(0, |s| s.payload.len());
+        let new_message = header.fmt != 3 || !in_progress;
+        let (length, received) = match existing {
+            Some(s) if !new_message && s.forwarded => (s.length, s.passed as usize),
+            Some(s) if !new_message => (s.length, held),
+            Some(s) if header.fmt >= 2 => (s.length, 0),
+            _ => (header.length, 0),
+        };
+        if length > self.limits.max_message_size {
+            return Err(ChunkError::MessageTooLarge {
+                size: length,
+                limit: self.limits.max_message_size,
+            });
+        }
+        Ok(Plan {
+            new_message,
+            held,
+            remaining: (length as usize).saturating_sub(received),
+        })
+    }
+
+    /// The bytes of partial reassembled messages after taking `take` more
+    /// for `plan`'s chunk, or [`ChunkError::BufferedTooMuch`].
+    fn check_buffered(&self, plan: &Plan, take: usize) -> Result<usize, ChunkError> {
+        let buffered_after = if plan.new_message {
+            self.buffered - plan.held + take
+        } else {
+            self.buffered + take
+        };
+        let buffer_limit = 2 * self.limits.max_message_size as usize;
+        if take < plan.remaining && buffered_after > buffer_limit {
+            return Err(ChunkError::BufferedTooMuch {
+                buffered: buffered_after,
+                limit: buffer_limit,
+            });
+        }
+        Ok(buffered_after)
     }
 
     /// Parses the chunk header at the front of `buf` without consuming it.
@@ -379,13 +672,16 @@ struct EncodeState {
     /// The last header was type 0; peers disagree on the delta a type 3
     /// message applies after it, so we never send that combination.
     after_fmt0: bool,
+    /// The extended timestamp the last type 0/1/2 header carried, repeated
+    /// in its continuation chunks.
+    extended: Option<u32>,
 }
 
 /// Splits messages into chunks with header compression (RTMP spec 5.3).
 #[derive(Debug)]
 pub struct ChunkEncoder {
     chunk_size: u32,
-    streams: HashMap<u32, EncodeState>,
+    streams: CsidMap<EncodeState>,
 }
 
 impl Default for ChunkEncoder {
@@ -399,7 +695,7 @@ impl ChunkEncoder {
     pub fn new() -> Self {
         ChunkEncoder {
             chunk_size: DEFAULT_CHUNK_SIZE,
-            streams: HashMap::new(),
+            streams: CsidMap::default(),
         }
     }
 
@@ -433,11 +729,40 @@ impl ChunkEncoder {
             return;
         }
         let csid = msg.csid.clamp(MIN_CSID, MAX_CSID);
+        out.reserve(msg.payload.len() + 18 + msg.payload.len() / self.chunk_size as usize * 8);
+        let header = MessageHeader {
+            timestamp: msg.timestamp,
+            length,
+            type_id: msg.type_id,
+            msid: msg.msid,
+        };
+        self.write_first_header(csid, &header, out);
+        let mut chunks = msg.payload.chunks(self.chunk_size as usize);
+        if let Some(first) = chunks.next() {
+            out.put_slice(first);
+        }
+        for chunk in chunks {
+            self.write_continuation_header(csid, out);
+            out.put_slice(chunk);
+        }
+    }
+
+    /// Appends the header of a message's first chunk to `out`, compressed
+    /// against this chunk stream's previous header as [`ChunkEncoder::encode`]
+    /// does; the caller appends at most [`ChunkEncoder::chunk_size`] bytes
+    /// of payload after it, then a [`ChunkEncoder::write_continuation_header`]
+    /// before each further chunk of at most that size.
+    ///
+    /// `csid` must be in 2..=65599 (it is clamped) and `header.length` at
+    /// most 0xFFFFFF (it is written as its low 24 bits).
+    pub fn write_first_header(&mut self, csid: u32, header: &MessageHeader, out: &mut BytesMut) {
+        let csid = csid.clamp(MIN_CSID, MAX_CSID);
+        let length = header.length & MAX_MESSAGE_LENGTH;
         let prev = self.streams.get(&csid).copied();
         let (fmt, time) = match prev {
-            Some(p) if p.msid == msg.msid && msg.timestamp >= p.timestamp => {
-                let delta = msg.timestamp - p.timestamp;
-                if p.length != length || p.type_id != msg.type_id {
+            Some(p) if p.msid == header.msid && header.timestamp >= p.timestamp => {
+                let delta = header.timestamp - p.timestamp;
+                if p.length != length || p.type_id != header.type_id {
                     (1, delta)
                 } else if delta == p.delta && !p.after_fmt0 && delta < EXTENDED {
                     (3, delta)
@@ -445,46 +770,45 @@ impl ChunkEncoder {
                     (2, delta)
                 }
             }
-            _ => (0, msg.timestamp),
+            _ => (0, header.timestamp),
         };
-        let extended = fmt != 3 && time >= EXTENDED;
+        let extended = (fmt != 3 && time >= EXTENDED).then_some(time);
         self.streams.insert(
             csid,
             EncodeState {
-                timestamp: msg.timestamp,
+                timestamp: header.timestamp,
                 delta: time,
                 length,
-                type_id: msg.type_id,
-                msid: msg.msid,
+                type_id: header.type_id,
+                msid: header.msid,
                 after_fmt0: fmt == 0,
+                extended,
             },
         );
-
-        out.reserve(msg.payload.len() + 18 + msg.payload.len() / self.chunk_size as usize * 8);
         write_basic_header(out, fmt, csid);
         if fmt <= 2 {
             out.put_uint(u64::from(time.min(EXTENDED)), 3);
         }
         if fmt <= 1 {
             out.put_uint(u64::from(length), 3);
-            out.put_u8(msg.type_id);
+            out.put_u8(header.type_id);
         }
         if fmt == 0 {
-            out.put_u32_le(msg.msid);
+            out.put_u32_le(header.msid);
         }
-        if extended {
+        if let Some(time) = extended {
             out.put_u32(time);
         }
-        let mut chunks = msg.payload.chunks(self.chunk_size as usize);
-        if let Some(first) = chunks.next() {
-            out.put_slice(first);
-        }
-        for chunk in chunks {
-            write_basic_header(out, 3, csid);
-            if extended {
-                out.put_u32(time);
-            }
-            out.put_slice(chunk);
+    }
+
+    /// Appends a type 3 header continuing the message last started on
+    /// `csid` (clamped to 2..=65599), repeating its extended timestamp if it
+    /// had one, as SRS and FFmpeg expect (RTMP spec 5.3.1.3).
+    pub fn write_continuation_header(&mut self, csid: u32, out: &mut BytesMut) {
+        let csid = csid.clamp(MIN_CSID, MAX_CSID);
+        write_basic_header(out, 3, csid);
+        if let Some(time) = self.streams.get(&csid).and_then(|s| s.extended) {
+            out.put_u32(time);
         }
     }
 }

@@ -16,12 +16,17 @@ use crate::message::{csid, type_id, Message, UserControl};
 /// answered here and never returned.
 #[derive(Debug)]
 pub struct Connection {
-    decoder: ChunkDecoder,
-    encoder: ChunkEncoder,
-    input: BytesMut,
-    output: BytesMut,
-    bytes_received: u64,
-    bytes_sent: u64,
+    pub(crate) decoder: ChunkDecoder,
+    pub(crate) encoder: ChunkEncoder,
+    pub(crate) input: BytesMut,
+    pub(crate) output: BytesMut,
+    pub(crate) bytes_received: u64,
+    pub(crate) bytes_sent: u64,
+    /// The output ends inside a chunk whose payload a cut-through relay is
+    /// still streaming (`crate::cut`); messages queued meanwhile wait in
+    /// `deferred` and follow at the chunk's end.
+    pub(crate) mid_chunk: bool,
+    deferred: BytesMut,
     /// The peer's acknowledgement window (its WindowAckSize), bytes.
     peer_window: Option<u32>,
     /// `bytes_received` when we last sent an Acknowledgement.
@@ -43,6 +48,8 @@ impl Connection {
             output: BytesMut::new(),
             bytes_received: 0,
             bytes_sent: 0,
+            mid_chunk: false,
+            deferred: BytesMut::new(),
             peer_window: None,
             last_ack_sent_at: 0,
             our_window: None,
@@ -91,7 +98,7 @@ impl Connection {
 
     /// Queues an Acknowledgement once the bytes received since the last one
     /// reach the peer's window.
-    fn maybe_acknowledge(&mut self) {
+    pub(crate) fn maybe_acknowledge(&mut self) {
         let Some(window) = self.peer_window.filter(|&w| w > 0) else {
             return;
         };
@@ -104,7 +111,7 @@ impl Connection {
     }
 
     /// Handles a protocol control or ping message; false for anything else.
-    fn handle_control(&mut self, raw: &RawMessage) -> Result<bool, RtmpError> {
+    pub(crate) fn handle_control(&mut self, raw: &RawMessage) -> Result<bool, RtmpError> {
         match raw.type_id {
             type_id::SET_CHUNK_SIZE
             | type_id::ABORT
@@ -134,15 +141,30 @@ impl Connection {
         Ok(true)
     }
 
-    fn send_control(&mut self, msg: &Message) {
+    pub(crate) fn send_control(&mut self, msg: &Message) {
         self.send_message(csid::PROTOCOL_CONTROL, 0, 0, msg);
     }
 
-    /// Encodes `msg` as chunks into the output buffer.
+    /// Encodes `msg` as chunks into the output buffer (after the chunk a
+    /// cut-through relay is streaming, if any).
     pub fn send(&mut self, msg: &RawMessage) {
-        let before = self.output.len();
-        self.encoder.encode(msg, &mut self.output);
-        self.bytes_sent += (self.output.len() - before) as u64;
+        let out = if self.mid_chunk {
+            &mut self.deferred
+        } else {
+            &mut self.output
+        };
+        let before = out.len();
+        self.encoder.encode(msg, out);
+        self.bytes_sent += (out.len() - before) as u64;
+    }
+
+    /// The streamed chunk is complete: what was queued meanwhile follows it.
+    pub(crate) fn end_chunk(&mut self) {
+        self.mid_chunk = false;
+        if !self.deferred.is_empty() {
+            self.output.extend_from_slice(&self.deferred);
+            self.deferred.clear();
+        }
     }
 
     /// Encodes `msg` with the given chunk stream, timestamp (ms) and message
@@ -175,6 +197,39 @@ impl Connection {
     /// True if the output buffer is not empty.
     pub fn has_output(&self) -> bool {
         !self.output.is_empty()
+    }
+
+    /// Bytes waiting in the output buffer.
+    pub fn output_len(&self) -> usize {
+        self.output.len()
+    }
+
+    /// Bytes received and not yet consumed by the chunk decoder.
+    pub fn input_len(&self) -> usize {
+        self.input.len()
+    }
+
+    /// Bytes the input buffer has room for without growing.
+    pub fn input_capacity(&self) -> usize {
+        self.input.capacity()
+    }
+
+    /// Releases the input buffer's memory if it holds no bytes (a leg that
+    /// only carries occasional control traffic need not keep a reservation).
+    pub fn release_idle_input(&mut self) {
+        if self.input.is_empty() && self.input.capacity() > 0 {
+            self.input = BytesMut::new();
+        }
+    }
+
+    /// Releases the output buffers' memory if they hold no bytes.
+    pub fn release_idle_output(&mut self) {
+        if self.output.is_empty() && self.output.capacity() > 0 {
+            self.output = BytesMut::new();
+        }
+        if self.deferred.is_empty() && self.deferred.capacity() > 0 {
+            self.deferred = BytesMut::new();
+        }
     }
 
     /// Bytes consumed by the chunk decoder so far.

@@ -13,6 +13,7 @@
 pub mod amf0;
 pub mod chunk;
 pub mod conn;
+pub mod cut;
 pub mod error;
 pub mod flv;
 pub mod handshake;
@@ -21,7 +22,7 @@ pub mod io;
 pub mod message;
 
 pub use amf0::Amf0Value;
-pub use chunk::{ChunkDecoder, ChunkEncoder, Limits, RawMessage};
+pub use chunk::{ChunkDecoder, ChunkEncoder, Limits, MessageHeader, Piece, RawMessage};
 pub use conn::Connection;
 pub use error::{Amf0Error, ChunkError, FlvError, HandshakeError, MessageError, RtmpError};
 pub use flv::{FlvReader, FlvTag};
