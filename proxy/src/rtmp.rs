@@ -26,7 +26,7 @@ use crate::admission::ConnectionLimit;
 use crate::loops;
 use crate::session::{ClientProtocol, Direction, Session};
 use crate::state::{State, ORIGIN_DIAL_TIMEOUT};
-use crate::upstream::{ConnectError, Connected, ErrorChain, Side};
+use crate::upstream::{client_gone, ConnectError, Connected, ErrorChain, Side};
 
 /// Output a leg may hold before the relay stops moving the other leg's input to it, and reads
 /// of that leg stop (bytes): chunks are forwarded as they arrive, so this, not the largest
@@ -208,16 +208,6 @@ async fn relay_session(
         reason = %reason,
         "session ended"
     );
-}
-
-/// Resolves once the client has closed its connection (EOF or a socket error), so the dial for
-/// it stops; never while it is open, whatever it sends (that waits in the socket for the relay).
-async fn client_gone(sock: &TcpStream) {
-    let mut byte = [0u8; 1];
-    match sock.peek(&mut byte).await {
-        Ok(0) | Err(_) => {}
-        Ok(_) => std::future::pending().await,
-    }
 }
 
 /// Dials the origin's RTMP endpoint at `addr` and opens the client's session there, its

@@ -309,6 +309,16 @@ impl Upstream {
     }
 }
 
+/// Resolves once the client has closed its connection (EOF or a socket error), so the dial for
+/// it stops; never while it is open, whatever it sends (that waits in the socket for the relay).
+pub async fn client_gone(sock: &tokio::net::TcpStream) {
+    let mut byte = [0u8; 1];
+    match sock.peek(&mut byte).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
 /// Displays an error with its chain of sources, `a: b: c`, for logs and client messages.
 pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
 

@@ -165,12 +165,18 @@ pub async fn relay_head_level(
     let id = state.session_id();
     let protocol = format.protocol();
     let span = info_span!("session", id, proto = %protocol, stream = %key);
-    let connected = state
+    let dial = state
         .upstream
         .connect(&key, Protocol::Http, None, |target| {
             ask_origin(state, target.addr.to_string(), &head, peer.ip())
-        })
-        .await;
+        });
+    let connected = tokio::select! {
+        connected = dial => connected,
+        _ = crate::upstream::client_gone(client) => {
+            span.in_scope(|| info!("client went away while its origin was asked; stopped"));
+            return After::Close;
+        }
+    };
     let connected = match connected {
         Ok(c) => c,
         Err(e) => {
