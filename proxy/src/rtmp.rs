@@ -20,7 +20,7 @@ use srs_rtmp::io::{accept_session, open_session_via, RtmpStream, ServerRequest, 
 use srs_rtmp::message::{csid, type_id, Command, Message, UserControl};
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument, Span};
 
 use crate::admission::ConnectionLimit;
 use crate::loops;
@@ -66,13 +66,10 @@ pub async fn serve(state: State, listener: TcpListener) {
                 let id = state.session_id();
                 let span = info_span!("session", id, proto = "rtmp", client = %peer);
                 let st = state.clone();
-                state.lifecycle.spawn(
-                    async move {
-                        let _permit = permit;
-                        session(st, socket, peer).await
-                    }
-                    .instrument(span),
-                );
+                state.lifecycle.spawn(async move {
+                    let _permit = permit;
+                    session(st, socket, peer, span).await
+                });
             }
             Err(e) => {
                 // Out of descriptors or similar: back off instead of spinning.
@@ -84,10 +81,32 @@ pub async fn serve(state: State, listener: TcpListener) {
     info!("RTMP server stopped");
 }
 
-/// One client connection, start to end. Until its session is set up the client is held to
-/// tight limits: [`Limits::setup`] with `PROXY_SETUP_MAX_MESSAGE_SIZE`, and
+/// One client connection, start to end, logged in `span`. The relay polls its sockets for the
+/// whole session, so only the set-up and the log lines run inside the spans: a relayed chunk
+/// does not pay for entering and leaving two spans at every wake-up.
+async fn session(state: State, socket: TcpStream, peer: SocketAddr, span: Span) {
+    let Some((mut relay, stream)) = set_up(state, socket, peer).instrument(span).await else {
+        return;
+    };
+    let reason = relay.run().await;
+    stream.in_scope(|| {
+        info!(
+            duration_ms = relay.started.elapsed().as_millis() as u64,
+            bytes_from_client = relay.client.conn.bytes_received(),
+            bytes_to_client = relay.client.conn.bytes_sent(),
+            bytes_from_origin = relay.origin.conn.bytes_received(),
+            bytes_to_origin = relay.origin.conn.bytes_sent(),
+            reason = %reason,
+            "session ended"
+        );
+    });
+}
+
+/// Sets up a client's session: handshake, commands, the origin leg. Until then the client is
+/// held to tight limits: [`Limits::setup`] with `PROXY_SETUP_MAX_MESSAGE_SIZE`, and
 /// `PROXY_SETUP_TIMEOUT` for the handshake and the command exchange together (docs/design.md §7).
-async fn session(state: State, socket: TcpStream, peer: SocketAddr) {
+/// Returns the relay and the span of its stream, or `None` when the session did not start.
+async fn set_up(state: State, socket: TcpStream, peer: SocketAddr) -> Option<(Relay, Span)> {
     let setup = state.config.setup_timeout;
     let deadline = Instant::now() + setup;
     let limits = Limits {
@@ -99,7 +118,7 @@ async fn session(state: State, socket: TcpStream, peer: SocketAddr) {
         Err(e) => {
             debug!(error = %e, "handshake failed");
             info!(reason = %e, "connection closed before a session started");
-            return;
+            return None;
         }
     };
     let left = deadline.saturating_duration_since(Instant::now());
@@ -107,7 +126,7 @@ async fn session(state: State, socket: TcpStream, peer: SocketAddr) {
         Ok(r) => r,
         Err(e) => {
             info!(reason = %e, "connection closed before a session started");
-            return;
+            return None;
         }
     };
     let key = match StreamKey::from_rtmp(&request.connect.tc_url, &request.stream_name) {
@@ -115,7 +134,7 @@ async fn session(state: State, socket: TcpStream, peer: SocketAddr) {
         Err(e) => {
             refuse(&mut client, &request, &format!("bad stream: {e}")).await;
             info!(tc_url = %request.connect.tc_url, stream = %request.stream_name, reason = %e, "refused");
-            return;
+            return None;
         }
     };
     let incoming_via = request
@@ -127,13 +146,14 @@ async fn session(state: State, socket: TcpStream, peer: SocketAddr) {
         Err(e) => {
             warn!(stream = %key, reason = %e, "RTMP session refused: relay loop");
             refuse(&mut client, &request, &e.to_string()).await;
-            return;
+            return None;
         }
     };
     let span = info_span!("stream", key = %key, kind = ?request.kind);
-    relay_session(state, client, request, key, via, peer)
-        .instrument(span)
-        .await;
+    let relay = relay_session(state, client, request, key, via, peer)
+        .instrument(span.clone())
+        .await?;
+    Some((relay, span))
 }
 
 async fn relay_session(
@@ -143,7 +163,7 @@ async fn relay_session(
     key: StreamKey,
     via: String,
     peer: SocketAddr,
-) {
+) -> Option<Relay> {
     let timeout = state.config.rtmp_timeout;
     let dial = state
         .upstream
@@ -154,7 +174,7 @@ async fn relay_session(
         connected = dial => connected,
         _ = client_gone(client.get_ref()) => {
             info!("client went away while its origin was dialed; stopped dialing");
-            return;
+            return None;
         }
     };
     let Connected {
@@ -173,7 +193,7 @@ async fn relay_session(
             };
             refuse(&mut client, &request, &description).await;
             info!(reason = %reason, "session refused");
-            return;
+            return None;
         }
     };
     client.connection().set_limits(Limits::default());
@@ -182,32 +202,23 @@ async fn relay_session(
     let started = Instant::now();
     if let Err(e) = client.flush().await {
         info!(reason = %e, "client gone before relaying");
-        return;
+        return None;
     }
     if let Err(e) = upstream.flush().await {
         info!(reason = %e, "origin gone before relaying");
-        return;
+        return None;
     }
     let (client_sock, client_conn) = client.into_parts();
     let (origin_sock, origin_conn) = upstream.into_parts();
-    let mut relay = Relay {
+    Some(Relay {
         client: Leg::new(client_sock, client_conn, request.msid),
         origin: Leg::new(origin_sock, origin_conn, origin_msid),
         pending: VecDeque::new(),
         session,
         counted: (0, 0),
         idle_timeout: state.config.idle_timeout,
-    };
-    let reason = relay.run().await;
-    info!(
-        duration_ms = started.elapsed().as_millis() as u64,
-        bytes_from_client = relay.client.conn.bytes_received(),
-        bytes_to_client = relay.client.conn.bytes_sent(),
-        bytes_from_origin = relay.origin.conn.bytes_received(),
-        bytes_to_origin = relay.origin.conn.bytes_sent(),
-        reason = %reason,
-        "session ended"
-    );
+        started,
+    })
 }
 
 /// Dials the origin's RTMP endpoint at `addr` and opens the client's session there, its
@@ -441,6 +452,8 @@ struct Relay {
     counted: (u64, u64),
     /// With no bytes in either direction for this long the session is closed.
     idle_timeout: Duration,
+    /// When the session started (its origin leg open).
+    started: Instant,
 }
 
 impl Relay {

@@ -1,6 +1,6 @@
 //! HTTP-FLV relayed at the head level (docs/design.md §6.2): keep-alive across a finished
 //! response and a stream, the same headers as the hyper path (CORS included), an HTTP/1.0
-//! client of a chunked origin, and splice(2) on and off, each decoded with ffmpeg/ffprobe.
+//! keep-alive client of a chunked origin, and splice(2) on and off, each decoded with ffmpeg/ffprobe.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -177,12 +177,34 @@ fn keep_alive_serves_a_stream_after_finished_responses_with_the_hyper_paths_head
 fn an_http10_client_of_a_chunked_origin_gets_the_stream_unchunked_until_close() {
     let dir = TempDir::new("http10");
     let (proxy, _origin, _publisher) = setup(&dir, "old", &[]);
+    // An HTTP/1.0 keep-alive connection persists after a length-delimited answer (the
+    // origin's 404) and says so; the stream after it (chunked at the origin) is sent
+    // de-chunked, until close, without the keep-alive option.
     let mut s = connect(proxy.http);
-    write!(s, "GET /live/old.flv HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let keep = "Connection: keep-alive\r\n";
+    write!(
+        s,
+        "GET /live/none.flv HTTP/1.0\r\nHost: 127.0.0.1\r\n{keep}\r\n"
+    )
+    .unwrap();
+    let missing = read_head(&mut s);
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.get("connection"), Some("keep-alive"));
+    assert!(!read_body(&mut s, &missing).is_empty());
+    write!(
+        s,
+        "GET /live/old.flv HTTP/1.0\r\nHost: 127.0.0.1\r\n{keep}\r\n"
+    )
+    .unwrap();
     let head = read_head(&mut s);
     assert_eq!(head.status, 200);
     assert_eq!(head.get("transfer-encoding"), None);
     assert_eq!(head.get("content-length"), None);
+    assert_eq!(
+        head.get("connection"),
+        None,
+        "a body until close ends the connection"
+    );
     let body = read_some(&mut s, 400_000);
     assert_eq!(&body[..3], b"FLV", "the body starts with the FLV header");
     let file = dir.join("old.flv");

@@ -49,6 +49,8 @@ ENVIRONMENT (suite, alloc):
   BENCH_ALLOC_PATHS   alloc: comma-separated subset of rtmp,http-flv,webrtc (default: all)
   BENCH_BIN_DIR       directory with srs-proxy and srs-origin (default: next to srs-bench)
   BENCH_OUT_DIR       results and logs (default target/bench-results)
+  BENCH_ROUNDS        suite: rounds per scenario, every path once per round (default 1); the
+                      targets are judged on the median of the rounds' ratios
   BENCH_PERF=1        suite: `perf record` srs-proxy during each window (perf.txt in the run's logs)
 ";
 
@@ -126,6 +128,7 @@ async fn run(command: &str, args: &[String]) -> anyhow::Result<()> {
                 out_dir: out_dir()?,
                 nofile,
                 perf: env_or("BENCH_PERF", 0u8)? == 1,
+                rounds: env_or("BENCH_ROUNDS", 1usize)?.max(1),
             })
             .await
         }

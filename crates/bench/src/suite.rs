@@ -215,6 +215,9 @@ pub struct Settings {
     pub nofile: u64,
     /// Record a perf profile of srs-proxy during each window.
     pub perf: bool,
+    /// Rounds per scenario: each round runs every path once, in order, with fresh processes;
+    /// the targets are judged on the median of the rounds' ratios.
+    pub rounds: usize,
 }
 
 /// `perf record` (cpu-clock, call graphs) of one process for one window.
@@ -268,6 +271,8 @@ impl Profile {
 struct RunResult {
     scenario: &'static str,
     via: Via,
+    /// 1-based round of the scenario.
+    round: usize,
     clients: usize,
     secs: f64,
     relay_cpu: Option<f64>,
@@ -397,23 +402,43 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .iter()
         .filter(|s| settings.scenarios.iter().any(|n| n == s.name))
     {
-        for &via in sc.vias {
-            println!("running {} via {} ...", sc.name, via.label());
-            let media = if sc.low_bitrate { &low } else { &hd };
-            let dir = log_root.join(format!("{}-{}", sc.name, via.label()));
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let paths = Paths {
-                bin_dir: settings.bin_dir.clone(),
-                log_dir: dir,
-            };
-            let r = run_one(&settings, &paths, sc, via, media.clone(), ts.as_ref()).await?;
-            println!("  {}", summary_line(&r));
-            results.push(r);
+        for round in 1..=settings.rounds {
+            for &via in sc.vias {
+                println!(
+                    "running {} via {} (round {round}) ...",
+                    sc.name,
+                    via.label()
+                );
+                let media = if sc.low_bitrate { &low } else { &hd };
+                let dir = log_root.join(format!("{}-{}-{round}", sc.name, via.label()));
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                let paths = Paths {
+                    bin_dir: settings.bin_dir.clone(),
+                    log_dir: dir,
+                };
+                let mut r = run_one(&settings, &paths, sc, via, media.clone(), ts.as_ref()).await?;
+                r.round = round;
+                println!("  {}", summary_line(&r));
+                results.push(r);
+            }
         }
     }
     report.push_str(&table(&results));
-    report.push_str(&targets(&results));
+    if settings.rounds > 1 {
+        report.push_str(&rounds_summary(&results, settings.rounds));
+        for round in 1..=settings.rounds {
+            let of_round: Vec<RunResult>;
+            (of_round, results) = std::mem::take(&mut results)
+                .into_iter()
+                .partition(|r| r.round == round);
+            let heading = format!("## Targets, round {round}");
+            report.push_str(&targets(&of_round).replacen("## Targets", &heading, 1));
+            results.extend(of_round);
+        }
+    } else {
+        report.push_str(&targets(&results));
+    }
     for note in &notes {
         let _ = writeln!(report, "\nNote: {note}");
     }
@@ -623,6 +648,7 @@ async fn run_one(
     Ok(RunResult {
         scenario: sc.name,
         via,
+        round: 1,
         clients: sc.streams + players,
         secs,
         relay_cpu,
@@ -750,11 +776,17 @@ fn table(results: &[RunResult]) -> String {
          | other load (cores) |\n\
          |---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
     );
+    let rounds = results.iter().any(|r| r.round > 1);
     for r in results {
+        let scenario = if rounds {
+            format!("{} #{}", r.scenario, r.round)
+        } else {
+            r.scenario.to_string()
+        };
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {:.2} | {:.0} | {:.3} | {:.0} | {} | {} | {} | {:.2} | {:.2} |",
-            r.scenario,
+            scenario,
             r.via.label(),
             r.clients,
             fmt_opt(r.relay_cpu, 2),
@@ -891,6 +923,102 @@ fn rtc_table(results: &[RunResult]) -> String {
     s
 }
 
+/// RTMP relay CPU per Gbit, srs-proxy over haproxy, at most.
+const RTMP_CPU_BOUND: f64 = 1.15;
+/// Added p99 message delay of srs-proxy at 1,000 RTMP players over haproxy's, at most (ms).
+const RTMP_P99_MARGIN_MS: f64 = 5.0;
+/// HTTP-FLV relay CPU per Gbit with the user-space copy, over haproxy, at most (splice: < 1).
+const FLV_COPY_CPU_BOUND: f64 = 1.05;
+/// Added p99 tag delay of srs-proxy at 400 HTTP-FLV players over haproxy's, at most (ms).
+const FLV_P99_MARGIN_MS: f64 = 3.0;
+
+/// The ratio and delay targets over several rounds: each round's value (computed within the
+/// round, whose runs were back to back), their median (the verdict) and range.
+fn rounds_summary(results: &[RunResult], rounds: usize) -> String {
+    let mut s =
+        format!("\n## Targets over {rounds} rounds (median of the rounds; range in brackets)\n\n");
+    let of = |sc: &str, via: Via, round: usize| {
+        results
+            .iter()
+            .find(|r| r.scenario == sc && r.via == via && r.round == round)
+    };
+    let each =
+        |f: &dyn Fn(usize) -> Option<f64>| -> Vec<f64> { (1..=rounds).filter_map(f).collect() };
+    let cpu_ratio = |sc: &str, via: Via, round: usize| {
+        let p = of(sc, via, round)?.cpu_per_gbit()?;
+        let f = of(sc, Via::Floor, round)?.cpu_per_gbit()?;
+        Some(p / f)
+    };
+    // srs-proxy's added p99 delay minus haproxy's, in ms: p99 through srs-proxy − through haproxy.
+    let p99_over = |sc: &str, via: Via, round: usize| {
+        let p = of(sc, via, round)?.percentile_ms(0.99)?;
+        let f = of(sc, Via::Floor, round)?.percentile_ms(0.99)?;
+        Some(p - f)
+    };
+    let mut line = |what: String, values: Vec<f64>, unit: &str, met: &dyn Fn(f64) -> bool| {
+        let Some(m) = median(&values) else { return };
+        let list: Vec<String> = values.iter().map(|v| format!("{v:.2}")).collect();
+        let _ = writeln!(
+            s,
+            "- {what}: {} — {m:.2}{unit} [{}]",
+            verdict(met(m)),
+            list.join(", ")
+        );
+    };
+    for sc in ["1x100", "10x100", "100x1"] {
+        line(
+            format!("{sc}: srs-proxy CPU per Gbit ≤ {RTMP_CPU_BOUND}× haproxy's"),
+            each(&|r| cpu_ratio(sc, Via::Proxy, r)),
+            "×",
+            &|m| m <= RTMP_CPU_BOUND,
+        );
+    }
+    line(
+        format!("10x100: srs-proxy p99 delay ≤ haproxy's + {RTMP_P99_MARGIN_MS} ms"),
+        each(&|r| p99_over("10x100", Via::Proxy, r)),
+        " ms over haproxy's",
+        &|m| m <= RTMP_P99_MARGIN_MS,
+    );
+    for sc in ["flv2x200", "flv10k"] {
+        line(
+            format!("{sc}: srs-proxy copy CPU per Gbit ≤ {FLV_COPY_CPU_BOUND}× haproxy's"),
+            each(&|r| cpu_ratio(sc, Via::ProxyCopy, r)),
+            "×",
+            &|m| m <= FLV_COPY_CPU_BOUND,
+        );
+        line(
+            format!("{sc}: srs-proxy (splice) CPU per Gbit < haproxy's"),
+            each(&|r| cpu_ratio(sc, Via::Proxy, r)),
+            "×",
+            &|m| m < 1.0,
+        );
+    }
+    for via in [Via::ProxyCopy, Via::Proxy] {
+        line(
+            format!(
+                "flv2x200: {} p99 delay ≤ haproxy's + {FLV_P99_MARGIN_MS} ms",
+                via.label()
+            ),
+            each(&|r| p99_over("flv2x200", via, r)),
+            " ms over haproxy's",
+            &|m| m <= FLV_P99_MARGIN_MS,
+        );
+    }
+    s
+}
+
+/// The median of `values`, `None` when empty.
+fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
 fn find<'a>(results: &'a [RunResult], scenario: &str, via: Via) -> Option<&'a RunResult> {
     results
         .iter()
@@ -914,7 +1042,7 @@ fn flv_targets(results: &[RunResult]) -> String {
         let Some(fc) = find(results, sc, Via::Floor).and_then(RunResult::cpu_per_gbit) else {
             continue;
         };
-        for (via, bound) in [(Via::ProxyCopy, 1.05), (Via::Proxy, 1.0)] {
+        for (via, bound) in [(Via::ProxyCopy, FLV_COPY_CPU_BOUND), (Via::Proxy, 1.0)] {
             let Some(pc) = find(results, sc, via).and_then(RunResult::cpu_per_gbit) else {
                 continue;
             };
@@ -947,7 +1075,7 @@ fn flv_targets(results: &[RunResult]) -> String {
                 "- flv2x200 (400 players): {} added p99 delay ≤ haproxy's + 3 ms: {} — \
                  {added:.2} ms vs haproxy {floor:.2} ms (p99 {p:.2} / {f:.2} / {d:.2} direct)",
                 via.label(),
-                verdict(added <= floor + 3.0),
+                verdict(added <= floor + FLV_P99_MARGIN_MS),
             );
         }
     }
@@ -995,14 +1123,9 @@ fn targets(results: &[RunResult]) -> String {
         let ratio = pc / fc;
         let _ = writeln!(
             s,
-            "- {sc}: srs-proxy CPU ≤ 2× haproxy (per Gbit relayed): {} — {ratio:.2}× \
-             ({pc:.3} vs {fc:.3} CPU s/Gbit){}",
-            verdict(ratio <= 2.0),
-            if ratio > 2.0 {
-                format!(", {:.0}% over the target", (ratio / 2.0 - 1.0) * 100.0)
-            } else {
-                String::new()
-            }
+            "- {sc}: srs-proxy CPU per Gbit relayed ≤ {RTMP_CPU_BOUND}× haproxy's: {} — \
+             {ratio:.2}× ({pc:.3} vs {fc:.3} CPU s/Gbit)",
+            verdict(ratio <= RTMP_CPU_BOUND),
         );
     }
     for sc in ["1x100", "10x100", "100x1", "flv10k"] {
@@ -1016,15 +1139,19 @@ fn targets(results: &[RunResult]) -> String {
             continue;
         };
         let added = pp - dp;
-        let floor = find(results, sc, Via::Floor)
+        let floor_added = find(results, sc, Via::Floor)
             .and_then(|f| f.percentile_ms(0.99))
-            .map(|fp| format!("; haproxy adds {:.2} ms", fp - dp))
+            .map(|fp| fp - dp);
+        let floor = floor_added
+            .map(|f| format!("; haproxy adds {f:.2} ms"))
             .unwrap_or_default();
-        // The issue states the target at 1,000 players; the other loads show the trend.
-        let target = if sc == "10x100" {
-            format!("≤ 1 ms at 1,000 players: {} — ", verdict(added <= 1.0))
-        } else {
-            String::new()
+        // The target is stated at 1,000 players; the other loads show the trend.
+        let target = match floor_added {
+            Some(f) if sc == "10x100" => format!(
+                "≤ haproxy's + {RTMP_P99_MARGIN_MS} ms at 1,000 players: {} — ",
+                verdict(added <= f + RTMP_P99_MARGIN_MS)
+            ),
+            _ => String::new(),
         };
         let _ = writeln!(
             s,

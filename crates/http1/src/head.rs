@@ -77,9 +77,15 @@ impl RequestHead {
     }
 
     /// Whether the client wants the connection kept after the response: HTTP/1.1 without a
-    /// `close` option in `Connection` (RFC 9112 §9.3). HTTP/1.0 keep-alive is not offered.
+    /// `close` option in `Connection`, or HTTP/1.0 with a `keep-alive` option (RFC 9112 §9.3,
+    /// the HTTP/1.0 mechanism of RFC 9112 Appendix C.2.2: the response must then carry
+    /// `Connection: keep-alive` and a length-delimited body).
     pub fn keep_alive(&self) -> bool {
-        self.version == Version::HTTP_11 && !has_token(&self.headers, header::CONNECTION, "close")
+        if has_token(&self.headers, header::CONNECTION, "close") {
+            return false;
+        }
+        self.version == Version::HTTP_11
+            || has_token(&self.headers, header::CONNECTION, "keep-alive")
     }
 }
 
@@ -310,6 +316,8 @@ mod tests {
     fn keep_alive_follows_version_and_connection() {
         let parse = |raw: &[u8]| RequestHead::parse(raw, 1024).unwrap().unwrap().0;
         assert!(!parse(b"GET / HTTP/1.0\r\n\r\n").keep_alive());
+        assert!(parse(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive());
+        assert!(!parse(b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n").keep_alive());
         assert!(!parse(b"GET / HTTP/1.1\r\nConnection: x, Close\r\n\r\n").keep_alive());
         assert!(parse(b"GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n").keep_alive());
     }

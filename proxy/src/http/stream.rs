@@ -354,7 +354,8 @@ async fn ask_origin(
 }
 
 /// The client's response headers once the relay's own are added: `Connection: close` when the
-/// connection ends after this response (HTTP/1.1 clients), `Date` when the origin sent none
+/// connection ends after this response (HTTP/1.1 clients), `Connection: keep-alive` when it
+/// persists (HTTP/1.0 clients that asked for it), `Date` when the origin sent none
 /// (RFC 9110 §6.6.1), and the CORS headers the listener's layer gives every response.
 async fn finish_headers(
     request: &RequestHead,
@@ -364,6 +365,9 @@ async fn finish_headers(
 ) -> HeaderMap {
     if !keep_alive && request.version == Version::HTTP_11 {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    } else if keep_alive && request.version == Version::HTTP_10 {
+        // An HTTP/1.0 connection persists only when the response says so (RFC 9112 C.2.2).
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
     }
     if !headers.contains_key(header::DATE) {
         if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(SystemTime::now())) {
