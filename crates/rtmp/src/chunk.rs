@@ -7,9 +7,6 @@
 //! 4-byte extended timestamp follows it, and also follows every type 3 chunk
 //! of that chunk stream until the next type 0/1/2 header (RTMP spec 5.3.1.3).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 pub use crate::error::ChunkError;
@@ -28,30 +25,69 @@ pub const MAX_CSID: u32 = 65599;
 /// Timestamp field value signalling an extended timestamp.
 const EXTENDED: u32 = 0xFF_FFFF;
 
-/// Hashes a chunk stream id with one multiplication (Fibonacci hashing): the maps are looked up
-/// several times per chunk, and hold at most `Limits::max_chunk_streams` entries, so a keyed
-/// hash buys nothing here.
-#[derive(Debug, Default, Clone, Copy)]
-struct CsidHasher(u64);
+/// Per chunk stream state, keyed by chunk stream id: the entries in one small vector searched
+/// from the front. A connection uses a handful of chunk streams (at most
+/// `Limits::max_chunk_streams`) and looks them up several times per chunk; a linear scan of a
+/// few contiguous entries touches less memory than a hash table.
+#[derive(Debug, Clone)]
+struct CsidMap<V> {
+    entries: Vec<(u32, V)>,
+}
 
-const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
-
-impl Hasher for CsidHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(FIBONACCI);
+impl<V> Default for CsidMap<V> {
+    fn default() -> Self {
+        CsidMap {
+            entries: Vec::new(),
         }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.0 = u64::from(n).wrapping_mul(FIBONACCI);
     }
 }
 
-/// Per chunk stream state, keyed by chunk stream id.
-type CsidMap<V> = HashMap<u32, V, BuildHasherDefault<CsidHasher>>;
+impl<V> CsidMap<V> {
+    fn position(&self, csid: u32) -> Option<usize> {
+        self.entries.iter().position(|(k, _)| *k == csid)
+    }
+
+    fn get(&self, csid: &u32) -> Option<&V> {
+        self.entries.iter().find(|(k, _)| k == csid).map(|(_, v)| v)
+    }
+
+    fn get_mut(&mut self, csid: &u32) -> Option<&mut V> {
+        self.entries
+            .iter_mut()
+            .find(|(k, _)| k == csid)
+            .map(|(_, v)| v)
+    }
+
+    /// The entry of `csid`, inserted with `V::default()` when missing.
+    fn get_or_default(&mut self, csid: u32) -> &mut V
+    where
+        V: Default,
+    {
+        let at = match self.position(csid) {
+            Some(at) => at,
+            None => {
+                self.entries.push((csid, V::default()));
+                self.entries.len() - 1
+            }
+        };
+        &mut self.entries[at].1
+    }
+
+    fn insert(&mut self, csid: u32, value: V) {
+        match self.get_mut(&csid) {
+            Some(v) => *v = value,
+            None => self.entries.push((csid, value)),
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = &V> {
+        self.entries.iter().map(|(_, v)| v)
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
 
 /// One reassembled RTMP message (RTMP spec 5.3.1 + 6.1).
 #[derive(Debug, Clone, PartialEq)]
@@ -351,7 +387,7 @@ impl ChunkDecoder {
             let buffered_after = self.check_buffered(&plan, take)?;
 
             // The whole chunk is present: apply its header and payload.
-            let state = self.streams.entry(header.csid).or_default();
+            let state = self.streams.get_or_default(header.csid);
             if plan.new_message {
                 start_message(state, &header);
             }
@@ -458,7 +494,7 @@ impl ChunkDecoder {
                 self.check_buffered(&plan, take)?;
             }
 
-            let state = self.streams.entry(header.csid).or_default();
+            let state = self.streams.get_or_default(header.csid);
             if plan.new_message {
                 if state.in_progress && state.forwarded {
                     self.discarded = Some(header.csid);
