@@ -6,7 +6,9 @@
 //! [`Connection`]; message stream ids are mapped between the legs.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut};
@@ -401,20 +403,36 @@ impl Leg {
         Ok(full && !self.conn.has_output())
     }
 
-    /// Handles one readiness event: writes pending output, reads when allowed.
+    /// Polls the readiness this leg waits for: readable when `read`, writable while output is
+    /// pending. The waker is kept in the socket's own per-direction slot, so waiting costs no
+    /// future and no waiter-list entry per turn.
+    fn poll_ready(&self, cx: &mut Context<'_>, read: bool) -> Result<Ready, String> {
+        let mut ready = Ready::default();
+        if read {
+            match self.sock.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => ready.readable = true,
+                Poll::Ready(Err(e)) => return Err(format!("error: {e}")),
+                Poll::Pending => {}
+            }
+        }
+        if self.conn.has_output() {
+            match self.sock.poll_write_ready(cx) {
+                Poll::Ready(Ok(())) => ready.writable = true,
+                Poll::Ready(Err(e)) => return Err(format!("error: {e}")),
+                Poll::Pending => {}
+            }
+        }
+        Ok(ready)
+    }
+
+    /// Handles a readiness: writes pending output, then reads when `ready` says so.
     /// Ok(false) when the peer closed.
-    fn on_ready(
-        &mut self,
-        ready: std::io::Result<tokio::io::Ready>,
-        can_read: bool,
-        name: &str,
-    ) -> Result<bool, String> {
-        let ready = ready.map_err(|e| format!("{name} error: {e}"))?;
-        if ready.is_writable() {
+    fn on_ready(&mut self, ready: Ready, name: &str) -> Result<bool, String> {
+        if ready.writable {
             self.try_write()
                 .map_err(|e| format!("{name} write failed: {e}"))?;
         }
-        if ready.is_readable() && can_read {
+        if ready.readable {
             return self
                 .try_read()
                 .map_err(|e| format!("{name} read failed: {e}"));
@@ -516,37 +534,45 @@ impl Relay {
                 self.origin.conn.output_len() < OUTPUT_BUDGET && self.client.has_input_room();
             let read_origin =
                 self.client.conn.output_len() < OUTPUT_BUDGET && self.origin.has_input_room();
-            let client_interest = interest(read_client, self.client.conn.has_output());
-            let origin_interest = interest(read_origin, self.origin.conn.has_output());
 
-            tokio::select! {
-                ready = ready_opt(&self.client.sock, client_interest) => {
-                    if !self.client.on_ready(ready, read_client, "client")? {
-                        return Ok("client closed".into());
-                    }
-                    last_activity = tokio::time::Instant::now();
-                    released = false;
+            // Both legs and the timer in one poll: every leg that is ready is served this turn.
+            let (client, origin, timer) = std::future::poll_fn(|cx| {
+                let client = self.client.poll_ready(cx, read_client);
+                let origin = self.origin.poll_ready(cx, read_origin);
+                let timer = idle.as_mut().poll(cx).is_ready();
+                let quiet = |r: &Result<Ready, String>| matches!(r, Ok(r) if !r.any());
+                if quiet(&client) && quiet(&origin) && !timer {
+                    return Poll::Pending;
                 }
-                ready = ready_opt(&self.origin.sock, origin_interest) => {
-                    if !self.origin.on_ready(ready, read_origin, "origin")? {
-                        return Ok("origin closed".into());
-                    }
-                    last_activity = tokio::time::Instant::now();
-                    released = false;
+                Poll::Ready((client, origin, timer))
+            })
+            .await;
+            let (client, origin) = (
+                client.map_err(|e| format!("client {e}"))?,
+                origin.map_err(|e| format!("origin {e}"))?,
+            );
+            if client.any() || origin.any() {
+                last_activity = tokio::time::Instant::now();
+                released = false;
+            }
+            if client.any() && !self.client.on_ready(client, "client")? {
+                return Ok("client closed".into());
+            }
+            if origin.any() && !self.origin.on_ready(origin, "origin")? {
+                return Ok("origin closed".into());
+            }
+            if timer {
+                let now = tokio::time::Instant::now();
+                if last_activity + self.idle_timeout <= now {
+                    return Ok(format!("no bytes either way for {:?}", self.idle_timeout));
                 }
-                _ = &mut idle => {
-                    let now = tokio::time::Instant::now();
-                    if last_activity + self.idle_timeout <= now {
-                        return Ok(format!("no bytes either way for {:?}", self.idle_timeout));
-                    }
-                    if !released && last_activity + release_after <= now {
-                        self.client.release_all();
-                        self.origin.release_all();
-                        released = true;
-                    }
-                    let next = if released { self.idle_timeout } else { release_after };
-                    idle.as_mut().reset(last_activity + next);
+                if !released && last_activity + release_after <= now {
+                    self.client.release_all();
+                    self.origin.release_all();
+                    released = true;
                 }
+                let next = if released { self.idle_timeout } else { release_after };
+                idle.as_mut().reset(last_activity + next);
             }
         }
     }
@@ -576,23 +602,16 @@ impl Relay {
     }
 }
 
-fn interest(read: bool, write: bool) -> Option<Interest> {
-    match (read, write) {
-        (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
-        (true, false) => Some(Interest::READABLE),
-        (false, true) => Some(Interest::WRITABLE),
-        (false, false) => None,
-    }
+/// What one poll found a leg ready for.
+#[derive(Debug, Default, Clone, Copy)]
+struct Ready {
+    readable: bool,
+    writable: bool,
 }
 
-/// Waits for readiness, or forever when there is nothing to wait for on this leg.
-async fn ready_opt(
-    sock: &TcpStream,
-    interest: Option<Interest>,
-) -> std::io::Result<tokio::io::Ready> {
-    match interest {
-        Some(i) => sock.ready(i).await,
-        None => std::future::pending().await,
+impl Ready {
+    fn any(self) -> bool {
+        self.readable || self.writable
     }
 }
 
