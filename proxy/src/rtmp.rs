@@ -571,7 +571,11 @@ impl Relay {
                     self.origin.release_all();
                     released = true;
                 }
-                let next = if released { self.idle_timeout } else { release_after };
+                let next = if released {
+                    self.idle_timeout
+                } else {
+                    release_after
+                };
                 idle.as_mut().reset(last_activity + next);
             }
         }
