@@ -197,8 +197,8 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ),
     (
         "PROXY_HTTP_SPLICE",
-        "on",
-        "on: HTTP-FLV/TS bodies that pass unchanged move origin to client with splice(2) (Linux); off: user-space copy",
+        "off",
+        "off: HTTP-FLV/TS bodies are copied through a 32 KiB user-space buffer; on: bodies that pass unchanged move origin to client with splice(2) (Linux)",
     ),
     (
         "PROXY_STREAM_LEASE_DURATION",
@@ -849,7 +849,7 @@ mod tests {
         assert_eq!(c.stream_lease, Duration::from_secs(15));
         assert_eq!(c.origin_response_timeout, Duration::from_secs(10));
         assert_eq!(c.idle_timeout, Duration::from_secs(30));
-        assert!(c.http_splice);
+        assert!(!c.http_splice);
     }
 
     #[test]

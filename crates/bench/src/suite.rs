@@ -27,9 +27,10 @@ const FD_MARGIN: u64 = 200;
 pub enum Via {
     /// srs-origin itself.
     Direct,
-    /// srs-proxy in front of srs-origin, its defaults (HTTP-FLV bodies by splice(2)).
+    /// srs-proxy in front of srs-origin, its defaults but `PROXY_HTTP_SPLICE=on` (HTTP-FLV
+    /// bodies by splice(2)).
     Proxy,
-    /// srs-proxy with `PROXY_HTTP_SPLICE=off`: HTTP-FLV bodies by user-space copy.
+    /// srs-proxy with `PROXY_HTTP_SPLICE=off` (the default): HTTP-FLV bodies by user-space copy.
     ProxyCopy,
     /// haproxy (mode tcp) in front of srs-origin: the floor for relaying bytes.
     Floor,
