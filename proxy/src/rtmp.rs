@@ -330,6 +330,9 @@ impl Leg {
 
     /// Reads what the socket has, at most up to [`READ_MAX`] buffered; Ok(false) on EOF.
     fn try_read(&mut self) -> std::io::Result<bool> {
+        if self.conn.input_capacity() == 0 {
+            *self.conn.input_buffer() = pool::take();
+        }
         let buf = self.conn.input_buffer();
         let want = self.read_size.min(READ_MAX.saturating_sub(buf.len()));
         if want == 0 {
@@ -359,17 +362,31 @@ impl Leg {
         }
     }
 
-    /// Releases the input buffer once drained when this leg reads little (control traffic
-    /// only) or it grew past [`BUFFER_KEEP`]: an idle leg holds no reservation.
-    fn release_idle(&mut self) {
-        if self.read_size == READ_MIN || self.conn.input_capacity() > BUFFER_KEEP {
-            self.conn.release_idle_input();
+    /// Gives this leg an output buffer from the thread's pool when it has none, before
+    /// anything is forwarded to it.
+    fn lend_output(&mut self) {
+        let out = self.conn.output_buffer();
+        if out.capacity() == 0 {
+            *out = pool::take();
         }
     }
 
-    /// Releases both empty buffers and starts reads small again: the session went quiet.
+    /// Returns the drained input and output buffers to the thread's pool: between turns a leg
+    /// holds a buffer only while bytes wait in it.
+    fn give_back(&mut self) {
+        let input = self.conn.input_buffer();
+        if input.is_empty() && input.capacity() > 0 {
+            pool::give(std::mem::take(input));
+        }
+        let out = self.conn.output_buffer();
+        if out.is_empty() && out.capacity() > 0 {
+            pool::give(std::mem::take(out));
+        }
+    }
+
+    /// Releases every empty buffer and starts reads small again: the session went quiet.
     fn release_all(&mut self) {
-        self.conn.release_idle_input();
+        self.give_back();
         self.conn.release_idle_output();
         self.read_size = READ_MIN;
     }
@@ -452,6 +469,50 @@ impl Leg {
     }
 }
 
+/// Per-thread pool of empty relay buffers (docs/design.md §6.1). A leg's buffer goes back as
+/// soon as it is drained, and the next leg that needs one on this thread takes the one returned
+/// last, still in the CPU cache: sessions share a few hot buffers instead of each touching
+/// its own cold ones. Bounded: at most 64 buffers per thread, none larger than
+/// [`BUFFER_KEEP`].
+mod pool {
+    use std::cell::RefCell;
+
+    use bytes::BytesMut;
+
+    use super::{BUFFER_KEEP, OUTPUT_BUDGET};
+
+    /// Capacity of a new pooled buffer: a full read or output budget plus a chunk header and
+    /// the control messages the relay may add past the budget.
+    const CAPACITY: usize = OUTPUT_BUDGET + 1024;
+    /// Buffers kept per thread.
+    const POOL_MAX: usize = 64;
+
+    thread_local! {
+        static FREE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// An empty buffer of at least [`CAPACITY`] bytes.
+    pub(super) fn take() -> BytesMut {
+        FREE.with_borrow_mut(Vec::pop)
+            .unwrap_or_else(|| BytesMut::with_capacity(CAPACITY))
+    }
+
+    /// Keeps an empty buffer for the next [`take`] on this thread, or frees it.
+    pub(super) fn give(mut buf: BytesMut) {
+        buf.clear();
+        // An emptied buffer gets its whole allocation back without copying anything.
+        buf.reserve(CAPACITY);
+        if buf.capacity() > BUFFER_KEEP {
+            return;
+        }
+        FREE.with_borrow_mut(|free| {
+            if free.len() < POOL_MAX {
+                free.push(buf);
+            }
+        });
+    }
+}
+
 /// Direction of one relayed message.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Flow {
@@ -515,6 +576,8 @@ impl Relay {
         tokio::pin!(idle);
         let mut released = false;
         loop {
+            self.client.lend_output();
+            self.origin.lend_output();
             self.forward(Flow::ToOrigin)?;
             self.forward(Flow::ToClient)?;
             // Write what was just forwarded at once (a loopback or LAN socket nearly always
@@ -527,8 +590,8 @@ impl Relay {
                 self.origin.write_now("origin")?;
             }
             self.count_client_bytes();
-            self.client.release_idle();
-            self.origin.release_idle();
+            self.client.give_back();
+            self.origin.give_back();
 
             let read_client =
                 self.origin.conn.output_len() < OUTPUT_BUDGET && self.client.has_input_room();
