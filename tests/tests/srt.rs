@@ -417,18 +417,36 @@ fn srt_live_transmit_is_a_client_too() {
         &srt_url(&proxy, "#!::r=live/ff,m=publish"),
         30,
     );
+    // Played once the stream is being published, so that the player is not refused first.
+    let publish = [("protocol", "srt"), ("direction", "publish")];
+    wait_until(Duration::from_secs(15), "ffmpeg publishing", || {
+        sample(&proxy, "srs_proxy_sessions_total", &publish) >= 2.0
+    });
     let out = dir.join("slt-player.ts");
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c").arg(format!(
-        "exec srt-live-transmit -q '{}' file://con > '{}'",
-        srt_url(&proxy, "#!::r=live/ff,m=request"),
-        out.display()
-    ));
-    let mut player = Proc::spawn("slt-player", cmd, &dir);
+    let spawn_player = || {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(format!(
+            "exec srt-live-transmit -q '{}' file://con > '{}'",
+            srt_url(&proxy, "#!::r=live/ff,m=request"),
+            out.display()
+        ));
+        (Proc::spawn("slt-player", cmd, &dir), Instant::now())
+    };
+    let received = || std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    let (mut player, mut started) = spawn_player();
     wait_until(
-        Duration::from_secs(20),
+        Duration::from_secs(30),
         "srt-live-transmit received media",
-        || std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) > 200_000,
+        || {
+            // An srt-live-transmit that exited, or got nothing in 8 s, is started again: what
+            // is tested is the relay, not srt-live-transmit's reconnects.
+            if !player.running() || (received() == 0 && started.elapsed() > Duration::from_secs(8))
+            {
+                player.kill();
+                (player, started) = spawn_player();
+            }
+            received() > 200_000
+        },
     );
     player.signal(libc::SIGTERM);
     player.wait_exit(Duration::from_secs(5));
