@@ -12,7 +12,8 @@
 //! - Socket ids: the origin leg uses the client's socket id and the client learns the origin's
 //!   from the response, so both ends address each other directly and data packets are forwarded
 //!   without any rewriting.
-//! - Retransmitted handshakes are answered from the flow's state: no second origin handshake.
+//! - Retransmitted handshakes are answered from the flow's state: no second origin handshake; a
+//!   handshake from another socket id at the same address starts over.
 //! - A flow ends on SHUTDOWN from either side, when the origin leg fails, or after
 //!   [`FLOW_IDLE`] without a packet from the client.
 
@@ -107,6 +108,16 @@ struct Flow {
     /// The client's socket id, from its conclusion.
     socket_id: u32,
     state: FlowState,
+}
+
+impl Flow {
+    /// Whether `handshake`, from this flow's address, opens a new connection: it comes from
+    /// another socket id (draft-sharabayko-srt 3.2.1) and the flow is refused or relaying. While
+    /// connecting, the origin's answer is still due for the old one, so it is left to finish.
+    fn is_new_attempt(&self, handshake: &[u8]) -> bool {
+        !matches!(self.state, FlowState::Connecting { .. })
+            && Handshake::parse(handshake).is_ok_and(|hs| hs.socket_id() != self.socket_id)
+    }
 }
 
 /// Aborts the origin leg's task when the flow goes.
@@ -350,6 +361,14 @@ impl DatagramHandler for SrtRelay {
             }
             return self.drop_packet(now, from, "packet of no known session");
         };
+        if is_handshake && flow.is_new_attempt(datagram) {
+            // The client started over from the same address (a fixed local port, a restart):
+            // the old flow is of no use to it, and a refusal must not outlive its stream's absence.
+            info!(client = %from, stream = %flow.key, "SRT client started a new connection; old flow dropped");
+            self.flows.remove(&from);
+            self.counters.set_flows(self.flows.len());
+            return self.on_handshake(now, from, datagram, out);
+        }
         match &flow.state {
             FlowState::Connected {
                 socket,
@@ -742,5 +761,42 @@ mod tests {
         // The refusal is forgotten with the flow.
         relay.on_timeout(now + FLOW_IDLE, &mut out);
         assert!(relay.flows.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_new_connection_from_a_refused_address_is_not_refused_from_memory() {
+        let (mut relay, mut rx, now) = relay();
+        let client: SocketAddr = CLIENT.parse().unwrap();
+        let cookie = relay.cookies.cookie(client, now);
+        let hs = conclusion(cookie, Some("#!::r=live/s,m=request"));
+        let mut out = Outbox::default();
+        relay.on_datagram(now, client, &hs, &mut out);
+        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        relay.on_event(now, event, &mut out);
+        let not_found = HandshakeType::Rejected(Rejection::NOT_FOUND);
+        assert_eq!(answers(&out), [(not_found, cookie, 0x1234)]);
+        // The same port, another socket id: its induction is answered as an induction, and its
+        // conclusion is sought anew.
+        let mut again = induction();
+        again[HEADER_LEN + 24..HEADER_LEN + 28].copy_from_slice(&0x5678u32.to_be_bytes());
+        let mut out = Outbox::default();
+        relay.on_datagram(now, client, &again, &mut out);
+        assert_eq!(answers(&out), [(HandshakeType::Induction, cookie, 0x5678)]);
+        assert!(relay.flows.is_empty());
+        let mut again = hs.clone();
+        again[HEADER_LEN + 24..HEADER_LEN + 28].copy_from_slice(&0x5678u32.to_be_bytes());
+        let mut out = Outbox::default();
+        relay.on_datagram(now, client, &again, &mut out);
+        assert!(
+            out.is_empty(),
+            "sought at the origin, not refused from memory"
+        );
+        assert!(tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .is_some());
     }
 }
