@@ -364,7 +364,7 @@ impl DatagramHandler for SrtRelay {
         if is_handshake && flow.is_new_attempt(datagram) {
             // The client started over from the same address (a fixed local port, a restart):
             // the old flow is of no use to it, and a refusal must not outlive its stream's absence.
-            info!(client = %from, stream = %flow.key, "SRT client started a new connection; old flow dropped");
+            debug!(client = %from, stream = %flow.key, "SRT client started a new connection; old flow dropped");
             self.flows.remove(&from);
             self.counters.set_flows(self.flows.len());
             return self.on_handshake(now, from, datagram, out);

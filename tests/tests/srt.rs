@@ -453,3 +453,41 @@ fn srt_live_transmit_is_a_client_too() {
     let frames = count_video_frames(&out);
     assert!(frames >= 50, "frames srt-live-transmit played: {frames}");
 }
+
+/// A player bound to a fixed local port, refused while the stream is absent, gets it once it is
+/// published: the refusal is not replayed to its next connections from the same port.
+#[test]
+fn a_player_refused_on_a_fixed_port_plays_once_the_stream_is_published() {
+    let dir = TempDir::new("srt-fixed-port");
+    let proxy = Proxy::start(&dir, "proxy", &[]);
+    let _origin = Origin::start(&dir, "origin", &proxy.register_url(), &[]);
+    proxy.wait_origins(1);
+    let local_port = free_udp_port();
+    let out = dir.join("player.ts");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(format!(
+        "exec srt-live-transmit -q '{}&port={local_port}' file://con > '{}'",
+        srt_url(&proxy, "#!::r=live/later,m=request"),
+        out.display()
+    ));
+    let mut player = Proc::spawn("player", cmd, &dir);
+    let refused = format!("client=127.0.0.1:{local_port} stream=__defaultVhost__/live/later");
+    wait_until(Duration::from_secs(10), "the player refused", || {
+        proxy.proc.log_text().contains(&refused)
+    });
+    let _publisher = srt_publish(
+        &dir,
+        "publisher",
+        &srt_url(&proxy, "#!::r=live/later,m=publish"),
+        30,
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the player receiving media",
+        || std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) > 200_000,
+    );
+    player.signal(libc::SIGTERM);
+    player.wait_exit(Duration::from_secs(5));
+    let frames = count_video_frames(&out);
+    assert!(frames >= 50, "frames the player got: {frames}");
+}
