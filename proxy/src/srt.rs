@@ -668,6 +668,21 @@ mod tests {
         p
     }
 
+    /// The next event of the relay's tasks, within 5 s.
+    async fn next_event(rx: &mut mpsc::Receiver<SrtEvent>) -> SrtEvent {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// `handshake` as if sent from socket `id`.
+    fn from_socket(handshake: &[u8], id: u32) -> Vec<u8> {
+        let mut p = handshake.to_vec();
+        p[HEADER_LEN + 24..HEADER_LEN + 28].copy_from_slice(&id.to_be_bytes());
+        p
+    }
+
     /// The handshakes queued in `out` for the client.
     fn answers(out: &Outbox) -> Vec<(HandshakeType, u32, u32)> {
         out.to_clients()
@@ -747,11 +762,7 @@ mod tests {
         relay.on_datagram(now, client, &hs, &mut out);
         assert!(out.is_empty());
         assert_eq!(relay.flows.len(), 1);
-        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        relay.on_event(now, event, &mut out);
+        relay.on_event(now, next_event(&mut rx).await, &mut out);
         let not_found = HandshakeType::Rejected(Rejection::NOT_FOUND);
         assert_eq!(answers(&out), [(not_found, cookie, 0x1234)]);
         let mut out = Outbox::default();
@@ -771,32 +782,23 @@ mod tests {
         let hs = conclusion(cookie, Some("#!::r=live/s,m=request"));
         let mut out = Outbox::default();
         relay.on_datagram(now, client, &hs, &mut out);
-        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        relay.on_event(now, event, &mut out);
+        relay.on_event(now, next_event(&mut rx).await, &mut out);
         let not_found = HandshakeType::Rejected(Rejection::NOT_FOUND);
         assert_eq!(answers(&out), [(not_found, cookie, 0x1234)]);
         // The same port, another socket id: its induction is answered as an induction, and its
         // conclusion is sought anew.
-        let mut again = induction();
-        again[HEADER_LEN + 24..HEADER_LEN + 28].copy_from_slice(&0x5678u32.to_be_bytes());
         let mut out = Outbox::default();
-        relay.on_datagram(now, client, &again, &mut out);
+        relay.on_datagram(now, client, &from_socket(&induction(), 0x5678), &mut out);
         assert_eq!(answers(&out), [(HandshakeType::Induction, cookie, 0x5678)]);
         assert!(relay.flows.is_empty());
-        let mut again = hs.clone();
-        again[HEADER_LEN + 24..HEADER_LEN + 28].copy_from_slice(&0x5678u32.to_be_bytes());
         let mut out = Outbox::default();
-        relay.on_datagram(now, client, &again, &mut out);
+        relay.on_datagram(now, client, &from_socket(&hs, 0x5678), &mut out);
         assert!(
             out.is_empty(),
             "sought at the origin, not refused from memory"
         );
-        assert!(tokio::time::timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .unwrap()
-            .is_some());
+        assert_eq!(relay.flows.len(), 1);
+        relay.on_event(now, next_event(&mut rx).await, &mut out);
+        assert_eq!(answers(&out), [(not_found, cookie, 0x5678)]);
     }
 }
